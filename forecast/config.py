@@ -1,0 +1,147 @@
+"""Typed configs of the forecasting side, loaded strictly from ``configs/*.yaml``.
+
+See :mod:`pipelines.config` for the loader (unknown keys and wrong types are
+one-line errors naming the key and the file) and for the data-side configs.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pipelines.config import PrepareConfig, StrictModel, load_config, validate_config
+
+__all__ = [
+    "ModelConfig", "TrainConfig", "RolloutConfig", "PerturbationConfig", "VerifyConfig",
+    "PlotConfig", "RunConfig", "DemoConfig", "PrepareConfig", "load_config", "validate_config",
+]
+
+
+class ModelConfig(StrictModel):
+    """Architecture and size of a model (``configs/models/*.yaml``)."""
+
+    architecture: Literal["sfno", "afno"] = "sfno"
+    embed_dim: int = 64
+    num_layers: int = 4
+    # SFNO: the transforms inside the blocks work on a grid this many times coarser.
+    scale_factor: int = 2
+    mlp_ratio: float = 2.0
+    # spectral truncation as a fraction of the grid's own maximum degree (SFNO)
+    hard_thresholding_fraction: float = 1.0
+    normalization: Literal["none", "layer", "instance"] = "none"
+    activation: Literal["gelu", "relu", "silu"] = "gelu"
+    residual: bool = True          # predict x + f(x) (in normalised units)
+    big_skip: bool = True          # SFNO: concatenate the input before the decoder
+    pos_embed: bool = True
+    drop_path_rate: float = 0.0
+    # AFNO only
+    patch_size: list[int] = [4, 4]
+    num_blocks: int = 8
+    sparsity_threshold: float = 0.01
+
+
+class TrainConfig(StrictModel):
+    """Training run (``configs/train.yaml``); the model section is nested."""
+
+    store: str = "data/store.zarr"
+    out: str = "runs/sfno"
+    model: ModelConfig = ModelConfig()
+    variables: list[str] | None = None          # None: every variable of the store
+    variable_weights: dict[str, float] = {}
+    train_start: str | None = None
+    train_end: str | None = None
+    val_start: str | None = None
+    val_end: str | None = None
+    val_fraction: float = 0.1                   # when no val_start/val_end: last fraction of times
+    step_hours: float | None = None             # model time step; None: the store's time step
+    batch_size: int = 4                         # global batch, split over processes
+    epochs: int = 10
+    max_steps: int | None = None
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+    warmup_steps: int = 20
+    grad_clip: float = 1.0
+    rollout_steps: int = 1                      # k of the multi-step loss at the end of the curriculum
+    curriculum_epochs: int = 0                  # epochs of 1-step loss before ramping up to rollout_steps
+    checkpoint_every: int = 100
+    seed: int = 0
+    num_workers: int = 0
+    amp: Literal["auto", "bf16", "none"] = "auto"
+    compile: bool = False
+    tensorboard: bool = True
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+
+
+class PerturbationConfig(StrictModel):
+    """Initial-condition perturbations; combinable."""
+
+    kind: list[Literal["none", "spherical-gaussian", "bred-vector"]] = ["spherical-gaussian"]
+    amplitude: float | dict[str, float] = 0.05  # fraction of each variable's standard deviation
+    length_scale_km: float = 500.0
+    bred_cycles: int = 3
+    bred_window_hours: float = 24.0
+    centre: bool = True
+
+
+class RolloutConfig(StrictModel):
+    """Ensemble rollout (``configs/rollout.yaml``)."""
+
+    checkpoints: list[str] = []
+    initial: str = "data/store.zarr"
+    init_times: list[str] = []
+    lead: str = "10d"
+    members: int = 16
+    perturbation: PerturbationConfig = PerturbationConfig()
+    seed: int = 0
+    out: str = "forecast.zarr"
+    output_grid: str | None = None
+    batch_members: int | None = None          # None: all members in one batch
+    output_every: int = 1                     # write every n-th step
+    overwrite: bool = False
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+
+
+class VerifyConfig(StrictModel):
+    """Verification (``configs/verify.yaml``)."""
+
+    forecast: str = "forecast.zarr"
+    truth: str = "data/store.zarr"
+    climatology: str | None = None            # None: the truth store's own climatology
+    baselines: list[Literal["persistence", "climatology"]] = ["persistence", "climatology"]
+    metrics: list[str] = ["rmse", "mse", "mae", "bias", "acc", "ens_rmse", "spread", "spread_skill", "crps", "crps_fair"]
+    regions: list[str] = ["global", "nh-extratropics", "tropics", "sh-extratropics"]
+    out: str = "scores.nc"
+
+
+class PlotConfig(StrictModel):
+    """Figures (``forecast plot``)."""
+
+    formats: list[Literal["png", "pdf"]] = ["png"]
+    variable: str | None = None
+    lead_times_hours: list[float] = [24.0]
+    member: int = 0
+    dpi: int = 120
+
+
+class RunConfig(StrictModel):
+    """The scheduled operational run (``configs/operational.yaml``)."""
+
+    out: str = "operational"
+    store: str = "data/store.zarr"
+    prepare: PrepareConfig | None = None      # when set, new reanalysis is appended first
+    rollout: RolloutConfig = RolloutConfig()
+    verify: VerifyConfig = VerifyConfig()
+    plot: PlotConfig = PlotConfig()
+    lock_timeout_s: float = 0.0               # 0: refuse at once when another run holds the lock
+
+
+class DemoConfig(StrictModel):
+    """The end-to-end demo on the embedded shallow-water data (``configs/demo.yaml``)."""
+
+    workdir: str = "demo"
+    prepare: PrepareConfig = PrepareConfig(source="swe", variables=["z", "u", "v", "vo"])
+    train: TrainConfig = TrainConfig()
+    models: list[Literal["sfno", "afno"]] = ["sfno"]
+    rollout: RolloutConfig = RolloutConfig()
+    verify: VerifyConfig = VerifyConfig()
+    plot: PlotConfig = PlotConfig()
+    held_back_days: float = 1.0

@@ -1,0 +1,134 @@
+"""Typed, strict configuration: YAML files -> pydantic objects.
+
+Every config class derives from :class:`StrictModel`, so an unknown key or a value of
+the wrong type is an :class:`~pipelines.errors.InputError` that names the key and the
+file. ``key=value`` overrides (dotted keys for nested sections) are applied on top of
+the file before validation; values are parsed as YAML scalars (``lr=3e-4``,
+``members=16``, ``variables=[z,u,v]``).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal, TypeVar
+
+import yaml
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from pipelines.errors import InputError
+
+T = TypeVar("T", bound="StrictModel")
+
+
+class StrictModel(BaseModel):
+    """Base of all config sections: unknown keys are errors, values are validated."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class SWESourceConfig(StrictModel):
+    """The embedded shallow-water source (``forecast prepare --source swe``)."""
+
+    grid: str = "legendre-gauss:64x128"
+    days: float = 4.0
+    output_step_hours: float = 1.0
+    substep_seconds: float = 450.0
+    spinup_days: float = 0.5
+    seed: int = 0
+    mach: float = 0.2
+    start: str = "2020-01-01T00:00"
+
+
+class PrepareConfig(StrictModel):
+    """Reanalysis -> training store (``forecast prepare``)."""
+
+    source: Literal["files", "swe"] = "files"
+    inputs: list[str] = []
+    swe: SWESourceConfig = SWESourceConfig()
+    variables: list[str] = ["z500", "t850", "t2m", "u10", "v10"]
+    static_variables: list[str] = []
+    grid: str = "legendre-gauss:64x128"
+    method: Literal["conservative", "bilinear", "spectral"] = "conservative"
+    time_step: str | None = None
+    start: str | None = None
+    end: str | None = None
+    fill: Literal["fail", "nearest"] = "fail"
+    climatology_smoothing_days: float = 15.0
+    out: str = "data/store.zarr"
+    append: bool = False
+    scheduler: str | None = None
+    n_workers: int | None = None
+
+
+def parse_overrides(overrides: list[str]) -> dict[str, Any]:
+    """Turn ``["a.b=1", "c=[x,y]"]`` into a nested dict with YAML-parsed values."""
+    nested: dict[str, Any] = {}
+    for item in overrides:
+        if "=" not in item:
+            raise InputError(f"override {item!r} is not KEY=VALUE (e.g. training.lr=3e-4)")
+        key, raw = item.split("=", 1)
+        value = yaml.safe_load(raw) if raw.strip() else None
+        node = nested
+        parts = key.strip().split(".")
+        for part in parts[:-1]:
+            node = node.setdefault(part, {})
+        node[parts[-1]] = value
+    return nested
+
+
+def _deep_merge(base: dict[str, Any], top: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in top.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _deep_merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def read_yaml(path: str | Path) -> dict[str, Any]:
+    """Read a YAML mapping, with a one-line error for a missing or malformed file."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"config file {path} does not exist")
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise InputError(f"{path} is not valid YAML: {str(exc).splitlines()[0]}") from None
+    if not isinstance(data, dict):
+        raise InputError(f"{path} must hold a mapping of keys to values, not {type(data).__name__}")
+    return data
+
+
+def load_config(cls: type[T], path: str | Path | None = None, overrides: list[str] | None = None,
+                **defaults: Any) -> T:
+    """Build ``cls`` from an optional YAML file, keyword defaults and ``key=value`` overrides.
+
+    Precedence (last wins): class defaults, ``defaults``, the file, the overrides.
+
+    Raises
+    ------
+    InputError
+        Naming the offending key and file, e.g. ``configs/train.yaml: unknown key 'lrr'``.
+    """
+    data: dict[str, Any] = dict(defaults)
+    if path is not None:
+        data = _deep_merge(data, read_yaml(path))
+    if overrides:
+        data = _deep_merge(data, parse_overrides(overrides))
+    return validate_config(cls, data, source=str(path) if path else "overrides")
+
+
+def validate_config(cls: type[T], data: dict[str, Any], source: str = "config") -> T:
+    try:
+        return cls.model_validate(data)
+    except ValidationError as exc:
+        raise InputError(f"{source}: {_describe(exc)}") from None
+
+
+def _describe(exc: ValidationError) -> str:
+    err = exc.errors()[0]
+    key = ".".join(str(p) for p in err["loc"]) or "(top level)"
+    if err["type"] == "extra_forbidden":
+        return f"unknown key {key!r}"
+    return f"key {key!r}: {err['msg']} (got {err.get('input')!r})"

@@ -1,0 +1,55 @@
+"""Configs: every shipped YAML loads; unknown keys and wrong types are one-line errors."""
+
+from pathlib import Path
+
+import pytest
+
+from forecast.config import DemoConfig, ModelConfig, RolloutConfig, RunConfig, TrainConfig, VerifyConfig
+from pipelines.config import PrepareConfig, load_config, parse_overrides
+from pipelines.errors import InputError
+
+CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+KINDS = {
+    "data/era5.yaml": PrepareConfig, "data/swe.yaml": PrepareConfig, "models/sfno.yaml": ModelConfig,
+    "models/afno.yaml": ModelConfig, "train.yaml": TrainConfig, "rollout.yaml": RolloutConfig,
+    "verify.yaml": VerifyConfig, "operational.yaml": RunConfig, "demo.yaml": DemoConfig,
+}
+
+
+@pytest.mark.parametrize("name,cls", KINDS.items())
+def test_shipped_configs_load(name, cls):
+    assert isinstance(load_config(cls, CONFIGS / name), cls)
+
+
+def test_every_config_file_is_covered():
+    shipped = {str(p.relative_to(CONFIGS)) for p in CONFIGS.rglob("*.yaml")}
+    assert shipped == set(KINDS)
+
+
+def test_unknown_key_names_key_and_file(tmp_path):
+    path = tmp_path / "train.yaml"
+    path.write_text("lr: 0.001\nmodel:\n  embed_dimm: 32\n")
+    with pytest.raises(InputError, match=r"train.yaml: unknown key 'model.embed_dimm'"):
+        load_config(TrainConfig, path)
+
+
+def test_wrong_type_names_key(tmp_path):
+    path = tmp_path / "rollout.yaml"
+    path.write_text("members: many\n")
+    with pytest.raises(InputError, match=r"rollout.yaml: key 'members'"):
+        load_config(RolloutConfig, path)
+
+
+def test_overrides_win_and_parse_yaml():
+    cfg = load_config(TrainConfig, CONFIGS / "train.yaml", ["lr=3e-4", "model.architecture=afno", "variables=[gh,u]"])
+    assert cfg.lr == pytest.approx(3e-4)
+    assert cfg.model.architecture == "afno"
+    assert cfg.variables == ["gh", "u"]
+    assert parse_overrides(["a.b.c=1"]) == {"a": {"b": {"c": 1}}}
+    with pytest.raises(InputError, match="KEY=VALUE"):
+        parse_overrides(["lr"])
+
+
+def test_literal_choices_are_enforced():
+    with pytest.raises(InputError, match="architecture"):
+        load_config(ModelConfig, None, ["architecture=unet"])
