@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pipelines.config import PrepareConfig, StrictModel, load_config, validate_config
+from pipelines.config import PrepareConfig, StrictModel, SWESourceConfig, load_config, validate_config
 
 __all__ = [
     "ModelConfig", "TrainConfig", "RolloutConfig", "PerturbationConfig", "VerifyConfig",
@@ -25,13 +25,17 @@ class ModelConfig(StrictModel):
     # SFNO: the transforms inside the blocks work on a grid this many times coarser.
     scale_factor: int = 2
     mlp_ratio: float = 2.0
-    # spectral truncation as a fraction of the grid's own maximum degree (SFNO)
+    # spectral truncation as a fraction of the grid's own maximum degree (SFNO) / of the FFT modes (AFNO)
     hard_thresholding_fraction: float = 1.0
     normalization: Literal["none", "layer", "instance"] = "none"
     activation: Literal["gelu", "relu", "silu"] = "gelu"
     residual: bool = True          # predict x + f(x) (in normalised units)
     big_skip: bool = True          # SFNO: concatenate the input before the decoder
     pos_embed: bool = True
+    # SFNO: "lat" (learnable, per latitude: keeps longitude-shift equivariance) or "latlon"
+    pos_embed_kind: Literal["lat", "latlon"] = "lat"
+    # hidden layers of the encoder/decoder MLPs (0: linear maps, as torch-harmonics' example SFNO)
+    encoder_layers: int = 1
     drop_path_rate: float = 0.0
     # AFNO only
     patch_size: list[int] = [4, 4]
@@ -98,6 +102,12 @@ class RolloutConfig(StrictModel):
     output_every: int = 1                     # write every n-th step
     overwrite: bool = False
     device: Literal["auto", "cpu", "cuda"] = "auto"
+    # regridding of initial conditions on another grid and of --output-grid; None refuses a grid mismatch
+    regrid_method: Literal["conservative", "bilinear", "spectral"] | None = "conservative"
+    # blow-up check after each step: values beyond mean +- bounds_std * std, or outside
+    # bounds[variable] = [low, high] (physical units), stop the run
+    bounds_std: float = 50.0
+    bounds: dict[str, tuple[float, float]] = {}
 
 
 class VerifyConfig(StrictModel):
@@ -135,13 +145,26 @@ class RunConfig(StrictModel):
 
 
 class DemoConfig(StrictModel):
-    """The end-to-end demo on the embedded shallow-water data (``configs/demo.yaml``)."""
+    """The end-to-end demo on the embedded shallow-water data (``configs/demo.yaml``).
+
+    The simulated period is split in time: the first ``days - test_days`` days train the
+    model (the last ``val_fraction`` of them validate it), the last ``test_days`` are held
+    back for the ensemble forecasts and their verification.
+    """
 
     workdir: str = "demo"
-    prepare: PrepareConfig = PrepareConfig(source="swe", variables=["z", "u", "v", "vo"])
-    train: TrainConfig = TrainConfig()
     models: list[Literal["sfno", "afno"]] = ["sfno"]
-    rollout: RolloutConfig = RolloutConfig()
-    verify: VerifyConfig = VerifyConfig()
-    plot: PlotConfig = PlotConfig()
-    held_back_days: float = 1.0
+    swe: SWESourceConfig = SWESourceConfig(grid="legendre-gauss:64x128", days=10.0)
+    grid: str = "legendre-gauss:64x128"
+    method: Literal["conservative", "bilinear", "spectral"] = "spectral"
+    test_days: float = 4.0
+    n_inits: int = 3
+    init_every_hours: float = 12.0
+    lead_hours: float = 72.0
+    train: TrainConfig = TrainConfig()
+    sfno: ModelConfig = ModelConfig(architecture="sfno")
+    afno: ModelConfig = ModelConfig(architecture="afno", embed_dim=128, patch_size=[4, 4])
+    members: int = 16
+    perturbation: PerturbationConfig = PerturbationConfig()
+    seed: int = 0
+    plot: PlotConfig = PlotConfig(lead_times_hours=[24.0, 72.0])

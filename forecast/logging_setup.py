@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import warnings
 
 LOGGER_NAMES = ("forecast", "pipelines")
 
@@ -18,5 +19,9 @@ def configure_logging(verbosity: int = 0) -> None:
         logger.handlers[:] = [handler]
         logger.setLevel(level)
         logger.propagate = False
+    # Zarr v3 notes that consolidated metadata and fixed-length strings are not in its spec
+    # yet; both are read back fine by zarr-python and xarray, so keep them out of users' way.
+    warnings.filterwarnings("ignore", message="Consolidated metadata is currently not part")
+    warnings.filterwarnings("ignore", message=r"The data type .* does not have a Zarr V3 specification")
     os.environ["FORECAST_PROGRESS"] = "0" if verbosity < 0 else os.environ.get("FORECAST_PROGRESS", "1")
 

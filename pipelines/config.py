@@ -37,6 +37,7 @@ class SWESourceConfig(StrictModel):
     seed: int = 0
     mach: float = 0.2
     start: str = "2020-01-01T00:00"
+    balanced: bool = True  # zero divergence + geopotential from the nonlinear balance equation
 
 
 class PrepareConfig(StrictModel):
@@ -56,8 +57,9 @@ class PrepareConfig(StrictModel):
     climatology_smoothing_days: float = 15.0
     out: str = "data/store.zarr"
     append: bool = False
-    scheduler: str | None = None
+    scheduler: str | None = None      # None: LocalCluster; "tcp://...": existing; "threads"/"synchronous": no distributed
     n_workers: int | None = None
+    sources_dir: str | None = None    # where source "swe" writes its NetCDF files (default "<out>.sources")
 
 
 def parse_overrides(overrides: list[str]) -> dict[str, Any]:

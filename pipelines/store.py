@@ -6,9 +6,11 @@ Layout (Zarr v3, consolidated metadata)::
       (root)        one float32 variable per physical variable, dims (time, lat, lon),
                     chunks (1, nlat, nlon); coords time (CF-encoded), lat (N -> S),
                     lon (0 -> 360); attrs: grid, variables, time_step_seconds,
-                    Conventions, history, provenance (JSON), pipelines_version
+                    Conventions, history, provenance (JSON), pipelines_version,
+                    source_grid, regrid_method, static_variables, time_gaps (JSON list),
+                    appended (JSON list of {start, end, n_times, command})
       statistics/   dims (variable,): mean, std, tendency_std (float64, physical units,
-                    area-weighted), plus the number of samples they were computed on
+                    area-weighted), n_samples, n_tendency_samples; never changed by an append
       climatology/  one float32 variable per physical variable, dims
                     (dayofyear, hour, lat, lon): smoothed day-of-year x hour-of-day mean
       static/       optional time-invariant fields, dims (lat, lon)
@@ -90,6 +92,44 @@ def write_store(path: str | Path, data: xr.Dataset, statistics: xr.Dataset,
                 ds.to_zarr(tmp, group=group, mode="w", encoding=_encoding(ds), consolidated=False, zarr_format=3)
         consolidate(tmp)
     return path
+
+
+def write_group(path: str | Path, group: str | None, ds: xr.Dataset, chunks: dict[str, int] | None = None,
+                compute: bool = True):  # noqa: ANN201 - dask Delayed when compute=False
+    """Write ``ds`` as a group (``None``: the root) of a Zarr v3 store, chunked one time step
+    per chunk (or by ``chunks``, ``-1`` meaning whole), without consolidating."""
+    if chunks:
+        ds = ds.chunk({d: c for d, c in chunks.items() if d in ds.dims})
+    enc = _encoding(ds)
+    for name, var in ds.data_vars.items():
+        if chunks:
+            enc[name]["chunks"] = tuple(n if chunks.get(d, n) == -1 else chunks.get(d, enc[name]["chunks"][i])
+                                        for i, (d, n) in enumerate(zip(var.dims, var.shape)))
+    return ds.to_zarr(path, group=group, mode="w" if group is None else "a", encoding=enc, consolidated=False,
+                      zarr_format=3, compute=compute)
+
+
+def linked_copy(source: str | Path, target: str | Path, link_dirs: list[str]) -> None:
+    """Copy a store, hard-linking (not copying) the chunk files of the arrays in ``link_dirs``.
+
+    Used by append: chunks of one time step are never rewritten by an append, so the
+    copy shares them with the original at no cost; metadata and coordinate arrays
+    (rewritten by an append) are real copies, so the original stays intact until the
+    new store is renamed over it.
+    """
+    import os
+    import shutil
+
+    source, target = Path(source), Path(target)
+    for root, _dirs, files in os.walk(source):
+        rel = Path(root).relative_to(source)
+        (target / rel).mkdir(parents=True, exist_ok=True)
+        linkable = len(rel.parts) >= 2 and rel.parts[0] in link_dirs and rel.parts[1] == "c"
+        for name in files:
+            if linkable:
+                os.link(Path(root) / name, target / rel / name)
+            else:
+                shutil.copy2(Path(root) / name, target / rel / name)
 
 
 def consolidate(path: str | Path) -> None:

@@ -1,0 +1,220 @@
+"""Train-step speed of our SFNO and AFNO against reference implementations.
+
+* SFNO vs torch-harmonics' example ``SphericalFourierNeuralOperator`` at the same
+  configuration (embed_dim 64, 4 layers, scale_factor 3, linear encoder/decoder, no position
+  embedding, no residual / big skip, same grid, channels, batch and spectral truncation).
+* AFNO vs a straightforward FourCastNet-style AFNO (``ReferenceAFNO`` below, following the
+  FourCastNet repository's ``AFNO2D``/``Block``/``AFNONet``) at the same configuration.
+
+A train step is forward + MSE loss + backward + AdamW step. Timings are interleaved
+(reference, ours, reference, ...) after warm-up, synchronised on CUDA; the median is reported.
+
+    python benchmarks/models.py --device cpu --threads 2
+    python benchmarks/models.py --device cuda --quick
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+from typing import Callable
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from torch_harmonics.examples.models import SphericalFourierNeuralOperator
+
+from forecast.models import AFNO, SFNO
+from pipelines.grids import Grid
+
+# (grid, channels, batch) of the reference figures in the team notes
+SFNO_CASES = [("legendre-gauss:64x128", 3, 4), ("equiangular:181x360", 5, 2)]
+AFNO_CASES = [("legendre-gauss:64x128", 3, 4), ("equiangular:180x360", 5, 2)]
+EMBED_DIM, NUM_LAYERS, SCALE_FACTOR = 64, 4, 3
+
+
+# --- reference AFNO (FourCastNet, github.com/NVlabs/FourCastNet networks/afnonet.py) ------------
+class ReferenceAFNO2D(nn.Module):
+    def __init__(self, hidden_size: int, num_blocks: int = 8, sparsity_threshold: float = 0.01,
+                 hard_thresholding_fraction: float = 1.0) -> None:
+        super().__init__()
+        self.hidden_size, self.num_blocks = hidden_size, num_blocks
+        self.block_size = hidden_size // num_blocks
+        self.sparsity_threshold, self.fraction = sparsity_threshold, hard_thresholding_fraction
+        s = 0.02
+        self.w1 = nn.Parameter(s * torch.randn(2, num_blocks, self.block_size, self.block_size))
+        self.b1 = nn.Parameter(s * torch.randn(2, num_blocks, self.block_size))
+        self.w2 = nn.Parameter(s * torch.randn(2, num_blocks, self.block_size, self.block_size))
+        self.b2 = nn.Parameter(s * torch.randn(2, num_blocks, self.block_size))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        bias = x
+        dtype = x.dtype
+        x = x.float()
+        B, H, W, C = x.shape
+        x = torch.fft.rfft2(x, dim=(1, 2), norm="ortho")
+        x = x.reshape(B, H, W // 2 + 1, self.num_blocks, self.block_size)
+        o1_real = torch.zeros([B, H, W // 2 + 1, self.num_blocks, self.block_size], device=x.device)
+        o1_imag = torch.zeros_like(o1_real)
+        o2_real = torch.zeros(x.shape, device=x.device)
+        o2_imag = torch.zeros(x.shape, device=x.device)
+        total_modes = H // 2 + 1
+        kept = int(total_modes * self.fraction)
+        sl = (slice(None), slice(total_modes - kept, total_modes + kept), slice(None, kept))
+        o1_real[sl] = F.relu(torch.einsum("...bi,bio->...bo", x[sl].real, self.w1[0])
+                             - torch.einsum("...bi,bio->...bo", x[sl].imag, self.w1[1]) + self.b1[0])
+        o1_imag[sl] = F.relu(torch.einsum("...bi,bio->...bo", x[sl].imag, self.w1[0])
+                             + torch.einsum("...bi,bio->...bo", x[sl].real, self.w1[1]) + self.b1[1])
+        o2_real[sl] = (torch.einsum("...bi,bio->...bo", o1_real[sl], self.w2[0])
+                       - torch.einsum("...bi,bio->...bo", o1_imag[sl], self.w2[1]) + self.b2[0])
+        o2_imag[sl] = (torch.einsum("...bi,bio->...bo", o1_imag[sl], self.w2[0])
+                       + torch.einsum("...bi,bio->...bo", o1_real[sl], self.w2[1]) + self.b2[1])
+        x = torch.stack([o2_real, o2_imag], dim=-1)
+        x = F.softshrink(x, lambd=self.sparsity_threshold)
+        x = torch.view_as_complex(x).reshape(B, H, W // 2 + 1, C)
+        x = torch.fft.irfft2(x, s=(H, W), dim=(1, 2), norm="ortho")
+        return x.type(dtype) + bias
+
+
+class ReferenceBlock(nn.Module):
+    def __init__(self, dim: int, mlp_ratio: float, num_blocks: int) -> None:
+        super().__init__()
+        self.norm1, self.norm2 = nn.LayerNorm(dim, eps=1e-6), nn.LayerNorm(dim, eps=1e-6)
+        self.filter = ReferenceAFNO2D(dim, num_blocks)
+        hidden = int(dim * mlp_ratio)
+        self.mlp = nn.Sequential(nn.Linear(dim, hidden), nn.GELU(), nn.Linear(hidden, dim))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        residual = x
+        x = self.filter(self.norm1(x)) + residual
+        residual = x
+        return self.mlp(self.norm2(x)) + residual
+
+
+class ReferenceAFNO(nn.Module):
+    def __init__(self, img_size: tuple[int, int], patch: tuple[int, int], in_chans: int, out_chans: int,
+                 embed_dim: int, depth: int, mlp_ratio: float, num_blocks: int) -> None:
+        super().__init__()
+        self.patch, self.out_chans = patch, out_chans
+        self.h, self.w = img_size[0] // patch[0], img_size[1] // patch[1]
+        self.patch_embed = nn.Conv2d(in_chans, embed_dim, kernel_size=patch, stride=patch)
+        self.pos_embed = nn.Parameter(0.02 * torch.randn(1, self.h * self.w, embed_dim))
+        self.blocks = nn.ModuleList(ReferenceBlock(embed_dim, mlp_ratio, num_blocks) for _ in range(depth))
+        self.head = nn.Linear(embed_dim, out_chans * patch[0] * patch[1], bias=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        B = x.shape[0]
+        x = self.patch_embed(x).flatten(2).transpose(1, 2) + self.pos_embed
+        x = x.reshape(B, self.h, self.w, -1)
+        for blk in self.blocks:
+            x = blk(x)
+        x = self.head(x)
+        p1, p2 = self.patch
+        x = x.view(B, self.h, self.w, p1, p2, self.out_chans).permute(0, 5, 1, 3, 2, 4)
+        return x.reshape(B, self.out_chans, self.h * p1, self.w * p2)
+
+
+# --- timing ---------------------------------------------------------------------------------------
+def make_step(model: nn.Module, call: Callable[[], torch.Tensor], target: torch.Tensor) -> Callable[[], None]:
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
+
+    def step() -> None:
+        opt.zero_grad(set_to_none=True)
+        loss = F.mse_loss(call(), target)
+        loss.backward()
+        opt.step()
+    return step
+
+
+def time_steps(steps: dict[str, Callable[[], None]], device: torch.device, warmup: int, repeats: int) -> dict[str, float]:
+    """Median seconds per step of each callable, interleaved so that drifts affect all alike."""
+    def sync() -> None:
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+    for step in steps.values():
+        for _ in range(warmup):
+            step()
+    sync()
+    times: dict[str, list[float]] = {name: [] for name in steps}
+    for _ in range(repeats):
+        for name, step in steps.items():
+            sync()
+            start = time.perf_counter()
+            step()
+            sync()
+            times[name].append(time.perf_counter() - start)
+    return {name: statistics.median(t) for name, t in times.items()}
+
+
+def n_params(model: nn.Module) -> int:
+    """Real degrees of freedom (a complex parameter counts twice)."""
+    return sum(p.numel() * (2 if p.is_complex() else 1) for p in model.parameters())
+
+
+def bench_sfno(spec: str, channels: int, batch: int, device: torch.device, args: argparse.Namespace) -> None:
+    grid = Grid.parse(spec)
+    ref = SphericalFourierNeuralOperator(img_size=grid.shape, grid=grid.kind, scale_factor=SCALE_FACTOR,
+                                         in_chans=channels, out_chans=channels, embed_dim=EMBED_DIM,
+                                         num_layers=NUM_LAYERS).to(device)
+    ours = SFNO(grid, channels, 0, embed_dim=EMBED_DIM, num_layers=NUM_LAYERS, scale_factor=SCALE_FACTOR,
+                residual=False, big_skip=False, pos_embed=None, encoder_layers=0).to(device)
+    x = torch.randn(batch, channels, *grid.shape, device=device)
+    y = torch.randn_like(x)
+    no_forcing = x[:, :0]
+    ours_call = torch.compile(ours) if args.compile else ours
+    steps = {"reference": make_step(ref, lambda: ref(x), y),
+             "ours": make_step(ours, lambda: ours_call(x, no_forcing), y)}
+    report("SFNO", spec, channels, batch, steps, device, args,
+           f"params ref {n_params(ref):,} / ours {n_params(ours):,}; lmax=mmax={ours.blocks[0].isht.lmax}")
+
+
+def bench_afno(spec: str, channels: int, batch: int, device: torch.device, args: argparse.Namespace) -> None:
+    grid = Grid.parse(spec)
+    patch, mlp_ratio, num_blocks = (4, 4), 4.0, 8
+    ref = ReferenceAFNO(grid.shape, patch, channels, channels, EMBED_DIM, NUM_LAYERS, mlp_ratio, num_blocks).to(device)
+    ours = AFNO(grid, channels, 0, embed_dim=EMBED_DIM, num_layers=NUM_LAYERS, patch_size=patch,
+                mlp_ratio=mlp_ratio, num_blocks=num_blocks, residual=False).to(device)
+    x = torch.randn(batch, channels, *grid.shape, device=device)
+    y = torch.randn_like(x)
+    no_forcing = x[:, :0]
+    steps = {"reference": make_step(ref, lambda: ref(x), y), "ours": make_step(ours, lambda: ours(x, no_forcing), y)}
+    report("AFNO", spec, channels, batch, steps, device, args, f"params ref {n_params(ref):,} / ours {n_params(ours):,}")
+
+
+def report(name: str, spec: str, channels: int, batch: int, steps: dict[str, Callable[[], None]],
+           device: torch.device, args: argparse.Namespace, extra: str) -> None:
+    t = time_steps(steps, device, args.warmup, args.repeats)
+    print(f"{name} {spec} C={channels} B={batch}: reference {1e3 * t['reference']:.1f} ms "
+          f"({batch / t['reference']:.1f} samples/s), ours {1e3 * t['ours']:.1f} ms "
+          f"({batch / t['ours']:.1f} samples/s), ratio ours/reference {t['ours'] / t['reference']:.3f}  [{extra}]",
+          flush=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
+    parser.add_argument("--quick", action="store_true", help="the small size only, few repeats")
+    parser.add_argument("--threads", type=int, default=2, help="CPU threads (torch.set_num_threads)")
+    parser.add_argument("--repeats", type=int, default=None)
+    parser.add_argument("--warmup", type=int, default=2)
+    parser.add_argument("--compile", action="store_true", help="torch.compile our SFNO")
+    parser.add_argument("--models", nargs="+", choices=["sfno", "afno"], default=["sfno", "afno"])
+    args = parser.parse_args()
+    if args.device == "cuda" and not torch.cuda.is_available():
+        parser.error("--device cuda: no CUDA device available")
+    if args.device == "cpu":
+        torch.set_num_threads(args.threads)
+    if args.repeats is None:
+        args.repeats = 3 if args.quick else (7 if args.device == "cpu" else 20)
+    device = torch.device(args.device)
+    torch.manual_seed(0)
+    for index in range(1 if args.quick else len(SFNO_CASES)):
+        if "sfno" in args.models:
+            bench_sfno(*SFNO_CASES[index], device, args)
+        if "afno" in args.models:
+            bench_afno(*AFNO_CASES[index], device, args)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,278 @@
+"""The ``forecast`` command line.
+
+Every subcommand takes ``--config FILE`` (YAML from ``configs/``), options for the
+common keys, and trailing ``key=value`` overrides (dotted for nested keys), applied in
+that order. Bad input prints one line ``error: ...`` and exits with status 2; other
+failures exit 1. ``--debug`` shows the traceback instead.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import sys
+from pathlib import Path
+from typing import Any, Callable, Optional
+
+import typer
+
+from pipelines.errors import InputError
+
+log = logging.getLogger("forecast.cli")
+
+app = typer.Typer(
+    name="forecast",
+    help="Machine-learning weather forecasting on the sphere: prepare data, train SFNO/AFNO models, "
+         "roll out ensembles, verify and plot.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+_STATE = {"debug": False}
+
+ConfigOpt = typer.Option(None, "--config", "-c", help="YAML config file (see configs/).", dir_okay=False)
+OverridesArg = typer.Argument(None, help="KEY=VALUE overrides applied after the config file, e.g. lr=3e-4 model.embed_dim=32.",
+                              show_default=False)
+
+
+@app.callback()
+def main(
+    verbose: bool = typer.Option(False, "--verbose", "-v", help="Debug logging."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="Warnings only, no progress bars."),
+    debug: bool = typer.Option(False, "--debug", help="Show tracebacks on errors."),
+) -> None:
+    """Machine-learning weather forecasting on the sphere."""
+    from forecast.logging_setup import configure_logging
+
+    _STATE["debug"] = debug
+    configure_logging(1 if verbose else (-1 if quiet else 0))
+
+
+def _fail(message: str, code: int) -> None:
+    typer.echo(f"error: {message}", err=True)
+    raise typer.Exit(code)
+
+
+def handle_errors(func: Callable[..., Any]) -> Callable[..., Any]:
+    """Turn InputError into ``error: ...`` + exit 2, anything else into a one-line exit 1."""
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return func(*args, **kwargs)
+        except (typer.Exit, typer.Abort, SystemExit):
+            raise
+        except InputError as exc:
+            if _STATE["debug"]:
+                raise
+            _fail(str(exc).splitlines()[0] if str(exc) else type(exc).__name__, 2)
+        except KeyboardInterrupt:
+            _fail("interrupted", 130)
+        except Exception as exc:  # noqa: BLE001 - the CLI's last line of defence
+            if _STATE["debug"]:
+                raise
+            first = str(exc).splitlines()[0] if str(exc) else ""
+            _fail(f"{type(exc).__name__}: {first} (run with --debug for the traceback)", 1)
+
+    return wrapper
+
+
+def _options(**values: Any) -> list[str]:
+    """Options given on the command line as ``key=value`` overrides (None means not given)."""
+    import yaml
+
+    out = []
+    for key, value in values.items():
+        if value is None or value == [] or value is False:
+            continue
+        out.append(f"{key}={yaml.safe_dump(value, default_flow_style=True).strip().removesuffix('...').strip()}")
+    return out
+
+
+def _split(text: Optional[str]) -> Optional[list[str]]:
+    return [item.strip() for item in text.split(",") if item.strip()] if text else None
+
+
+def _load(cls: type, config: Optional[Path], options: list[str], overrides: Optional[list[str]]):
+    from pipelines.config import load_config
+
+    return load_config(cls, config, options + list(overrides or []))
+
+
+# --------------------------------------------------------------------------------------
+@app.command()
+@handle_errors
+def prepare(
+    config: Optional[Path] = ConfigOpt,
+    source: Optional[str] = typer.Option(None, help="'files' (NetCDF/Zarr reanalysis) or 'swe' (embedded shallow-water generator)."),
+    inputs: Optional[list[str]] = typer.Option(None, "--input", "-i", help="Input file, glob or Zarr store (repeatable)."),
+    variables: Optional[str] = typer.Option(None, help="Comma list, e.g. z500,t850,t2m,u10,v10."),
+    grid: Optional[str] = typer.Option(None, help="Target grid, e.g. legendre-gauss:64x128 or equiangular:181x360."),
+    method: Optional[str] = typer.Option(None, help="Regridding: conservative, bilinear or spectral."),
+    time_step: Optional[str] = typer.Option(None, "--time-step", help="Regular time step to select, e.g. 6h."),
+    fill: Optional[str] = typer.Option(None, help="NaN policy: fail or nearest."),
+    out: Optional[str] = typer.Option(None, "--out", "-o", help="Output Zarr store."),
+    append: bool = typer.Option(False, "--append", help="Append new times to an existing store."),
+    scheduler: Optional[str] = typer.Option(None, help="dask.distributed scheduler address (default: a LocalCluster)."),
+    overrides: Optional[list[str]] = OverridesArg,
+) -> None:
+    """Read reanalysis (or generate shallow-water data), regrid, compute statistics, write a training store."""
+    from pipelines.config import PrepareConfig
+    from pipelines.prepare import prepare as run_prepare
+
+    cfg = _load(PrepareConfig, config, _options(source=source, inputs=inputs, variables=_split(variables), grid=grid,
+                                                  method=method, time_step=time_step, fill=fill, out=out,
+                                                  append=append, scheduler=scheduler), overrides)
+    path = run_prepare(cfg, command=" ".join(sys.argv))
+    typer.echo(f"store written: {path}")
+
+
+@app.command()
+@handle_errors
+def train(
+    config: Optional[Path] = ConfigOpt,
+    store: Optional[str] = typer.Option(None, help="Training store written by `forecast prepare`."),
+    model: Optional[Path] = typer.Option(None, help="Model config YAML (configs/models/*.yaml), replaces the `model` section."),
+    out: Optional[str] = typer.Option(None, "--out", "-o", help="Run directory (checkpoints, metrics)."),
+    resume: bool = typer.Option(False, "--resume", help="Continue exactly from the run directory's latest checkpoint."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Print parameter count and FLOPs per step, then exit."),
+    overrides: Optional[list[str]] = OverridesArg,
+) -> None:
+    """Train an SFNO or AFNO (one process, or many under torchrun with DDP)."""
+    from forecast.config import TrainConfig
+    from forecast.train import train as run_train
+    from pipelines.config import read_yaml
+
+    options = _options(store=store, out=out)
+    if model is not None:
+        options += [f"model.{k}={v!r}" if isinstance(v, str) else f"model.{k}={v}" for k, v in read_yaml(model).items()]
+    cfg = _load(TrainConfig, config, options, overrides)
+    result = run_train(cfg, resume=resume, dry_run=dry_run)
+    if result is not None and not dry_run:
+        typer.echo(f"checkpoint: {result.checkpoint}")
+
+
+@app.command()
+@handle_errors
+def rollout(
+    config: Optional[Path] = ConfigOpt,
+    checkpoint: Optional[list[str]] = typer.Option(None, "--checkpoint", help="Checkpoint file (repeatable: members are spread over them)."),
+    initial: Optional[str] = typer.Option(None, help="Initial conditions: a training store or ERA5-convention files."),
+    init: Optional[str] = typer.Option(None, help="Init times, comma list of ISO times, e.g. 2020-01-01T00,2020-01-02T00."),
+    lead: Optional[str] = typer.Option(None, help="Forecast length, e.g. 10d, 72h."),
+    members: Optional[int] = typer.Option(None, help="Ensemble size."),
+    perturbation: Optional[str] = typer.Option(None, help="Comma list: none, spherical-gaussian, bred-vector."),
+    seed: Optional[int] = typer.Option(None, help="Seed: the same seed gives a bit-identical ensemble."),
+    out: Optional[str] = typer.Option(None, "--out", "-o", help="Output .zarr or .nc."),
+    output_grid: Optional[str] = typer.Option(None, "--output-grid", help="Regrid the output, e.g. equiangular:181x360."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace a complete output instead of skipping."),
+    overrides: Optional[list[str]] = OverridesArg,
+) -> None:
+    """Roll a model (or several) out autoregressively as an ensemble and stream CF output."""
+    from forecast.config import RolloutConfig
+    from forecast.rollout.workflow import rollout as run_rollout
+
+    options = _options(checkpoints=checkpoint, initial=initial, init_times=_split(init), lead=lead, members=members,
+                       seed=seed, out=out, output_grid=output_grid, overwrite=overwrite)
+    if perturbation:
+        options.append(f"perturbation.kind={_split(perturbation)}")
+    cfg = _load(RolloutConfig, config, options, overrides)
+    path = run_rollout(cfg)
+    typer.echo(f"forecast: {path}")
+
+
+@app.command()
+@handle_errors
+def verify(
+    config: Optional[Path] = ConfigOpt,
+    forecast: Optional[str] = typer.Option(None, "--forecast", help="Forecast written by `forecast rollout`."),
+    truth: Optional[str] = typer.Option(None, help="Truth: a training store or ERA5-convention files."),
+    climatology: Optional[str] = typer.Option(None, help="Store whose climatology is used (default: the truth's)."),
+    baselines: Optional[str] = typer.Option(None, help="Comma list: persistence, climatology."),
+    out: Optional[str] = typer.Option(None, "--out", "-o", help="Output scores NetCDF."),
+    overrides: Optional[list[str]] = OverridesArg,
+) -> None:
+    """Score a forecast against truth and baselines (RMSE, ACC, CRPS, spread/skill, ...)."""
+    from forecast.config import VerifyConfig
+    from forecast.verify.workflow import verify as run_verify
+
+    cfg = _load(VerifyConfig, config, _options(forecast=forecast, truth=truth, climatology=climatology,
+                                                 baselines=_split(baselines), out=out), overrides)
+    path = run_verify(cfg)
+    typer.echo(f"scores: {path}")
+
+
+@app.command()
+@handle_errors
+def plot(
+    config: Optional[Path] = ConfigOpt,
+    forecast: Optional[str] = typer.Option(None, "--forecast", help="Forecast written by `forecast rollout` (maps)."),
+    truth: Optional[str] = typer.Option(None, help="Truth store, for the truth and error panels of maps."),
+    scores: Optional[str] = typer.Option(None, help="Scores written by `forecast verify` (skill curves, spread-skill, "
+                                                    "rank histograms, spectra)."),
+    out: Path = typer.Option(Path("plots"), "--out", "-o", help="Output directory."),
+    variable: Optional[str] = typer.Option(None, help="Variable to map (default: every variable)."),
+    lead: Optional[str] = typer.Option(None, help="Lead times to map in hours, comma list, e.g. 24,72."),
+    member: Optional[int] = typer.Option(None, help="Ensemble member to map."),
+    formats: Optional[str] = typer.Option(None, "--format", help="Comma list: png, pdf."),
+    overrides: Optional[list[str]] = OverridesArg,
+) -> None:
+    """Draw maps (forecast, truth, error), skill curves, spread-skill, rank histograms and spectra."""
+    from forecast.config import PlotConfig
+    from forecast.plots.workflow import plot_run
+
+    if forecast is None and scores is None:
+        raise InputError("nothing to plot: give --forecast (maps) and/or --scores (skill figures)")
+    leads = [float(x) for x in _split(lead)] if lead else None
+    cfg = _load(PlotConfig, config, _options(variable=variable, lead_times_hours=leads, member=member,
+                                               formats=_split(formats)), overrides)
+    paths = plot_run(forecast, truth, scores, out, cfg)
+    for path in paths:
+        typer.echo(str(path))
+
+
+@app.command()
+@handle_errors
+def run(
+    config: Path = typer.Option(Path("configs/operational.yaml"), "--config", "-c", help="Operational config YAML."),
+    init: str = typer.Option("latest", help="Init time: 'latest' (the store's last time) or ISO, e.g. 2020-01-06T00."),
+    overrides: Optional[list[str]] = OverridesArg,
+) -> None:
+    """The scheduled job: append data, roll out, verify what can be verified, plot, summarise (idempotent)."""
+    from forecast.config import RunConfig
+    from forecast.operational import run as run_operational
+
+    cfg = _load(RunConfig, config, [], overrides)
+    summary = run_operational(cfg, init=init)
+    typer.echo(f"run directory: {summary.run_dir}")
+    for stage, action in summary.actions.items():
+        typer.echo(f"  {stage}: {action}")
+
+
+@app.command()
+@handle_errors
+def demo(
+    config: Optional[Path] = ConfigOpt,
+    workdir: Optional[str] = typer.Option(None, help="Where the demo writes everything (default: ./demo)."),
+    quick: bool = typer.Option(False, "--quick", help="Tiny grid and short run (about a minute)."),
+    models: Optional[str] = typer.Option(None, help="Comma list of models to train: sfno, afno."),
+    overrides: Optional[list[str]] = OverridesArg,
+) -> None:
+    """Run the whole chain on the embedded shallow-water data and write a report (<= 10 min on 2 cores)."""
+    from forecast.config import DemoConfig
+    from forecast.demo import demo as run_demo
+
+    cfg = _load(DemoConfig, config, _options(workdir=workdir, models=_split(models)), overrides)
+    result = run_demo(cfg, quick=quick)
+    typer.echo(f"demo outputs in {result.workdir}")
+    typer.echo(f"  report:  {result.report}")
+    typer.echo(f"  store:   {result.store}")
+    for arch in result.checkpoints:
+        typer.echo(f"  {arch}: checkpoint {result.checkpoints[arch]}, forecast {result.forecasts[arch]}, "
+                   f"scores {result.scores[arch]}")
+    typer.echo(f"  total time: {result.timings.get('total', 0):.0f} s")
+
+
+if __name__ == "__main__":
+    app()

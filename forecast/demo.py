@@ -1,0 +1,145 @@
+"""``forecast demo``: the whole chain on the embedded shallow-water data.
+
+    shallow-water solver -> ERA5-convention NetCDF -> pipeline -> Zarr store
+      -> SFNO (and AFNO) training -> 16-member ensembles from held-back init times
+      -> verification against the solver's truth and the baselines -> plots + report
+
+Each stage calls the same public function as its own command (``prepare``, ``train``,
+``rollout``, ``verify``, ``plot``), so the demo exercises exactly what users run.
+The simulated period is split in time: training (and validation) data come first, the
+held-back ``test_days`` provide the init times and the truth they are verified against.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+
+from forecast.config import DemoConfig, RolloutConfig, TrainConfig, VerifyConfig
+from pipelines.atomic import remove_path
+from pipelines.config import PrepareConfig
+from pipelines.errors import InputError
+
+log = logging.getLogger(__name__)
+
+VARIABLES = ["gh", "u", "v", "vo"]
+STAGE_DIRS = ("sources", "data", "runs", "forecasts", "scores", "plots")
+
+# `--quick`: the same chain on a tiny grid and a short simulation (about a minute on 2 cores).
+QUICK_OVERRIDES: dict = {
+    "swe": {"grid": "legendre-gauss:32x64", "days": 3.0, "spinup_days": 0.25},
+    "grid": "legendre-gauss:16x32",
+    "test_days": 1.5,
+    "n_inits": 2,
+    "init_every_hours": 6.0,
+    "lead_hours": 24.0,
+    "members": 4,
+    "train": {"epochs": 2, "max_steps": 30, "batch_size": 4, "step_hours": 6, "rollout_steps": 1,
+              "curriculum_epochs": 0, "checkpoint_every": 1000, "warmup_steps": 5, "tensorboard": False},
+    "sfno": {"embed_dim": 16, "num_layers": 2, "scale_factor": 1},
+    "afno": {"embed_dim": 32, "num_layers": 2, "patch_size": [4, 4], "num_blocks": 4},
+    "plot": {"lead_times_hours": [24.0]},
+}
+
+
+@dataclass
+class DemoResult:
+    """Where the demo's outputs are, its timings (s) and headline skill."""
+
+    workdir: Path
+    store: Path
+    checkpoints: dict[str, Path] = field(default_factory=dict)
+    forecasts: dict[str, Path] = field(default_factory=dict)
+    scores: dict[str, Path] = field(default_factory=dict)
+    report: Path | None = None
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+def quick_config(config: DemoConfig) -> DemoConfig:
+    """``config`` with :data:`QUICK_OVERRIDES` merged in (nested sections merge key by key)."""
+    data = config.model_dump()
+    for key, value in QUICK_OVERRIDES.items():
+        data[key] = {**data[key], **value} if isinstance(value, dict) else value
+    return DemoConfig.model_validate(data)
+
+
+def test_window(times: pd.DatetimeIndex, config: DemoConfig) -> tuple[pd.Timestamp, list[pd.Timestamp]]:
+    """The first held-back time and the init times inside the held-back window."""
+    test_start = times[-1] - pd.Timedelta(days=config.test_days)
+    inits = [test_start + i * pd.Timedelta(hours=config.init_every_hours) for i in range(config.n_inits)]
+    last_valid = inits[-1] + pd.Timedelta(hours=config.lead_hours)
+    if last_valid > times[-1]:
+        raise InputError(f"the held-back window ({config.test_days} days) is too short for {config.n_inits} inits every "
+                         f"{config.init_every_hours} h with {config.lead_hours} h leads; raise test_days or swe.days")
+    return test_start, inits
+
+
+def _train_config(config: DemoConfig, arch: str, store: Path, work: Path, test_start: pd.Timestamp) -> TrainConfig:
+    model = config.sfno if arch == "sfno" else config.afno
+    # the last training target must stay before the held-back window
+    last_train = test_start - pd.Timedelta(hours=1)
+    return config.train.model_copy(update={
+        "store": str(store), "out": str(work / "runs" / arch), "model": model,
+        "train_end": last_train.isoformat(), "seed": config.seed})
+
+
+def _stage(name: str, timings: dict[str, float]):
+    class _Timer:
+        def __enter__(self):
+            log.info("demo: %s ...", name)
+            self.t0 = time.perf_counter()
+
+        def __exit__(self, *exc):
+            timings[name] = round(time.perf_counter() - self.t0, 2)
+            if exc[0] is None:
+                log.info("demo: %s done in %.1f s", name, timings[name])
+
+    return _Timer()
+
+
+def demo(config: DemoConfig, quick: bool = False) -> DemoResult:
+    """Run the whole chain in ``config.workdir`` (earlier demo outputs there are replaced)."""
+    from forecast.report import write_report
+    from forecast.rollout.workflow import rollout
+    from forecast.train import train
+    from forecast.verify.workflow import verify
+    from pipelines.prepare import prepare
+    from pipelines.store import open_store
+
+    config = quick_config(config) if quick else config
+    work = Path(config.workdir).resolve()
+    for name in STAGE_DIRS:
+        remove_path(work / name)
+    work.mkdir(parents=True, exist_ok=True)
+    result = DemoResult(workdir=work, store=work / "data" / "swe.zarr")
+    t_start = time.perf_counter()
+
+    with _stage("prepare", result.timings):
+        prepare(PrepareConfig(source="swe", swe=config.swe, variables=VARIABLES, grid=config.grid,
+                              method=config.method, out=str(result.store), sources_dir=str(work / "sources")),
+                command="forecast demo")
+    times = open_store(result.store).times
+    test_start, inits = test_window(times, config)
+
+    for arch in config.models:
+        with _stage(f"train {arch}", result.timings):
+            trained = train(_train_config(config, arch, result.store, work, test_start))
+        result.checkpoints[arch] = Path(trained.checkpoint)
+        with _stage(f"rollout {arch}", result.timings):
+            result.forecasts[arch] = rollout(RolloutConfig(
+                checkpoints=[str(result.checkpoints[arch])], initial=str(result.store),
+                init_times=[t.isoformat() for t in inits], lead=f"{config.lead_hours:g}h", members=config.members,
+                perturbation=config.perturbation, seed=config.seed, out=str(work / "forecasts" / f"{arch}.zarr")))
+        with _stage(f"verify {arch}", result.timings):
+            result.scores[arch] = verify(VerifyConfig(forecast=str(result.forecasts[arch]), truth=str(result.store),
+                                                      out=str(work / "scores" / f"{arch}.nc")))
+    with _stage("plots and report", result.timings):
+        result.report = write_report(result, config)
+    result.timings["total"] = round(time.perf_counter() - t_start, 2)
+    (work / "timings.json").write_text(json.dumps(result.timings, indent=2))
+    return result

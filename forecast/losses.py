@@ -1,0 +1,63 @@
+r"""Area-weighted losses and metrics on the sphere.
+
+With latitude weights :math:`a_j` normalised to mean 1 (:meth:`pipelines.grids.Grid.area_weights`,
+from the grid's quadrature weights) and variable weights :math:`w_c` normalised to mean 1,
+the training loss of a prediction :math:`\hat y` against :math:`y`, shapes ``(B, C, H, W)``, is
+
+.. math:: L = \frac{1}{B C H W} \sum_{b,c,j,k} w_c \, a_j \, (\hat y_{bcjk} - y_{bcjk})^2 ,
+
+an estimate of the area-weighted mean squared error over the sphere. The multi-step
+loss averages :math:`L` over the :math:`n` autoregressive steps.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch import nn
+
+from pipelines.errors import InputError
+from pipelines.grids import Grid
+
+
+def variable_weight_vector(variables: list[str], weights: dict[str, float]) -> np.ndarray:
+    """``(C,)`` weights for ``variables`` (1 where not given), normalised to mean 1."""
+    unknown = sorted(set(weights) - set(variables))
+    if unknown:
+        raise InputError(f"variable_weights name {', '.join(unknown)}, which are not trained variables ({', '.join(variables)})")
+    values = np.array([float(weights.get(v, 1.0)) for v in variables])
+    if np.any(values < 0) or values.sum() <= 0:
+        raise InputError(f"variable_weights must be >= 0 with a positive sum, got {weights}")
+    return values / values.mean()
+
+
+class AreaWeightedMSE(nn.Module):
+    """Area- and variable-weighted MSE, ``(B, C, H, W) x (B, C, H, W) -> ()``.
+
+    Parameters
+    ----------
+    grid
+        Grid whose quadrature weights give the latitude weights (mean 1).
+    variable_weights
+        ``(C,)`` non-negative weights; normalised to mean 1 here.
+    """
+
+    def __init__(self, grid: Grid, variable_weights: np.ndarray) -> None:
+        super().__init__()
+        lat_w = torch.as_tensor(grid.area_weights().values, dtype=torch.float32)
+        var_w = torch.as_tensor(np.asarray(variable_weights) / np.mean(variable_weights), dtype=torch.float32)
+        self.register_buffer("weights", var_w[:, None, None] * lat_w[None, :, None], persistent=False)  # (C, H, 1)
+
+    def forward(self, prediction: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        error = (prediction.float() - target.float()) ** 2
+        return (error * self.weights).mean()
+
+
+def squared_error_sums(prediction: torch.Tensor, target: torch.Tensor, lat_weights: torch.Tensor) -> torch.Tensor:
+    r"""Per-variable sums over samples of the area-weighted spatial MSE, ``(C,)`` float64.
+
+    For inputs ``(B, C, H, W)`` returns :math:`\sum_b \frac{1}{HW}\sum_{jk} a_j (\hat y - y)^2_{bcjk}`;
+    divide by the number of samples and take the square root for an RMSE.
+    """
+    error = (prediction.double() - target.double()) ** 2 * lat_weights.double()[:, None]
+    return error.mean(dim=(-2, -1)).sum(dim=0)

@@ -1,0 +1,97 @@
+r"""The one interface of the prognostic models, and model-size helpers.
+
+A :class:`PrognosticModel` advances the normalised state by one time step:
+
+.. math:: x_{t+\Delta t} = \begin{cases} x_t + f([x_t, g_t]) & \text{residual} \\
+                                          f([x_t, g_t]) & \text{otherwise} \end{cases}
+
+where :math:`g_t` are the forcings evaluated at the input time and :math:`[\cdot,\cdot]`
+concatenates channels. Subclasses implement :meth:`PrognosticModel.network`
+(:math:`f`) and :meth:`PrognosticModel.from_config`.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+
+import torch
+import torch.nn as nn
+from torch.utils.flop_counter import FlopCounterMode
+
+from forecast.config import ModelConfig
+from pipelines.grids import Grid
+
+__all__ = ["PrognosticModel", "count_parameters", "estimate_flops"]
+
+
+class PrognosticModel(nn.Module, ABC):
+    """A one-step model on a fixed grid.
+
+    Parameters
+    ----------
+    grid
+        The grid of states and forcings.
+    n_state, n_forcing
+        Number of state channels ``C`` (also the output channels) and forcing channels ``F``.
+    residual
+        Predict the increment: ``output = state + network(...)`` (normalised units).
+    """
+
+    def __init__(self, grid: Grid, n_state: int, n_forcing: int, residual: bool) -> None:
+        super().__init__()
+        if n_state < 1 or n_forcing < 0:
+            raise ValueError(f"need n_state >= 1 and n_forcing >= 0, got {n_state} and {n_forcing}")
+        self.grid = grid
+        self.n_state = n_state
+        self.n_forcing = n_forcing
+        self.residual = residual
+
+    @classmethod
+    @abstractmethod
+    def from_config(cls, config: ModelConfig, grid: Grid, n_state: int, n_forcing: int) -> "PrognosticModel":
+        """Build the model that ``config`` describes."""
+
+    @abstractmethod
+    def network(self, x: torch.Tensor) -> torch.Tensor:
+        """The learned map ``f``: ``(B, C + F, H, W) -> (B, C, H, W)``."""
+
+    def forward(self, state: torch.Tensor, forcings: torch.Tensor) -> torch.Tensor:
+        """Next state ``(B, C, H, W)`` from ``state (B, C, H, W)`` and ``forcings (B, F, H, W)``."""
+        self._check_inputs(state, forcings)
+        x = torch.cat([state, forcings], dim=1) if self.n_forcing else state
+        out = self.network(x)
+        return state + out if self.residual else out
+
+    def _check_inputs(self, state: torch.Tensor, forcings: torch.Tensor) -> None:
+        expected = (self.grid.nlat, self.grid.nlon)
+        if state.dim() != 4 or state.shape[1] != self.n_state or tuple(state.shape[2:]) != expected:
+            raise ValueError(f"state has shape {tuple(state.shape)}; expected (B, {self.n_state}, {expected[0]}, {expected[1]})")
+        if forcings.dim() != 4 or forcings.shape[1] != self.n_forcing or forcings.shape[0] != state.shape[0] \
+                or tuple(forcings.shape[2:]) != expected:
+            raise ValueError(f"forcings have shape {tuple(forcings.shape)}; expected "
+                             f"({state.shape[0]}, {self.n_forcing}, {expected[0]}, {expected[1]})")
+
+
+def count_parameters(model: nn.Module, trainable_only: bool = True) -> int:
+    """Number of (trainable) parameters, shared parameters counted once."""
+    return sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable_only)
+
+
+def estimate_flops(model: PrognosticModel, grid: Grid, n_state: int, n_forcing: int,
+                   backward: bool = False) -> int:
+    """Floating-point operations of one batch-1 forward pass (``backward``: forward + backward
+    estimated as 3x forward).
+
+    Counted with :class:`torch.utils.flop_counter.FlopCounterMode`, which counts matrix
+    products and convolutions (2 flops per multiply-add) but not FFTs or element-wise
+    operations, so this is a lower bound dominated by the dense layers and the Legendre
+    transforms.
+    """
+    param = next(model.parameters())
+    state = torch.zeros(1, n_state, grid.nlat, grid.nlon, dtype=param.dtype, device=param.device)
+    forcings = torch.zeros(1, n_forcing, grid.nlat, grid.nlon, dtype=param.dtype, device=param.device)
+    counter = FlopCounterMode(display=False)
+    with torch.no_grad(), counter:
+        model(state, forcings)
+    flops = int(counter.get_total_flops())
+    return 3 * flops if backward else flops

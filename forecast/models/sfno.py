@@ -1,0 +1,316 @@
+r"""Spherical Fourier Neural Operator (Bonev et al. 2023) on torch-harmonics' transforms.
+
+Architecture (as torch-harmonics' example ``SphericalFourierNeuralOperator``)::
+
+    x (B, C+F, H, W) -> encoder -> [+ pos. embedding] -> block_1 ... block_N -> [concat x] -> decoder
+
+Block :math:`k` maps :math:`u` to
+
+.. math:: u' = S(u) + \mathrm{DropPath}\big(\mathrm{MLP}(\mathrm{Norm}(\mathcal{K} u))\big),
+          \qquad \widehat{\mathcal{K} u}_{o,l,m} = \sum_i \hat u_{i,l,m}\, w_{l,i,o}
+
+with :math:`\hat u_{l,m}` the (real) spherical harmonic coefficients, weights that depend on
+the degree :math:`l` only (the "driscoll-healy" operator: a convolution with a zonal kernel,
+Driscoll & Healy 1994), and :math:`S` the identity or, where the block changes grid, the
+band-limited resampling :math:`\mathrm{SHT}^{-1}\,\mathrm{SHT}`. With ``scale_factor`` s the
+first block transforms from the full grid and returns on a Legendre-Gauss grid of
+``(nlat - 1) // s + 1`` x ``nlon // s`` points, inner blocks stay there, and the last block
+returns to the full grid; the truncation is :math:`l, m < \min(h, w/2)` times
+``hard_thresholding_fraction``.
+
+Fast path
+---------
+Everything is channels-last ``(B, H, W, C)``. The Legendre tables are computed once by
+:class:`torch_harmonics.RealSHT` / :class:`torch_harmonics.InverseRealSHT` and applied here as
+real batched matrix products over :math:`m` (real and imaginary parts and all channels in
+one GEMM per order), and the per-degree channel mixing is one real ``bmm`` over :math:`l`
+with the complex weights written as :math:`2C \times 2C` real blocks (weights broadcast over
+:math:`m`). No complex einsum, no per-part index assignments.
+
+Reference: Bonev B. et al. (2023), "Spherical Fourier Neural Operators: Learning Stable
+Dynamics on the Sphere", ICML, https://arxiv.org/abs/2306.03838.
+"""
+
+from __future__ import annotations
+
+import math
+from functools import lru_cache
+
+import torch
+import torch.nn as nn
+from torch_harmonics import InverseRealSHT, RealSHT
+
+from forecast.config import ModelConfig
+from forecast.models.base import PrognosticModel
+from forecast.models.layers import ACTIVATIONS, MLP, DropPath, make_norm
+from pipelines.errors import InputError
+from pipelines.grids import Grid
+
+__all__ = ["SFNO", "SFNOBlock", "SpectralConvS2", "ChannelsLastRealSHT", "ChannelsLastInverseRealSHT"]
+
+INTERNAL_GRID = "legendre-gauss"
+
+
+@lru_cache(maxsize=32)
+def _legendre_tables(nlat: int, nlon: int, lmax: int, mmax: int, grid: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """Forward ``(M, L, H)`` (quadrature weights and the 2 pi of the longitude integral folded
+    in) and inverse ``(M, H, L)`` tables from torch-harmonics, cached per transform size."""
+    forward = RealSHT(nlat, nlon, lmax=lmax, mmax=mmax, grid=grid).weights * (2.0 * math.pi)
+    inverse = InverseRealSHT(nlat, nlon, lmax=lmax, mmax=mmax, grid=grid).pct.transpose(1, 2)
+    return forward.contiguous(), inverse.contiguous()
+
+
+def _order_factors(mmax: int, value: float, like: torch.Tensor) -> torch.Tensor:
+    """``(M, 1, 2)`` factors: ``(1, 0)`` for ``m = 0`` (real part only), ``(value, value)`` above."""
+    f = torch.full((mmax, 1, 2), value, dtype=like.dtype, device=like.device)
+    f[0, 0, 0], f[0, 0, 1] = 1.0, 0.0
+    return f
+
+
+class _TruncatedRFFT(torch.autograd.Function):
+    r"""First ``mmax`` coefficients of ``rfft(x, dim=2, norm="forward")`` as a real view
+    ``(B, H, M, C, 2)``. The backward is the adjoint written as one ``irfft`` (half the work
+    of torch's generic ``rfft`` backward, a full complex FFT): for :math:`m < M \le n/2`,
+    :math:`ar x = \mathrm{irfft}(ar X \cdot c)/n` with :math:`c_0 = 1` (real part), :math:`c_{m>0} = 1/2`.
+    """
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, mmax: int) -> torch.Tensor:  # type: ignore[override]
+        ctx.n, ctx.mmax = x.shape[2], mmax
+        return torch.view_as_real(torch.fft.rfft(x, dim=2, norm="forward")[:, :, :mmax])
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor, None]:  # type: ignore[override]
+        grad = (grad * _order_factors(ctx.mmax, 0.5, grad)).contiguous()
+        return torch.fft.irfft(torch.view_as_complex(grad), n=ctx.n, dim=2, norm="backward"), None
+
+
+class _TruncatedIRFFT(torch.autograd.Function):
+    r"""``irfft(X, n, dim=2, norm="forward")`` of ``mmax <= n/2`` coefficients given as a real view
+    ``(B, H, M, C, 2)``; the imaginary part of :math:`m = 0` is ignored on every backend. The
+    backward is :math:`ar X = \mathrm{rfft}(ar y)_{m<M} \cdot c` with :math:`c_0 = (1, 0)`, :math:`c_{m>0} = 2`.
+    """
+
+    @staticmethod
+    def forward(ctx, coeffs: torch.Tensor, n: int) -> torch.Tensor:  # type: ignore[override]
+        ctx.mmax = coeffs.shape[2]
+        coeffs = (coeffs * _order_factors(ctx.mmax, 1.0, coeffs)).contiguous()
+        return torch.fft.irfft(torch.view_as_complex(coeffs), n=n, dim=2, norm="forward")
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor, None]:  # type: ignore[override]
+        spec = torch.view_as_real(torch.fft.rfft(grad, dim=2, norm="backward")[:, :, : ctx.mmax])
+        return spec * _order_factors(ctx.mmax, 2.0, spec), None
+
+
+class ChannelsLastRealSHT(nn.Module):
+    r"""Forward real SHT of channels-last fields, the same transform as
+    :class:`torch_harmonics.RealSHT` (orthonormal, Condon-Shortley phase).
+
+    .. math:: \hat u_{l,m} = \sum_j w_j P_l^m(\cos\theta_j)\, 2\pi\, \mathrm{DFT}_m(u_{j,\cdot})
+
+    ``(B, nlat, nlon, C)`` -> ``(M, L, B, 2, C)``: order-major, real and imaginary parts
+    before the channels (so that the complex channel mixing is one real GEMM).
+    """
+
+    def __init__(self, nlat: int, nlon: int, lmax: int, mmax: int, grid: str) -> None:
+        super().__init__()
+        self.nlat, self.nlon, self.lmax, self.mmax, self.grid = nlat, nlon, lmax, mmax, grid
+        table = _legendre_tables(nlat, nlon, lmax, mmax, grid)[0]
+        self.register_buffer("weights", table.float(), persistent=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b, h, _, c = x.shape
+        coeffs = _TruncatedRFFT.apply(x, self.mmax)                        # (B, H, M, C, 2)
+        # -> (M, H, B*2*C): one GEMM per order m contracts latitude
+        a = coeffs.permute(2, 1, 0, 4, 3).reshape(self.mmax, h, b * 2 * c)
+        return torch.bmm(self.weights, a).view(self.mmax, self.lmax, b, 2, c)
+
+    def extra_repr(self) -> str:
+        return f"{self.grid}:{self.nlat}x{self.nlon}, lmax={self.lmax}, mmax={self.mmax}"
+
+
+class ChannelsLastInverseRealSHT(nn.Module):
+    r"""Inverse real SHT to channels-last fields, as :class:`torch_harmonics.InverseRealSHT`.
+
+    ``(M, L, B, 2, C)`` -> ``(B, nlat, nlon, C)``. The imaginary part of the :math:`m = 0`
+    coefficients is dropped (it has no real field), identically on every FFT backend.
+    """
+
+    def __init__(self, nlat: int, nlon: int, lmax: int, mmax: int, grid: str) -> None:
+        super().__init__()
+        if mmax > nlon // 2:
+            raise ValueError(f"mmax={mmax} must not exceed nlon // 2 = {nlon // 2}")
+        self.nlat, self.nlon, self.lmax, self.mmax, self.grid = nlat, nlon, lmax, mmax, grid
+        table = _legendre_tables(nlat, nlon, lmax, mmax, grid)[1]
+        self.register_buffer("pct", table.float(), persistent=False)
+
+    def forward(self, s: torch.Tensor) -> torch.Tensor:
+        m, l, b, _, c = s.shape
+        y = torch.bmm(self.pct, s.reshape(m, l, b * 2 * c)).view(m, self.nlat, b, 2, c)
+        return _TruncatedIRFFT.apply(y.permute(2, 1, 0, 4, 3), self.nlon)
+
+    def extra_repr(self) -> str:
+        return f"{self.grid}:{self.nlat}x{self.nlon}, lmax={self.lmax}, mmax={self.mmax}"
+
+
+class SpectralConvS2(nn.Module):
+    r"""Per-degree channel mixing of spherical harmonic coefficients ("driscoll-healy").
+
+    .. math:: \hat v_{o,l,m} = \sum_i \hat u_{i,l,m}\, w_{l,i,o}, \qquad w \in \mathbb{C}^{L \times C_{in} \times C_{out}}
+
+    The complex product is one real ``bmm`` over :math:`l` with the block matrix
+    :math:`\begin{pmatrix} \Re w & \Im w \\ -\Im w & \Re w \end{pmatrix}` acting on
+    :math:`(\Re \hat u, \Im \hat u)`. Weights are drawn with :math:`E|w|^2 = g / C_{in}`;
+    ``weight[0]`` is the real part, ``weight[1]`` the imaginary part.
+
+    ``(M, L, B, 2, C_in)`` -> ``(M, L, B, 2, C_out)``.
+    """
+
+    def __init__(self, lmax: int, in_channels: int, out_channels: int, gain: float = 2.0) -> None:
+        super().__init__()
+        self.lmax, self.in_channels, self.out_channels = lmax, in_channels, out_channels
+        std = math.sqrt(gain / in_channels / 2.0)  # per real/imaginary part
+        self.weight = nn.Parameter(std * torch.randn(2, lmax, in_channels, out_channels))
+
+    def real_weight(self) -> torch.Tensor:
+        """``(L, 2 C_in, 2 C_out)``, rows ``(re/im, i)``, columns ``(re/im, o)``."""
+        wr, wi = self.weight[0], self.weight[1]
+        return torch.cat([torch.cat([wr, wi], dim=2), torch.cat([-wi, wr], dim=2)], dim=1)
+
+    def forward(self, s: torch.Tensor) -> torch.Tensor:
+        m, l, b, _, c = s.shape
+        a = s.reshape(m, l, b, 2 * c).transpose(0, 1).reshape(l, m * b, 2 * c)
+        out = torch.bmm(a, self.real_weight())
+        return out.view(l, m, b, 2, self.out_channels).transpose(0, 1)
+
+    def extra_repr(self) -> str:
+        return f"lmax={self.lmax}, in_channels={self.in_channels}, out_channels={self.out_channels}"
+
+
+class SFNOBlock(nn.Module):
+    r"""One SFNO block, channels-last ``(B, H, W, C)`` -> ``(B, H', W', C)``:
+    :math:`u' = S(u) + \mathrm{DropPath}(\mathrm{MLP}(\mathrm{Norm}(\mathcal K u)))`.
+
+    Where the block changes grid, the skip :math:`S(u)` is the band-limited resampling
+    :math:`\mathrm{SHT}^{-1}\mathrm{SHT}\,u`; its inverse transform runs in the same call
+    as the convolution's (stacked on the batch dim).
+    """
+
+    def __init__(self, sht: ChannelsLastRealSHT, isht: ChannelsLastInverseRealSHT, dim: int,
+                 mlp_ratio: float, activation: type[nn.Module], normalization: str, drop_path: float) -> None:
+        super().__init__()
+        self.sht, self.isht = sht, isht
+        self.resample = (sht.nlat, sht.nlon, sht.grid) != (isht.nlat, isht.nlon, isht.grid)
+        self.conv = SpectralConvS2(isht.lmax, dim, dim, gain=2.0)
+        self.norm = make_norm(normalization, dim)
+        self.mlp = MLP(dim, int(dim * mlp_ratio), dim, activation=activation, gain=1.0)
+        self.drop_path = DropPath(drop_path)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        coeffs = self.sht(x)
+        if self.resample:
+            y, skip = self.isht(torch.cat([self.conv(coeffs), coeffs], dim=2)).chunk(2, dim=0)
+        else:
+            y, skip = self.isht(self.conv(coeffs)), x
+        return skip + self.drop_path(self.mlp(self.norm(y)))
+
+
+class PositionEmbedding(nn.Module):
+    """Learnable additive embedding, ``(H, 1, C)`` (``"lat"``: keeps longitude-shift
+    equivariance) or ``(H, W, C)`` (``"latlon"``), initialised to zero."""
+
+    def __init__(self, kind: str, nlat: int, nlon: int, channels: int) -> None:
+        super().__init__()
+        self.embedding = nn.Parameter(torch.zeros(nlat, nlon if kind == "latlon" else 1, channels))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.embedding
+
+
+def _point_mlp(in_dim: int, out_dim: int, hidden_dim: int, layers: int, activation: type[nn.Module]) -> nn.Module:
+    """Encoder/decoder: linear map (``layers=0``, as torch-harmonics' example) or an MLP with one hidden layer."""
+    if layers == 0:
+        linear = nn.Linear(in_dim, out_dim, bias=False)
+        nn.init.normal_(linear.weight, std=math.sqrt(1.0 / in_dim))
+        return linear
+    return MLP(in_dim, hidden_dim, out_dim, activation=activation, gain=1.0)
+
+
+class SFNO(PrognosticModel):
+    """Spherical Fourier Neural Operator, see the module docstring.
+
+    Parameters
+    ----------
+    grid, n_state, n_forcing, residual
+        See :class:`~forecast.models.base.PrognosticModel`.
+    embed_dim, num_layers, scale_factor, mlp_ratio, hard_thresholding_fraction
+        Width, number of blocks, grid coarsening inside, MLP expansion, spectral truncation.
+    normalization
+        ``"none"``, ``"layer"`` (over channels) or ``"instance"`` (over the grid).
+    activation
+        ``"gelu"``, ``"relu"`` or ``"silu"``.
+    big_skip
+        Concatenate the input to the last block's output before the decoder.
+    pos_embed
+        ``None``, ``"lat"`` or ``"latlon"`` learnable embedding added after the encoder.
+    drop_path_rate
+        Stochastic depth, rising linearly from 0 to this over the blocks.
+    encoder_layers
+        Hidden layers of the encoder and decoder MLPs (0: linear maps).
+    """
+
+    def __init__(self, grid: Grid, n_state: int, n_forcing: int, *, embed_dim: int = 64, num_layers: int = 4,
+                 scale_factor: int = 2, mlp_ratio: float = 2.0, hard_thresholding_fraction: float = 1.0,
+                 normalization: str = "none", activation: str = "gelu", residual: bool = True,
+                 big_skip: bool = True, pos_embed: str | None = "lat", drop_path_rate: float = 0.0,
+                 encoder_layers: int = 1) -> None:
+        super().__init__(grid, n_state, n_forcing, residual)
+        act = ACTIVATIONS[activation]
+        in_dim = n_state + n_forcing
+        self.big_skip = big_skip
+        self.encoder = _point_mlp(in_dim, embed_dim, int(embed_dim * mlp_ratio), encoder_layers, act)
+        self.pos_embed = PositionEmbedding(pos_embed, grid.nlat, grid.nlon, embed_dim) if pos_embed else nn.Identity()
+        transforms = _transforms(grid, scale_factor, hard_thresholding_fraction)
+        rates = torch.linspace(0, drop_path_rate, num_layers).tolist()
+        self.blocks = nn.ModuleList(
+            SFNOBlock(transforms[0] if i == 0 else transforms[2], transforms[1] if i == num_layers - 1 else transforms[3],
+                      embed_dim, mlp_ratio, act, normalization, rates[i])
+            for i in range(num_layers))
+        dec_in = embed_dim + (in_dim if big_skip else 0)
+        self.decoder = _point_mlp(dec_in, n_state, int(embed_dim * mlp_ratio), encoder_layers, act)
+
+    @classmethod
+    def from_config(cls, config: ModelConfig, grid: Grid, n_state: int, n_forcing: int) -> "SFNO":
+        return cls(grid, n_state, n_forcing, embed_dim=config.embed_dim, num_layers=config.num_layers,
+                   scale_factor=config.scale_factor, mlp_ratio=config.mlp_ratio,
+                   hard_thresholding_fraction=config.hard_thresholding_fraction,
+                   normalization=config.normalization, activation=config.activation, residual=config.residual,
+                   big_skip=config.big_skip, pos_embed=config.pos_embed_kind if config.pos_embed else None,
+                   drop_path_rate=config.drop_path_rate, encoder_layers=config.encoder_layers)
+
+    def network(self, x: torch.Tensor) -> torch.Tensor:
+        x = x.permute(0, 2, 3, 1)  # channels-last view; the encoder's GEMM reads it as is
+        h = self.pos_embed(self.encoder(x))
+        for block in self.blocks:
+            h = block(h)
+        if self.big_skip:
+            h = torch.cat([h, x], dim=-1)
+        return self.decoder(h).permute(0, 3, 1, 2).contiguous()
+
+
+def _transforms(grid: Grid, scale_factor: int, fraction: float) -> tuple[nn.Module, ...]:
+    """(SHT from the full grid, inverse to the full grid, SHT and inverse on the internal grid)."""
+    if scale_factor < 1:
+        raise InputError(f"model scale_factor must be >= 1, got {scale_factor}")
+    if not 0.0 < fraction <= 1.0:
+        raise InputError(f"hard_thresholding_fraction must be in (0, 1], got {fraction}")
+    h, w = (grid.nlat - 1) // scale_factor + 1, grid.nlon // scale_factor
+    modes = int(min(h, w // 2) * fraction)
+    if h < 2 or modes < 1:
+        raise InputError(f"scale_factor {scale_factor} is too large for grid {grid}: the internal grid would be "
+                         f"{h}x{w}; use a smaller scale_factor")
+    return (ChannelsLastRealSHT(grid.nlat, grid.nlon, modes, modes, grid.kind),
+            ChannelsLastInverseRealSHT(grid.nlat, grid.nlon, modes, modes, grid.kind),
+            ChannelsLastRealSHT(h, w, modes, modes, INTERNAL_GRID),
+            ChannelsLastInverseRealSHT(h, w, modes, modes, INTERNAL_GRID))

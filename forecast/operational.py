@@ -1,0 +1,180 @@
+"""``forecast run``: the scheduled job, safe to re-run and to resume after a crash.
+
+For one init time it (1) optionally appends new reanalysis to the store, (2) rolls out
+the ensemble into ``OUT/<init>/forecast.zarr``, (3) verifies every earlier forecast under
+``OUT`` whose valid times now have truth, (4) plots, and (5) writes
+``OUT/<init>/summary.json`` (timings, paths, skill).
+
+Idempotence: a complete forecast is skipped (an interrupted one resumes from its last
+complete lead time), scores are recomputed only when the truth has grown since they were
+written, and existing figures are kept. A lock file ``OUT/<init>/.lock`` (``flock``)
+stops two runs of the same init time from clobbering each other: the second waits up to
+``lock_timeout_s`` and then fails with a one-line reason.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import logging
+import time
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from forecast.config import RunConfig, VerifyConfig
+from pipelines.atomic import atomic_path
+from pipelines.errors import InputError
+
+log = logging.getLogger(__name__)
+
+RUN_DIR_FORMAT = "%Y-%m-%dT%H%M"
+
+
+class RunLockedError(InputError):
+    """Another ``forecast run`` holds the lock of this init time."""
+
+
+@dataclass
+class RunSummary:
+    """What one ``forecast run`` did; written as ``summary.json``."""
+
+    init_time: str
+    run_dir: str
+    forecast: str | None = None
+    actions: dict[str, str] = field(default_factory=dict)     # stage -> done | skipped | ...
+    verified: dict[str, str] = field(default_factory=dict)    # init dir -> scores path
+    plots: list[str] = field(default_factory=list)
+    skill: dict[str, dict[str, float]] = field(default_factory=dict)
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+@contextlib.contextmanager
+def run_lock(run_dir: Path, timeout_s: float) -> Iterator[None]:
+    """Hold an exclusive ``flock`` on ``run_dir/.lock`` (released when the process dies)."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    with open(run_dir / ".lock", "w") as handle:
+        deadline = time.monotonic() + timeout_s
+        while True:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    raise RunLockedError(f"another `forecast run` holds the lock on {run_dir}; "
+                                         "wait for it to finish (or raise lock_timeout_s)") from None
+                time.sleep(0.5)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def resolve_init(init: str, times: pd.DatetimeIndex) -> pd.Timestamp:
+    """``latest`` -> the store's last time; otherwise an ISO time that must be in the store."""
+    if init == "latest":
+        return times[-1]
+    try:
+        stamp = pd.Timestamp(init)
+    except ValueError:
+        raise InputError(f"--init {init!r} is neither 'latest' nor an ISO time like 2020-01-06T00") from None
+    if stamp not in times:
+        raise InputError(f"init time {stamp.isoformat()} is not in the initial conditions "
+                         f"({times[0].isoformat()} .. {times[-1].isoformat()})")
+    return stamp
+
+
+def _write_json(path: Path, payload: dict) -> None:
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(payload, indent=2, default=str))
+
+
+def _read_json(path: Path) -> dict:
+    try:
+        return json.loads(path.read_text())
+    except (FileNotFoundError, json.JSONDecodeError):
+        return {}
+
+
+def verify_ready(out: Path, config: RunConfig, truth_times: pd.DatetimeIndex, summary: RunSummary) -> None:
+    """Score every complete forecast under ``out`` whose valid times now have more truth."""
+    from forecast.rollout.io import is_complete, open_forecast
+    from forecast.verify.workflow import verify
+
+    truth_end = truth_times[-1].isoformat()
+    for run_dir in sorted(p for p in out.iterdir() if p.is_dir() and not p.name.startswith(".")):
+        forecast_path = run_dir / "forecast.zarr"
+        if not is_complete(forecast_path):
+            continue
+        state = _read_json(run_dir / "verified.json")
+        scores = run_dir / "scores.nc"
+        if state.get("truth_end") == truth_end and scores.exists():
+            continue
+        fc = open_forecast(forecast_path)
+        valid = pd.DatetimeIndex(np.asarray(fc["valid_time"].values).ravel())
+        if not valid.isin(truth_times).any():
+            continue
+        verify(config.verify.model_copy(update={"forecast": str(forecast_path), "out": str(scores)}))
+        _write_json(run_dir / "verified.json", {"truth_end": truth_end,
+                                                "verified_valid_times": int(valid.isin(truth_times).sum())})
+        summary.verified[run_dir.name] = str(scores)
+
+
+def _headline_skill(scores_path: Path) -> dict[str, dict[str, float]]:
+    from forecast.verify.workflow import open_scores
+
+    ds = open_scores(scores_path)
+    skill: dict[str, dict[str, float]] = {}
+    for name in ds.data_vars:
+        rmse = ds[name].sel(model="forecast", metric="rmse", region="global")
+        skill[str(name)] = {f"rmse_{int(pd.Timedelta(lt).total_seconds() // 3600)}h": float(v)
+                            for lt, v in zip(rmse["lead_time"].values, rmse.values) if np.isfinite(v)}
+    return skill
+
+
+def run(config: RunConfig, init: str = "latest") -> RunSummary:
+    """Run the scheduled job for ``init`` (``latest`` or an ISO time); see the module docstring."""
+    from forecast.plots.workflow import plot_run
+    from forecast.rollout.io import is_complete
+    from forecast.rollout.workflow import rollout
+    from pipelines.store import open_store
+
+    out = Path(config.out)
+    timings: dict[str, float] = {}
+    t0 = time.perf_counter()
+    if config.prepare is not None:
+        from pipelines.prepare import prepare
+
+        prepare(config.prepare.model_copy(update={"append": True}), command="forecast run")
+        timings["prepare"] = round(time.perf_counter() - t0, 2)
+    initial = config.rollout.initial or config.store
+    times = open_store(initial).times
+    init_time = resolve_init(init, times)
+    run_dir = out / init_time.strftime(RUN_DIR_FORMAT)
+    summary = RunSummary(init_time=init_time.isoformat(), run_dir=str(run_dir))
+    with run_lock(run_dir, config.lock_timeout_s):
+        forecast_path = run_dir / "forecast.zarr"
+        t = time.perf_counter()
+        summary.actions["rollout"] = "skipped (complete)" if is_complete(forecast_path) else "done"
+        rollout(config.rollout.model_copy(update={"init_times": [init_time.isoformat()], "out": str(forecast_path),
+                                                  "initial": initial, "overwrite": False}))
+        summary.forecast, timings["rollout"] = str(forecast_path), round(time.perf_counter() - t, 2)
+        t = time.perf_counter()
+        verify_ready(out, config, open_store(config.verify.truth).times, summary)
+        summary.actions["verify"] = f"{len(summary.verified)} forecast(s) scored" if summary.verified else "skipped"
+        timings["verify"] = round(time.perf_counter() - t, 2)
+        t = time.perf_counter()
+        scores = run_dir / "scores.nc"
+        summary.plots = [str(p) for p in plot_run(forecast_path, config.verify.truth,
+                                                  scores if scores.exists() else None, run_dir / "plots", config.plot)]
+        timings["plot"] = round(time.perf_counter() - t, 2)
+        if scores.exists():
+            summary.skill = _headline_skill(scores)
+        timings["total"] = round(time.perf_counter() - t0, 2)
+        summary.timings = timings
+        _write_json(run_dir / "summary.json", asdict(summary))
+    return summary

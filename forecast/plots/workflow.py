@@ -1,0 +1,83 @@
+"""``forecast plot``: every figure for a forecast and/or its scores, into one directory."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import xarray as xr
+
+from forecast.config import PlotConfig
+from forecast.plots.curves import plot_rank_histogram, plot_skill_curves, plot_spectra, plot_spread_skill
+from forecast.plots.maps import plot_map
+from forecast.verify.workflow import open_scores
+from pipelines.errors import InputError
+
+log = logging.getLogger(__name__)
+
+__all__ = ["plot_run"]
+
+SKILL_METRICS = ("rmse", "acc", "crps", "bias")
+
+
+def _variables(ds: xr.Dataset, wanted: str | None) -> list[str]:
+    names = [str(v) for v in ds.data_vars]
+    if wanted is None:
+        return names
+    if wanted not in names:
+        raise InputError(f"variable {wanted!r} not found; available: {', '.join(names)}")
+    return [wanted]
+
+
+def _maps(forecast_path: str | Path, truth_path: str | Path, out: Path, config: PlotConfig) -> list[Path]:
+    from forecast.rollout.io import open_forecast
+    from pipelines.store import open_store
+
+    forecast, truth = open_forecast(forecast_path), open_store(truth_path).data
+    paths = []
+    for variable in _variables(forecast, config.variable):
+        for hours in config.lead_times_hours:
+            for fmt in config.formats:
+                target = out / f"map_{variable}_lead{hours:g}h_member{config.member}.{fmt}"
+                try:
+                    paths.append(plot_map(forecast, truth, variable, hours, config.member, target, dpi=config.dpi))
+                except InputError as exc:  # e.g. no truth yet at that valid time
+                    log.warning("map skipped: %s", exc)
+    return paths
+
+
+def _score_figures(scores_path: str | Path, out: Path, config: PlotConfig) -> list[Path]:
+    scores = open_scores(scores_path)
+    spectra = open_scores(scores_path, "spectra")
+    try:
+        hists = open_scores(scores_path, "rank_histogram")
+    except InputError:
+        hists = None  # a one-member forecast has none
+    paths = []
+    for variable in _variables(scores, config.variable):
+        for fmt in config.formats:
+            for metric in SKILL_METRICS:
+                if metric in scores["metric"].values and scores[variable].sel(metric=metric).notnull().any():
+                    paths.append(plot_skill_curves(scores, variable, metric, out / f"skill_{metric}_{variable}.{fmt}",
+                                                   dpi=config.dpi))
+            if scores.attrs.get("ensemble_members", 1) > 1 and {"ens_rmse", "spread"} <= set(scores["metric"].values):
+                paths.append(plot_spread_skill(scores, variable, out / f"spread_skill_{variable}.{fmt}", dpi=config.dpi))
+            if hists is not None:
+                paths.append(plot_rank_histogram(hists, variable, out / f"rank_histogram_{variable}.{fmt}", dpi=config.dpi))
+            paths.append(plot_spectra(spectra, variable, out / f"spectra_{variable}.{fmt}", dpi=config.dpi))
+    return paths
+
+
+def plot_run(forecast: str | Path | None, truth: str | Path | None, scores: str | Path | None, out: str | Path,
+             config: PlotConfig) -> list[Path]:
+    """Maps (needs ``forecast`` and ``truth``) and score figures (needs ``scores``); returns the files written."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    paths: list[Path] = []
+    if forecast is not None:
+        if truth is None:
+            raise InputError("maps need the truth too: pass --truth STORE with --forecast")
+        paths += _maps(forecast, truth, out, config)
+    if scores is not None:
+        paths += _score_figures(scores, out, config)
+    return paths

@@ -1,0 +1,76 @@
+"""The demo's report: figures per model and a markdown skill table.
+
+``report.md`` lists, per model and variable, the global RMSE of the forecast (all
+members pooled), of its ensemble mean, of persistence and of climatology at the lead
+times of :data:`REPORT_LEADS_H`, the CRPS against the ensemble-mean MAE, and the
+spread/skill ratio; then links the figures drawn by :func:`forecast.plots.workflow.plot_run`.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from forecast.config import DemoConfig
+from pipelines.atomic import atomic_path
+
+REPORT_LEADS_H = (6, 24, 72)
+
+
+def _value(da, model: str, metric: str, lead_h: float) -> float:
+    leads = pd.TimedeltaIndex(da["lead_time"].values)
+    hit = np.flatnonzero(leads == pd.Timedelta(hours=lead_h))
+    if hit.size == 0 or model not in da["model"].values or metric not in da["metric"].values:
+        return float("nan")
+    return float(da.sel(model=model, metric=metric, region="global").isel(lead_time=int(hit[0])))
+
+
+def skill_rows(scores_path: Path, model_name: str) -> list[str]:
+    """Markdown table rows: one per variable and lead time."""
+    from forecast.verify.workflow import open_scores
+
+    ds = open_scores(scores_path)
+    rows = []
+    for var in ds.data_vars:
+        da = ds[var]
+        units = da.attrs.get("units", "")
+        for lead in REPORT_LEADS_H:
+            fc = _value(da, "forecast", "rmse", lead)
+            if np.isnan(fc):
+                continue
+            pers, clim = _value(da, "persistence", "rmse", lead), _value(da, "climatology", "rmse", lead)
+            crps, mae_mean = _value(da, "forecast", "crps", lead), _value(da, "forecast", "mae", lead)
+            rows.append(
+                f"| {model_name} | {var} ({units}) | {lead} h | {fc:.4g} | {_value(da, 'forecast', 'ens_rmse', lead):.4g} "
+                f"| {pers:.4g} | {clim:.4g} | {fc / pers:.2f} | {crps:.4g} | "
+                f"{_value(da, 'forecast', 'spread_skill', lead):.2f} |")
+    return rows
+
+
+def write_report(result, config: DemoConfig) -> Path:
+    """Draw the figures of every model and write ``<workdir>/report.md``; returns its path."""
+    from forecast.plots.workflow import plot_run
+
+    work = Path(result.workdir)
+    lines = ["# Shallow-water demo report", "",
+             f"Store: `{os.path.relpath(result.store, work)}`; models: {', '.join(result.checkpoints)}; "
+             f"{config.members} members; leads up to {config.lead_hours:g} h.", "",
+             "Global scores, all init times pooled. RMSE pools the members; `RMSE/pers.` is the forecast RMSE "
+             "over persistence's; spread/skill uses the (M+1)/M correction.", "",
+             "| model | variable | lead | RMSE | ens-mean RMSE | persistence RMSE | climatology RMSE | RMSE/pers. "
+             "| CRPS | spread/skill |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
+    figures: list[str] = []
+    for arch, scores in result.scores.items():
+        lines += skill_rows(Path(scores), arch)
+        paths = plot_run(result.forecasts[arch], result.store, scores, work / "plots" / arch, config.plot)
+        figures += [f"![{Path(p).stem}]({os.path.relpath(p, work)})" for p in paths if str(p).endswith(".png")]
+    lines += ["", "## Timings (s)", ""] + [f"- {k}: {v}" for k, v in result.timings.items()]
+    lines += ["", "## Figures", ""] + figures
+    target = work / "report.md"
+    with atomic_path(target) as tmp:
+        tmp.write_text("\n".join(lines) + "\n")
+    return target

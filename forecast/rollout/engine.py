@@ -1,0 +1,168 @@
+r"""The autoregressive step of an ensemble: members batched through one model or several.
+
+For members :math:`m = 1..M` (normalised states :math:`x_m`, ``(M, C, H, W)``) and a
+model step :math:`\Delta t`,
+
+.. math:: x_m(t + \Delta t) = F_{k(m)}\big(x_m(t), g(t)\big), \qquad k(m) = m \bmod K,
+
+where :math:`g(t)` are the forcings at the *input* time (recomputed for every valid
+time, :func:`forecast.forcings.compute_forcings`) and :math:`F_k` the :math:`K`
+checkpoints' models (members spread round-robin over them). The members of a model go
+through it in batches of at most ``batch_members``; the batches never depend on the
+lead time, so a resumed run computes exactly what an uninterrupted one does.
+
+After each step :class:`BoundsCheck` stops the run on NaN, inf or values outside
+physical bounds, naming the member and variable.
+"""
+
+from __future__ import annotations
+
+import time as _time
+from collections.abc import Sequence
+
+import numpy as np
+import pandas as pd
+import torch
+import torch.nn as nn
+
+from forecast.forcings import compute_forcings
+from pipelines.errors import InputError
+from pipelines.grids import Grid
+
+__all__ = ["RolloutEngine", "BoundsCheck", "BlowUpError"]
+
+
+class BlowUpError(RuntimeError):
+    """The forecast left the physical range (NaN, inf or out of bounds)."""
+
+
+class BoundsCheck:
+    r"""Per-variable bounds on the normalised state.
+
+    Variable :math:`c` must stay finite and within
+    :math:`[\max(-n_\sigma, (a_c - \mu_c)/\sigma_c), \min(n_\sigma, (b_c - \mu_c)/\sigma_c)]`,
+    i.e. within :math:`\mu_c \pm n_\sigma \sigma_c` and within the physical bounds
+    :math:`[a_c, b_c]` given for it.
+
+    Parameters
+    ----------
+    variables, mean, std
+        The model's variables and their ``(C,)`` statistics (physical units).
+    n_std
+        Half-width of the allowed range in standard deviations.
+    bounds
+        Optional ``{variable: (low, high)}`` in physical units.
+    """
+
+    def __init__(self, variables: Sequence[str], mean: np.ndarray, std: np.ndarray, n_std: float,
+                 bounds: dict[str, tuple[float, float]] | None = None):
+        if n_std <= 0:
+            raise InputError(f"bounds_std must be > 0, got {n_std}")
+        unknown = sorted(set(bounds or {}) - set(variables))
+        if unknown:
+            raise InputError(f"bounds given for unknown variable(s) {', '.join(unknown)}; "
+                             f"the model's variables are {', '.join(variables)}")
+        low, high = np.full(len(variables), -float(n_std)), np.full(len(variables), float(n_std))
+        for c, name in enumerate(variables):
+            if name in (bounds or {}):
+                a, b = bounds[name]
+                low[c] = max(low[c], (a - mean[c]) / std[c])
+                high[c] = min(high[c], (b - mean[c]) / std[c])
+        self.variables = list(variables)
+        self.low = torch.as_tensor(low, dtype=torch.float32)
+        self.high = torch.as_tensor(high, dtype=torch.float32)
+
+    def violation(self, state: torch.Tensor) -> tuple[int, str, str] | None:
+        """``(member, variable, what)`` of the first bad value of ``state (M, C, H, W)``, or None.
+
+        Reduces each field to its minimum and maximum first (NaN propagates through both),
+        so the check costs two reductions and one device sync per step.
+        """
+        if self.low.device != state.device:
+            self.low, self.high = self.low.to(state.device), self.high.to(state.device)
+        low, high = self.low, self.high
+        flat = state.flatten(2)
+        smallest, largest = flat.amin(dim=2), flat.amax(dim=2)  # (M, C); NaN propagates
+        nonfinite = ~(torch.isfinite(smallest) & torch.isfinite(largest))
+        bad = nonfinite | (smallest < low) | (largest > high)
+        if not bool(bad.any()):
+            return None
+        member, channel = (int(i) for i in torch.nonzero(bad)[0])
+        kind = "NaN or inf" if bool(nonfinite[member, channel]) else "values outside physical bounds"
+        return member, self.variables[channel], kind
+
+
+class RolloutEngine:
+    """Advances ensembles of normalised states ``(M, C, H, W)`` in steps of ``time_step``.
+
+    Parameters
+    ----------
+    models
+        One model per checkpoint (eval mode, on ``device``); ``forward(state, forcings)``.
+    grid
+        The model grid.
+    time_step
+        The models' time step.
+    static
+        ``(S, H, W)`` normalised static fields of the checkpoints, or None.
+    batch_members
+        Largest number of members per forward pass (None: all of a model's members).
+    device
+        Where the states and models live.
+    """
+
+    def __init__(self, models: Sequence[nn.Module], grid: Grid, time_step: pd.Timedelta,
+                 static: np.ndarray | None, batch_members: int | None, device: torch.device):
+        if not models:
+            raise InputError("no checkpoint given; pass --checkpoint CKPT")
+        if batch_members is not None and batch_members < 1:
+            raise InputError(f"batch_members must be >= 1, got {batch_members}")
+        self.models = list(models)
+        self.grid, self.time_step, self.static = grid, pd.Timedelta(time_step), static
+        self.batch_members, self.device = batch_members, device
+        self._forcing_cache: tuple[np.datetime64, torch.Tensor] | None = None
+        self.forward_seconds = 0.0  # time inside the models' forward passes (for benchmarks)
+
+    def groups(self, n_members: int) -> list[tuple[int, torch.Tensor]]:
+        """``(model index, member indices)`` batches: round-robin over models, then chunks."""
+        out = []
+        for k in range(len(self.models)):
+            members = torch.arange(k, n_members, len(self.models))
+            size = self.batch_members or max(len(members), 1)
+            out.extend((k, chunk) for chunk in torch.split(members, size) if len(chunk))
+        return out
+
+    def forcings(self, time: pd.Timestamp) -> torch.Tensor:
+        """Forcings at ``time``, ``(1, F, H, W)`` on the device (the last one is cached)."""
+        key = np.datetime64(pd.Timestamp(time).to_datetime64(), "ns")
+        if self._forcing_cache is None or self._forcing_cache[0] != key:
+            value = compute_forcings(self.grid, np.array([key]), self.static).to(self.device)
+            self._forcing_cache = (key, value)
+        return self._forcing_cache[1]
+
+    @torch.inference_mode()
+    def step(self, state: torch.Tensor, time: pd.Timestamp) -> torch.Tensor:
+        """One step from ``time``: ``(M, C, H, W) -> (M, C, H, W)``."""
+        forcing = self.forcings(time)
+        groups = self.groups(state.shape[0])
+        if len(groups) == 1:
+            return self._forward(0, state, forcing)
+        out = torch.empty_like(state)
+        for k, members in groups:
+            idx = members.to(state.device)
+            out[idx] = self._forward(k, state[idx], forcing)
+        return out
+
+    def _forward(self, k: int, state: torch.Tensor, forcing: torch.Tensor) -> torch.Tensor:
+        start = _time.perf_counter()
+        out = self.models[k](state, forcing.expand(state.shape[0], -1, -1, -1))
+        if state.device.type == "cuda":
+            torch.cuda.synchronize(state.device)
+        self.forward_seconds += _time.perf_counter() - start
+        return out
+
+    def advance(self, state: torch.Tensor, time: pd.Timestamp, n_steps: int) -> torch.Tensor:
+        """``n_steps`` steps from ``time``."""
+        for i in range(n_steps):
+            state = self.step(state, pd.Timestamp(time) + i * self.time_step)
+        return state

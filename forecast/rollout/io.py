@@ -1,0 +1,333 @@
+"""The forecast file: layout, streaming writer with resume, and reader.
+
+Layout (verification and plots read it with :func:`open_forecast`)::
+
+    dims        member, init_time, lead_time, lat, lon
+    data vars   one float32 variable per physical variable, physical units,
+                dims (member, init_time, lead_time, lat, lon), NaN where not written;
+                attrs units, long_name, standard_name (when CF has one)
+    coords      member (int32, standard_name realization)
+                init_time (datetime64; CF "hours since 1970-01-01", forecast_reference_time)
+                lead_time (timedelta64; CF "hours", forecast_period); lead 0 is the
+                (perturbed) initial state
+                valid_time (init_time, lead_time) datetime64 (CF time)
+                lat (degrees_north, N -> S), lon (degrees_east, 0 -> 360)
+    attrs       Conventions "CF-1.8", title, institution, source, history, grid (e.g.
+                "legendre-gauss:64x128": the grid of the fields, the model's or --output-grid),
+                model_grid, seed, config_hash, provenance (JSON: checkpoint paths, sha256s
+                and steps, the resolved config, seed, initial conditions and their grid,
+                time step, versions), complete (1 when every lead time of every init time
+                is written)
+
+``.zarr``: Zarr v3, consolidated metadata. ``.nc``: NetCDF4, zlib level 1, the same
+chunks; times as float64 "hours since 1970-01-01 00:00:00", no ``_FillValue`` on
+coordinates (IOOS compliance-checker cf:1.8 reports no errors, only the
+recommendation to order dims T, Z, Y, X).
+
+Streaming and resume
+--------------------
+The whole structure is created up front in ``<out>.partial`` (a Zarr v3 directory,
+chunks ``(member, 1, 1, lat, lon)``: one chunk per variable, init and lead time), and
+each lead time is written into its own chunks as soon as it is produced. After each
+lead time the engine atomically replaces ``<out>.partial/state.pt`` (the normalised
+model state of that lead time, float32, with the progress) and then
+``<out>.partial/progress.json`` (``{"config_hash", "completed_leads": [per init time]}``,
+-1 for none). A re-run with the same configuration continues after the last complete
+lead time from ``state.pt``, so its output is bit-identical to an uninterrupted run's.
+The partial directory is Zarr for both suffixes (:func:`open_forecast` reads it, so
+the complete lead times of a failed run can be inspected). When everything is written,
+the attributes are completed, the metadata consolidated and the directory renamed to
+``<out>`` (``.zarr``) or converted to NetCDF4 (``.nc``, written to a temporary sibling
+and renamed) and removed.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import dask.array as da
+import numpy as np
+import pandas as pd
+import torch
+import xarray as xr
+
+from pipelines.atomic import atomic_path, remove_path
+from pipelines.errors import InputError
+from pipelines.grids import Grid
+from pipelines.variables import CF_ATTRS, canonical
+
+__all__ = ["ForecastLayout", "ForecastWriter", "open_forecast", "partial_path", "cf_attributes",
+           "is_complete", "STATE_FILE", "PROGRESS_FILE"]
+
+log = logging.getLogger(__name__)
+
+STATE_FILE = "state.pt"
+PROGRESS_FILE = "progress.json"
+TIME_UNITS = "hours since 1970-01-01 00:00:00"
+CALENDAR = "proleptic_gregorian"
+
+_LEVEL_NAME = re.compile(r"^([a-z_]*[a-z])(\d+)$")
+
+
+def cf_attributes(name: str, source_attrs: dict[str, Any] | None = None) -> dict[str, str]:
+    """CF attributes (``units``, ``long_name``, ``standard_name``) of a forecast variable.
+
+    The source's own attributes win; missing ones come from
+    :data:`pipelines.variables.CF_ATTRS` (``z500`` is ``z`` at 500 hPa); ``units`` is
+    ``"1"`` and ``long_name`` the name when nothing is known.
+    """
+    attrs = {k: str(v) for k, v in (source_attrs or {}).items() if k in ("units", "long_name", "standard_name")}
+    known = CF_ATTRS.get(canonical(name))
+    level = None
+    if known is None and (match := _LEVEL_NAME.match(name)):
+        known, level = CF_ATTRS.get(canonical(match.group(1))), match.group(2)
+    for key, value in (known or {}).items():
+        attrs.setdefault(key, f"{value} at {level} hPa" if key == "long_name" and level else value)
+    attrs.setdefault("units", "1")
+    attrs.setdefault("long_name", name)
+    return attrs
+
+
+def partial_path(out: str | Path) -> Path:
+    out = Path(out)
+    return out.with_name(out.name + ".partial")
+
+
+@dataclass
+class ForecastLayout:
+    """Everything needed to create the (empty) forecast structure."""
+
+    variables: list[str]
+    members: int
+    init_times: pd.DatetimeIndex
+    lead_times: pd.TimedeltaIndex
+    grid: Grid                                   # grid of the written fields
+    variable_attrs: dict[str, dict[str, str]]
+    attrs: dict[str, Any] = field(default_factory=dict)
+
+    def empty_dataset(self) -> xr.Dataset:
+        """The full dataset, data variables lazy (all-NaN dask arrays: never computed)."""
+        m, n_init, n_lead = self.members, len(self.init_times), len(self.lead_times)
+        shape = (m, n_init, n_lead, self.grid.nlat, self.grid.nlon)
+        chunks = (m, 1, 1, self.grid.nlat, self.grid.nlon)
+        dims = ("member", "init_time", "lead_time", "lat", "lon")
+        data = {v: (dims, da.full(shape, np.nan, dtype=np.float32, chunks=chunks), self.variable_attrs[v])
+                for v in self.variables}
+        valid = self.init_times.values[:, None] + self.lead_times.values[None, :]
+        coords = {
+            "member": ("member", np.arange(m, dtype=np.int32),
+                       {"standard_name": "realization", "long_name": "ensemble member", "units": "1"}),
+            "init_time": ("init_time", self.init_times.values,
+                          {"standard_name": "forecast_reference_time", "long_name": "initial time"}),
+            "lead_time": ("lead_time", self.lead_times.values,
+                          {"standard_name": "forecast_period", "long_name": "lead time"}),
+            "valid_time": (("init_time", "lead_time"), valid, {"standard_name": "time", "long_name": "valid time"}),
+            **self.grid.coords(),
+        }
+        return xr.Dataset(data, coords=coords, attrs=self.attrs)
+
+
+def _encoding(ds: xr.Dataset, netcdf: bool) -> dict[str, dict]:
+    enc: dict[str, dict] = {}
+    for name, var in ds.data_vars.items():
+        enc[name] = {"dtype": "float32", "_FillValue": np.float32(np.nan)}
+        if netcdf:
+            enc[name].update(zlib=True, complevel=1,
+                             chunksizes=(var.shape[0], 1, 1, var.shape[3], var.shape[4]))
+        else:
+            enc[name]["chunks"] = (var.shape[0], 1, 1, var.shape[3], var.shape[4])
+    for name in ("init_time", "valid_time"):
+        enc[name] = {"units": TIME_UNITS, "calendar": CALENDAR, "dtype": "float64", "_FillValue": None}
+    enc["lead_time"] = {"units": "hours", "dtype": "float64", "_FillValue": None}
+    enc["member"] = {"dtype": "int32", "_FillValue": None}
+    for name in ("lat", "lon"):
+        enc[name] = {"dtype": "float64", "_FillValue": None}
+    return enc
+
+
+class ForecastWriter:
+    """Streams lead times into ``<out>.partial`` and finalises it into ``out``.
+
+    Parameters
+    ----------
+    out
+        Final path; ``.zarr`` or ``.nc``.
+    config_hash
+        Identifies the run: a partial output made with another hash is started afresh.
+    """
+
+    def __init__(self, out: str | Path, config_hash: str):
+        self.out = Path(out)
+        if self.out.suffix not in (".zarr", ".nc"):
+            raise InputError(f"output {self.out} must end in .zarr or .nc")
+        self.partial = partial_path(self.out)
+        self.config_hash = config_hash
+        self._arrays: dict[str, Any] = {}
+        self._variables: list[str] = []
+
+    # -- set-up and resume -------------------------------------------------------
+    def resume_state(self) -> dict[str, Any] | None:
+        """The saved progress of a partial output made with the same configuration, or None."""
+        state_file = self.partial / STATE_FILE
+        if not state_file.is_file():
+            return None
+        try:
+            saved = torch.load(state_file, map_location="cpu", weights_only=True)
+        except Exception:  # a state file from an older, incompatible run: start afresh
+            return None
+        if saved.get("config_hash") != self.config_hash:
+            log.warning("%s was made with another configuration; starting afresh", self.partial)
+            return None
+        return saved
+
+    def create(self, layout: ForecastLayout) -> None:
+        """Create the empty structure in the partial directory (removing any old one)."""
+        remove_path(self.partial)
+        ds = layout.empty_dataset()
+        ds.to_zarr(self.partial, mode="w", compute=False, encoding=_encoding(ds, netcdf=False),
+                   consolidated=False, zarr_format=3)
+        self.save_progress({"completed_leads": [-1] * len(layout.init_times)})
+
+    def open(self, variables: list[str]) -> None:
+        import zarr
+
+        group = zarr.open_group(str(self.partial), mode="r+")
+        self._variables = list(variables)
+        self._arrays = {v: group[v] for v in variables}
+
+    # -- streaming -----------------------------------------------------------------
+    def write_lead(self, init_index: int, lead_index: int, fields: np.ndarray) -> None:
+        """Write one lead time of one init time: ``fields`` ``(M, C, H, W)`` float32, physical units."""
+        for c, name in enumerate(self._variables):
+            self._arrays[name][:, init_index, lead_index] = fields[:, c]
+
+    def save_progress(self, progress: dict[str, Any], state: torch.Tensor | None = None) -> None:
+        """Atomically save ``state.pt`` (with the state, if given) and then ``progress.json``."""
+        saved = {"config_hash": self.config_hash, **progress}
+        if state is not None:
+            saved["state"] = state.detach().to("cpu", torch.float32).contiguous()
+        _atomic_write(self.partial / STATE_FILE, lambda p: torch.save(saved, p))
+        summary = {"config_hash": self.config_hash, "completed_leads": progress["completed_leads"]}
+        _atomic_write(self.partial / PROGRESS_FILE, lambda p: Path(p).write_text(json.dumps(summary)))
+
+    # -- completion ----------------------------------------------------------------
+    def finalise(self, attrs: dict[str, Any], overwrite: bool) -> Path:
+        """Complete the attributes, consolidate and move the partial output into place."""
+        import zarr
+
+        group = zarr.open_group(str(self.partial), mode="r+")
+        group.attrs.update({**attrs, "complete": 1})
+        for name in (STATE_FILE, PROGRESS_FILE):
+            remove_path(self.partial / name)
+        with warnings.catch_warnings():  # "consolidated metadata is not part of the Zarr v3 spec"
+            warnings.simplefilter("ignore", UserWarning)
+            zarr.consolidate_metadata(str(self.partial))
+        if self.out.suffix == ".zarr":
+            with atomic_path(self.out, overwrite=overwrite) as tmp:
+                os.replace(self.partial, tmp)
+        else:
+            _to_netcdf(self.partial, self.out, overwrite)
+            remove_path(self.partial)
+        return self.out
+
+
+def _to_netcdf(partial: Path, out: Path, overwrite: bool) -> None:
+    ds = xr.open_zarr(partial, consolidated=True, decode_timedelta=True)
+    for name in ds.variables:
+        ds[name].encoding = {}
+    with atomic_path(out, overwrite=overwrite) as tmp:
+        ds.to_netcdf(tmp, format="NETCDF4", engine="netcdf4", encoding=_encoding(ds, netcdf=True))
+
+
+def _atomic_write(path: Path, write) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    write(tmp)
+    os.replace(tmp, path)
+
+
+def is_complete(path: str | Path) -> bool:
+    """Whether ``path`` is a complete forecast (exists, readable, attribute ``complete`` set)."""
+    path = Path(path)
+    if not path.exists():
+        return False
+    try:
+        ds = open_forecast(path)
+    except InputError:
+        return False
+    return int(ds.attrs.get("complete", 0)) == 1
+
+
+def open_forecast(path: str | Path) -> xr.Dataset:
+    """Open a forecast written by ``forecast rollout`` (``.zarr``, ``.nc`` or a ``.partial``) lazily.
+
+    Returns a Dataset with dims ``(member, init_time, lead_time, lat, lon)``, ``lead_time``
+    as timedelta64 and ``init_time``/``valid_time`` as datetime64.
+
+    Raises
+    ------
+    InputError
+        If ``path`` does not exist or is not a forecast.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise InputError(f"forecast {path} does not exist; create it with `forecast rollout`")
+    try:
+        if path.is_dir():
+            with warnings.catch_warnings():  # a partial output: not consolidated, holds side files
+                warnings.simplefilter("ignore", UserWarning)
+                warnings.simplefilter("ignore", RuntimeWarning)
+                ds = xr.open_zarr(path, consolidated=None, decode_timedelta=True)
+        else:
+            ds = xr.open_dataset(path, engine="netcdf4", chunks={}, decode_timedelta=True)
+    except Exception as exc:  # the backends raise many types for a broken file
+        raise InputError(f"{path} is not a readable forecast ({type(exc).__name__}: {exc})") from None
+    missing = {"member", "init_time", "lead_time", "lat", "lon"} - set(ds.dims)
+    if missing:
+        raise InputError(f"{path} is not a forecast: it lacks the dims {', '.join(sorted(missing))}")
+    return ds
+
+
+class BackgroundWriter:
+    """Runs write jobs in order on one thread, at most ``max_pending`` queued (memory stays flat).
+
+    The model steps on while the previous lead time is written. Leaving the ``with`` block
+    waits for every queued job, also when an error stops the run, so the lead times
+    produced before the error are kept; a failed job re-raises its error.
+    """
+
+    def __init__(self, max_pending: int = 2):
+        from collections import deque
+        from concurrent.futures import ThreadPoolExecutor
+
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="forecast-writer")
+        self._pending: deque = deque()
+        self.max_pending = max_pending
+
+    def submit(self, fn, *args: Any) -> None:
+        while len(self._pending) >= self.max_pending:
+            self._pending.popleft().result()
+        self._pending.append(self._pool.submit(fn, *args))
+
+    def drain(self) -> None:
+        while self._pending:
+            self._pending.popleft().result()
+
+    def __enter__(self) -> "BackgroundWriter":
+        return self
+
+    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
+        try:
+            self.drain()
+        except Exception:
+            if exc_type is None:
+                raise
+            log.exception("writing the output failed while handling another error")  # keep the first error
+        finally:
+            self._pool.shutdown(wait=True)

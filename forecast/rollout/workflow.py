@@ -1,0 +1,408 @@
+"""``forecast rollout``: checkpoints + initial conditions -> streamed ensemble forecast.
+
+:func:`rollout` resolves a :class:`~forecast.config.RolloutConfig` into a
+:class:`RolloutPlan` (models, initial conditions, times, perturbations, output
+layout), then for each init time perturbs the analysis, steps all members
+autoregressively and hands every lead time to the writer as soon as it is produced
+(see :mod:`forecast.rollout.io` for the file layout, the streaming and the resume).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import re
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+
+from forecast.config import RolloutConfig
+from forecast.normalise import Normaliser
+from forecast.rollout.engine import BlowUpError, BoundsCheck, RolloutEngine
+from forecast.rollout.initial import InitialConditions, open_initial
+from forecast.rollout.io import BackgroundWriter, ForecastLayout, ForecastWriter, cf_attributes, is_complete
+from forecast.rollout.perturbations import (BredVector, Centred, Compose, Identity, Perturbation,
+                                            SphericalGaussian, amplitude_vector)
+from pipelines.errors import InputError
+from pipelines.grids import Grid
+from pipelines.progress import progress_bar
+
+__all__ = ["rollout", "run_plan", "parse_lead", "parse_init_times", "RolloutPlan", "load_models"]
+
+log = logging.getLogger(__name__)
+
+_LEAD = re.compile(r"^\s*\d+(\.\d+)?\s*[a-zA-Z]+(\s*\d+(\.\d+)?\s*[a-zA-Z]+)*\s*$")
+
+
+def parse_lead(text: str, step: pd.Timedelta) -> int:
+    """Number of model steps in a lead such as ``"10d"``, ``"72h"``, ``"6h"`` or ``"1d12h"``.
+
+    Raises
+    ------
+    InputError
+        If ``text`` is not a positive duration with units or not a multiple of ``step``.
+    """
+    step = pd.Timedelta(step)
+    try:
+        if not _LEAD.match(str(text)):
+            raise ValueError
+        lead = pd.Timedelta(str(text).replace(" ", ""))
+    except ValueError:
+        raise InputError(f"cannot parse lead {text!r}; expected a duration with units, e.g. 10d, 72h or 6h") from None
+    if lead <= pd.Timedelta(0):
+        raise InputError(f"lead {text!r} must be positive")
+    steps, rest = divmod(lead, step)
+    if rest != pd.Timedelta(0):
+        raise InputError(f"lead {text!r} is not a multiple of the model time step {_hours(step)}")
+    return int(steps)
+
+
+def parse_init_times(texts: list[str]) -> list[pd.Timestamp]:
+    """Sorted unique init times from ISO strings (comma lists allowed inside an item)."""
+    items = [t.strip() for text in texts for t in str(text).split(",") if t.strip()]
+    if not items:
+        raise InputError("no init time given; pass --init 2020-01-01T00[,2020-01-02T00,...]")
+    times = []
+    for item in items:
+        try:
+            times.append(pd.Timestamp(item if len(item) != 13 else item + ":00"))
+        except ValueError:
+            raise InputError(f"cannot parse init time {item!r}; expected ISO, e.g. 2020-01-01T00 or 2020-01-01T06:00") from None
+    if any(t.tz is not None for t in times):
+        raise InputError("init times must be UTC without a time-zone suffix, e.g. 2020-01-01T00")
+    return sorted(set(times))
+
+
+def _hours(step: pd.Timedelta) -> str:
+    return f"{step / pd.Timedelta(hours=1):g} h"
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise InputError("device 'cuda' requested but no CUDA GPU is available; use device=cpu or auto")
+    return torch.device(name)
+
+
+def load_models(paths: list[str], device: torch.device) -> tuple[list[torch.nn.Module], list[Any]]:
+    """Load every checkpoint; refuse a set that disagrees on grid, variables, step or statistics."""
+    from forecast.checkpoint import load_model
+
+    if not paths:
+        raise InputError("no checkpoint given; pass --checkpoint CKPT (repeatable)")
+    loaded = [load_model(p, device) for p in paths]
+    models, ckpts = [m for m, _ in loaded], [c for _, c in loaded]
+    first = ckpts[0]
+    for path, ckpt in zip(paths[1:], ckpts[1:]):
+        same = (ckpt.grid == first.grid and list(ckpt.variables) == list(first.variables)
+                and ckpt.time_step_seconds == first.time_step_seconds
+                and list(ckpt.static_names) == list(first.static_names)
+                and np.allclose(ckpt.mean, first.mean) and np.allclose(ckpt.std, first.std))
+        if not same:
+            raise InputError(f"checkpoint {path} does not match {paths[0]} (grid {ckpt.grid} vs {first.grid}, "
+                             f"variables {ckpt.variables} vs {first.variables}, step {ckpt.time_step_seconds:g} s "
+                             f"vs {first.time_step_seconds:g} s, or statistics); a multi-checkpoint ensemble "
+                             "needs models trained on the same data")
+    return models, ckpts
+
+
+@dataclass
+class RolloutPlan:
+    """Everything a rollout needs, resolved and checked before anything is written."""
+
+    config: RolloutConfig
+    engine: RolloutEngine
+    normaliser: Normaliser
+    bounds: BoundsCheck
+    initial: InitialConditions
+    checkpoints: list[Any]
+    variables: list[str]
+    grid: Grid
+    output_grid: Grid
+    init_times: list[pd.Timestamp]
+    n_steps: int
+    device: torch.device
+    regridder: Any = None
+    config_hash: str = ""
+    attrs: dict[str, Any] = field(default_factory=dict)
+    _gaussian: SphericalGaussian | None = None
+
+    @property
+    def time_step(self) -> pd.Timedelta:
+        return self.engine.time_step
+
+    @property
+    def output_leads(self) -> pd.TimedeltaIndex:
+        every = self.config.output_every
+        return pd.TimedeltaIndex(np.arange(0, self.n_steps + 1, every) * self.time_step)
+
+    @classmethod
+    def build(cls, config: RolloutConfig) -> "RolloutPlan":
+        device = resolve_device(config.device)
+        models, ckpts = load_models(list(config.checkpoints), device)
+        first = ckpts[0]
+        grid, variables = first.grid, list(first.variables)
+        step = pd.Timedelta(seconds=first.time_step_seconds)
+        n_steps = parse_lead(config.lead, step)
+        if config.members < 1 or config.output_every < 1:
+            raise InputError(f"members and output_every must be >= 1, got {config.members} and {config.output_every}")
+        if n_steps % config.output_every:
+            raise InputError(f"lead {config.lead} ({n_steps} steps) is not a multiple of output_every={config.output_every}")
+        init_times = parse_init_times(list(config.init_times))
+        check_perturbation(config, variables, step)
+        initial = open_initial(config.initial, grid, variables, config.regrid_method)
+        initial.check_times(init_times)
+        engine = RolloutEngine(models, grid, step, first.static, config.batch_members, device)
+        plan = cls(config=config, engine=engine, normaliser=Normaliser(first.mean, first.std),
+                   bounds=BoundsCheck(variables, first.mean, first.std, config.bounds_std, dict(config.bounds)),
+                   initial=initial, checkpoints=ckpts, variables=variables, grid=grid,
+                   output_grid=_output_grid(config, grid), init_times=init_times, n_steps=n_steps, device=device)
+        plan.regridder = _output_regridder(config, grid, plan.output_grid)
+        plan.config_hash = plan._hash()
+        plan.attrs = plan._attrs()
+        return plan
+
+    def _hash(self) -> str:
+        """Identifies what the output depends on (not ``out``/``overwrite``)."""
+        resolved = self.config.model_dump(exclude={"overwrite", "out"})
+        resolved["device"] = self.device.type
+        resolved["checkpoint_sha256"] = [c.sha256 for c in self.checkpoints]
+        return hashlib.sha256(json.dumps(resolved, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+    def _attrs(self) -> dict[str, Any]:
+        from forecast import __version__
+
+        provenance = {
+            "checkpoints": [{"path": str(c.path), "sha256": c.sha256, "step": int(c.step)} for c in self.checkpoints],
+            "config": self.config.model_dump(mode="json"),
+            "seed": self.config.seed, "config_hash": self.config_hash, "initial": self.initial.source,
+            "initial_grid": str(self.initial.source_grid), "time_step_seconds": self.time_step.total_seconds(),
+            "versions": {"sphere-forecast": __version__, "torch": torch.__version__},
+        }
+        now = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+        return {
+            "Conventions": "CF-1.8", "title": "ensemble forecast", "institution": "sphere-forecast",
+            "source": f"sphere-forecast {__version__} autoregressive rollout",
+            "history": f"{now} forecast rollout (sphere-forecast {__version__})",
+            "grid": str(self.output_grid), "model_grid": str(self.grid),
+            "seed": int(self.config.seed), "config_hash": self.config_hash,
+            "provenance": json.dumps(provenance, sort_keys=True),
+        }
+
+    def gaussian(self, amplitude: np.ndarray) -> SphericalGaussian:
+        """The spherical-Gaussian sampler (built once: its transform is costly on big grids)."""
+        if self._gaussian is None:
+            self._gaussian = SphericalGaussian(self.grid, amplitude, self.config.perturbation.length_scale_km)
+        return self._gaussian
+
+    def layout(self) -> ForecastLayout:
+        attrs = self.initial.variable_attrs()
+        return ForecastLayout(variables=self.variables, members=self.config.members,
+                              init_times=pd.DatetimeIndex(self.init_times), lead_times=self.output_leads,
+                              grid=self.output_grid, variable_attrs={v: cf_attributes(v, attrs.get(v))
+                                                                     for v in self.variables},
+                              attrs=self.attrs)
+
+
+def _output_grid(config: RolloutConfig, grid: Grid) -> Grid:
+    return Grid.parse(config.output_grid) if config.output_grid else grid
+
+
+def _output_regridder(config: RolloutConfig, grid: Grid, output_grid: Grid) -> Any:
+    if output_grid == grid:
+        return None
+    if config.regrid_method is None:
+        raise InputError(f"output_grid {output_grid} differs from the model grid {grid}; set regrid_method")
+    from pipelines.regrid import make_regridder
+
+    return make_regridder(config.regrid_method, grid, output_grid)
+
+
+# -- perturbations ----------------------------------------------------------------------------
+def check_perturbation(config: RolloutConfig, variables: list[str], step: pd.Timedelta) -> None:
+    """Refuse a bad perturbation section before anything is written."""
+    cfg = config.perturbation
+    kinds = [k for k in cfg.kind if k != "none"]
+    if len(set(kinds)) != len(kinds):
+        raise InputError(f"perturbation kinds repeat: {cfg.kind}; give each at most once")
+    amplitude_vector(cfg.amplitude, variables)
+    if kinds and cfg.length_scale_km <= 0:
+        raise InputError(f"perturbation length_scale_km must be > 0, got {cfg.length_scale_km}")
+    if "bred-vector" in kinds:
+        steps, rest = divmod(pd.Timedelta(hours=cfg.bred_window_hours), step)
+        if steps < 1 or rest != pd.Timedelta(0) or cfg.bred_cycles < 1:
+            raise InputError(f"bred_window_hours={cfg.bred_window_hours:g} must be a positive multiple of the model "
+                             f"time step ({_hours(step)}) and bred_cycles={cfg.bred_cycles} at least 1")
+
+
+def build_perturbation(plan: RolloutPlan, init_time: pd.Timestamp, x0: torch.Tensor) -> Perturbation:
+    """The configured perturbations for one init time (bred vectors need its analyses)."""
+    cfg = plan.config.perturbation
+    kinds = [k for k in cfg.kind if k != "none"]
+    amplitude = amplitude_vector(cfg.amplitude, plan.variables)
+    parts: list[Perturbation] = []
+    for kind in kinds:
+        gaussian = plan.gaussian(amplitude)
+        parts.append(gaussian if kind == "spherical-gaussian" else _bred_vector(plan, init_time, x0, gaussian, amplitude))
+    if not parts:
+        return Identity()
+    combined: Perturbation = parts[0] if len(parts) == 1 else Compose(parts)
+    return Centred(combined) if cfg.centre and plan.config.members > 1 else combined
+
+
+def _bred_vector(plan: RolloutPlan, init_time: pd.Timestamp, x0: torch.Tensor, seed: Perturbation,
+                 amplitude: np.ndarray) -> BredVector:
+    cfg = plan.config.perturbation
+    window = pd.Timedelta(hours=cfg.bred_window_hours)
+    steps = window // plan.time_step   # checked by check_perturbation
+    starts = [init_time - (cfg.bred_cycles - k) * window for k in range(cfg.bred_cycles)]
+    if not all(plan.initial.has(t) for t in starts):
+        log.warning("breeding: analyses before %s are missing from %s; cycling around the initial state instead",
+                    init_time, plan.initial.source)
+
+    def analyses(k: int) -> torch.Tensor:
+        if plan.initial.has(starts[k]):
+            return _normalised_analysis(plan, starts[k])
+        return x0[0]
+
+    def advance(states: torch.Tensor, k: int) -> torch.Tensor:
+        return plan.engine.advance(states, starts[k], int(steps))
+
+    return BredVector(advance, analyses, seed, amplitude, plan.grid, cfg.bred_cycles)
+
+
+def _normalised_analysis(plan: RolloutPlan, time: pd.Timestamp) -> torch.Tensor:
+    fields = torch.from_numpy(plan.initial.fields(time)).to(plan.device)
+    return plan.normaliser.normalise(fields)
+
+
+def member_seed(seed: int, init_time: pd.Timestamp) -> int:
+    """The generator seed of one init time: depends on ``seed`` and the time only (not on the others)."""
+    hours = int(pd.Timestamp(init_time).value // 3_600_000_000_000)
+    return int(np.random.SeedSequence([int(seed) & 0xFFFFFFFF, hours & 0xFFFFFFFF]).generate_state(1)[0])
+
+
+# -- the run -------------------------------------------------------------------------------------
+def rollout(config: RolloutConfig) -> Path:
+    """Run (or resume) the rollout that ``config`` describes and return the output path.
+
+    A complete output is kept as it is unless ``config.overwrite``; a partial one made
+    with the same configuration is resumed from its last complete lead time.
+
+    Raises
+    ------
+    InputError
+        For a bad configuration, checkpoint or initial conditions (before anything is written).
+    BlowUpError
+        When the forecast becomes NaN, inf or leaves the physical bounds; the complete
+        lead times stay in ``<out>.partial``.
+    """
+    out = Path(config.out)
+    if out.suffix not in (".zarr", ".nc"):
+        raise InputError(f"output {out} must end in .zarr or .nc")
+    if out.exists() and not config.overwrite:
+        if is_complete(out):
+            log.info("%s is complete; skipping (pass --overwrite to recompute it)", out)
+            return out
+        raise InputError(f"{out} exists but is not a complete forecast; pass --overwrite to replace it")
+    return run_plan(RolloutPlan.build(config))
+
+
+def run_plan(plan: RolloutPlan) -> Path:
+    """Create or resume the partial output of ``plan``, run every init time, finalise."""
+    config, out = plan.config, Path(plan.config.out)
+    log.info("rollout: %d member(s) x %d init time(s) x %d step(s) of %s on %s, grid %s -> %s",
+             config.members, len(plan.init_times), plan.n_steps, _hours(plan.time_step), plan.device,
+             plan.grid, out)
+    writer = ForecastWriter(out, plan.config_hash)
+    saved = writer.resume_state()
+    with BackgroundWriter() as background:
+        if saved is None:
+            saved = {"completed_leads": [-1] * len(plan.init_times)}
+            background.submit(writer.create, plan.layout())   # while the first states are computed
+        else:
+            log.info("resuming %s: complete lead times per init time %s", writer.partial, saved["completed_leads"])
+        background.submit(writer.open, plan.variables)
+        run_all(plan, writer, background, saved)
+    return writer.finalise({}, overwrite=config.overwrite)
+
+
+def run_all(plan: RolloutPlan, writer: ForecastWriter, background: BackgroundWriter, saved: dict[str, Any]) -> None:
+    """Every init time; each lead time is handed to the background writer as soon as it exists."""
+    completed = list(saved["completed_leads"])
+    n_out = len(plan.output_leads)
+    bar = progress_bar(total=len(plan.init_times) * (n_out - 1), desc="rollout", unit="lead")
+    for i, init_time in enumerate(plan.init_times):
+        done = completed[i]
+        bar.update(max(done, 0))
+        if done == n_out - 1:
+            continue
+        if done >= 0 and saved.get("state_init") == i and "state" in saved:
+            state = saved["state"].to(plan.device)
+        else:
+            done, state = 0, initial_state(plan, init_time)
+            _emit(plan, writer, background, completed, i, 0, state)
+        run_init(plan, writer, background, completed, i, done, state, bar)
+    bar.close()
+
+
+def initial_state(plan: RolloutPlan, init_time: pd.Timestamp) -> torch.Tensor:
+    """The perturbed, normalised initial states of all members, ``(M, C, H, W)`` float32."""
+    x0 = _normalised_analysis(plan, init_time)[None].expand(plan.config.members, -1, -1, -1).contiguous()
+    generator = torch.Generator().manual_seed(member_seed(plan.config.seed, init_time))
+    with torch.inference_mode():
+        state = build_perturbation(plan, init_time, x0)(x0, generator)
+    _check(plan, state, init_time, 0)
+    return state
+
+
+def run_init(plan: RolloutPlan, writer: ForecastWriter, background: BackgroundWriter, completed: list[int],
+             i: int, done: int, state: torch.Tensor, bar: Any) -> None:
+    """Step one init time from output lead ``done`` to the end, emitting each output lead."""
+    every, init_time = plan.config.output_every, plan.init_times[i]
+    for k in range(done + 1, len(plan.output_leads)):
+        for s in range((k - 1) * every, k * every):
+            state = plan.engine.step(state, init_time + s * plan.time_step)
+            _check(plan, state, init_time, s + 1, background, writer)
+        _emit(plan, writer, background, completed, i, k, state)
+        bar.update(1)
+
+
+def _check(plan: RolloutPlan, state: torch.Tensor, init_time: pd.Timestamp, step: int,
+           background: BackgroundWriter | None = None, writer: ForecastWriter | None = None) -> None:
+    bad = plan.bounds.violation(state)
+    if bad is None:
+        return
+    if background is not None:
+        background.drain()  # keep every complete lead time before reporting
+    member, variable, what = bad
+    lead = step * plan.time_step
+    where = f"; the complete lead times are kept in {writer.partial}" if writer is not None else ""
+    raise BlowUpError(f"forecast blew up ({what}) at init time {init_time.isoformat()}, member {member}, lead time "
+                      f"{_hours(lead)} (step {step}, valid {(init_time + lead).isoformat()}), variable "
+                      f"{variable!r}{where}")
+
+
+def _emit(plan: RolloutPlan, writer: ForecastWriter, background: BackgroundWriter, completed: list[int],
+          i: int, k: int, state: torch.Tensor) -> None:
+    """Queue output lead ``k`` of init ``i``: physical fields, then the resume state and progress."""
+    physical = plan.normaliser.denormalise(state).to("cpu", torch.float32).numpy()
+    state_cpu = state.to("cpu")
+    completed[i] = k
+    progress = {"completed_leads": list(completed), "state_init": i}
+    background.submit(_write, plan, writer, i, k, physical, progress, state_cpu)
+
+
+def _write(plan: RolloutPlan, writer: ForecastWriter, i: int, k: int, physical: np.ndarray,
+           progress: dict[str, Any], state: torch.Tensor) -> None:
+    if plan.regridder is not None:
+        physical = plan.regridder.apply(physical).astype(np.float32)
+    writer.write_lead(i, k, physical)
+    writer.save_progress(progress, state)

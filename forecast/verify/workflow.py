@@ -1,0 +1,419 @@
+"""``forecast verify``: score a rollout and its baselines against the truth, write ``scores.nc``.
+
+Output (NetCDF4, written atomically)
+------------------------------------
+Root group (CF-1.8), one float64 data variable per physical variable, dims
+``(model, metric, lead_time, region)``:
+
+* ``model``: ``forecast`` then the requested baselines (``persistence``, ``climatology``);
+* ``metric``: as requested (default ``rmse mse mae bias acc ens_rmse spread spread_skill
+  crps crps_fair``); coordinate ``metric_long_name`` describes each, and the data
+  variable's ``units`` are those of the physical variable (``mse`` is in units squared,
+  ``acc`` and ``spread_skill`` are dimensionless: see :func:`metric_units`);
+* ``lead_time``: float64 hours (CF ``units: hours``, read back as timedelta64);
+* ``region``: ``global``, ``nh-extratropics`` (20N-90N), ``tropics`` (20S-20N),
+  ``sh-extratropics`` (90S-20S).
+
+Group ``rank_histogram``: per variable, dims ``(lead_time, region, rank)``, the
+area-weighted relative frequency of the truth's rank among the forecast members (only
+when the forecast has at least 2 members). Group ``spectra``: per variable, dims
+``(source, lead_time, wavenumber)`` with ``source`` = ``forecast``, ``truth``, the global
+power spectrum (:mod:`forecast.verify.spectra`) averaged over members and init times.
+Read them with :func:`open_scores`.
+
+Conventions
+-----------
+The deterministic metrics (``rmse``, ``mse``, ``mae``, ``bias``, ``acc``) score every
+member as a deterministic forecast and pool the members (RMSE = square root of the mean
+MSE over members, init times and area; ACC = mean over members and init times of the
+spatial uncentred ACC). ``ens_rmse`` is the RMSE of the ensemble mean. Baselines are
+scored as one-member ensembles: ``ens_rmse`` equals ``rmse``, ``crps`` equals ``mae``,
+and ``spread``, ``spread_skill`` and ``crps_fair`` are NaN (undefined for one member); so
+are they for a one-member forecast. ``acc`` is NaN when no climatology is available.
+Truth is looked up at each valid time; a valid time without truth is left out (NaN).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import xarray as xr
+
+from forecast.config import VerifyConfig
+from forecast.verify import deterministic as det
+from forecast.verify import ensemble as ens
+from forecast.verify.deterministic import X
+from forecast.verify.baselines import climatology_forecast, persistence, valid_times
+from forecast.verify.regions import check_regions, regional_weights
+from forecast.verify.spectra import power_spectrum, squared_units
+from pipelines.atomic import atomic_path
+from pipelines.errors import InputError
+from pipelines.grids import Grid, standardise_latlon
+from pipelines.progress import progress
+
+log = logging.getLogger(__name__)
+
+__all__ = ["verify", "score_lead", "open_scores", "metric_units", "METRICS"]
+
+MEMBER = "member"
+SPACE = ("lat", "lon")
+
+# name -> (long name, units kind: "same" | "squared" | "1")
+METRICS: dict[str, tuple[str, str]] = {
+    "rmse": ("root mean squared error (members pooled)", "same"),
+    "mse": ("mean squared error (members pooled)", "squared"),
+    "mae": ("mean absolute error (members pooled)", "same"),
+    "bias": ("mean error, forecast minus truth (members pooled)", "same"),
+    "acc": ("uncentred anomaly correlation coefficient (members and init times averaged)", "1"),
+    "ens_rmse": ("root mean squared error of the ensemble mean", "same"),
+    "spread": ("ensemble spread sqrt((M+1)/M * mean unbiased variance)", "same"),
+    "spread_skill": ("spread / ensemble-mean RMSE", "1"),
+    "crps": ("continuous ranked probability score (ensemble, standard)", "same"),
+    "crps_fair": ("continuous ranked probability score (ensemble, fair)", "same"),
+}
+
+
+def metric_units(metric: str, units: str) -> str:
+    """Units of ``metric`` for a variable in ``units`` (``"m"`` -> ``"m2"`` for ``mse``)."""
+    kind = METRICS[metric][1]
+    if kind == "1":
+        return "1"
+    if kind == "squared":
+        return squared_units(units)
+    return units
+
+
+# -- one lead time ------------------------------------------------------------------------
+def _metric_fn(metric: str) -> Callable[..., X]:
+    """``f(fc, truth, clim, weights) -> Dataset`` without dims; ``fc`` has a ``member`` dim."""
+    pooled = (MEMBER, "init_time", *SPACE)
+    pooled_det = {"rmse": det.rmse, "mse": det.mse, "mae": det.mae, "bias": det.bias}
+    if metric in pooled_det:
+        return lambda fc, t, c, w: pooled_det[metric](fc, t, w, pooled)
+    if metric == "acc":
+        return lambda fc, t, c, w: det.acc(fc, t, c, w, SPACE).mean((MEMBER, "init_time"))
+    ens_dims = ("init_time", *SPACE)
+    table = {
+        "ens_rmse": lambda fc, t, c, w: ens.ensemble_mean_rmse(fc, t, w, ens_dims),
+        "spread": lambda fc, t, c, w: ens.spread(fc, w, ens_dims, truth=t),
+        "spread_skill": lambda fc, t, c, w: ens.spread_skill_ratio(fc, t, w, ens_dims),
+        "crps": lambda fc, t, c, w: ens.crps_ensemble(fc, t, w, ens_dims),
+        "crps_fair": lambda fc, t, c, w: ens.crps_ensemble(fc, t, w, ens_dims, fair=True),
+    }
+    if metric not in table:
+        raise InputError(f"unknown metric {metric!r}; expected some of {', '.join(METRICS)}")
+    return table[metric]
+
+
+def score_lead(forecast: X, truth: X, climatology: X | None, weights: xr.DataArray, metrics: list[str]) -> X:
+    """Scores of one lead time: dims ``(metric, *weights' extra dims)`` per variable.
+
+    ``forecast`` has dims ``(member, init_time, lat, lon)``, ``truth`` and ``climatology``
+    ``(init_time, lat, lon)`` (the truth and climatology at the valid times); ``weights``
+    has dims ``(region, lat)`` (:func:`~forecast.verify.regions.regional_weights`).
+    """
+    rows = []
+    for metric in metrics:
+        if metric == "acc" and climatology is None:
+            template = forecast.isel({MEMBER: 0, "init_time": 0, "lat": 0, "lon": 0}, drop=True)
+            value = (xr.zeros_like(template, dtype=float) + weights.isel(lat=0, drop=True)) * np.nan
+        else:
+            with np.errstate(invalid="ignore", divide="ignore"):
+                value = _metric_fn(metric)(forecast, truth, climatology, weights)
+        rows.append(value.drop_vars([c for c in value.coords if c not in value.dims]))
+    out = xr.concat(rows, dim="metric", coords="minimal", compat="override", join="override")
+    return out.assign_coords(metric=list(metrics), region=weights["region"].values)
+
+
+def rank_histogram_lead(forecast: X, truth: X, weights: xr.DataArray) -> X:
+    """Area-weighted rank-histogram frequencies of one lead time, dims ``(region, rank)``."""
+    return ens.rank_histogram(forecast, truth, ("init_time", *SPACE), weights, normalise=True).transpose(..., "region", "rank")
+
+
+def spectra_lead(forecast: X, truth: X, grid: Grid) -> X:
+    """Global power spectra of one lead time, dims ``(source, wavenumber)``."""
+    pf = power_spectrum(forecast, grid).mean((MEMBER, "init_time"))
+    pt = power_spectrum(truth, grid).mean("init_time")
+    return xr.concat([pf, pt], dim="source").assign_coords(source=["forecast", "truth"])
+
+
+# -- inputs --------------------------------------------------------------------------------
+def _open_forecast(path: str) -> xr.Dataset:
+    try:
+        from forecast.rollout.io import open_forecast
+    except ImportError:  # the rollout helper's reader is not there yet
+        p = Path(path)
+        if not p.exists():
+            raise InputError(f"forecast {p} does not exist; create it with `forecast rollout`") from None
+        return xr.open_zarr(p) if p.is_dir() else xr.open_dataset(p, chunks={})
+    return open_forecast(path)
+
+
+def _open_truth(path: str) -> tuple[xr.Dataset, xr.Dataset | None]:
+    """Truth ``(time, lat, lon)`` and its climatology (None when it has none).
+
+    A training store is opened with :func:`pipelines.store.open_store`; anything else
+    (NetCDF files, globs, ERA5-convention Zarr) through :mod:`pipelines.ingest`.
+    """
+    from pipelines.store import open_store
+
+    p = Path(path)
+    if p.is_dir() and ((p / "zarr.json").exists() or (p / ".zgroup").exists()):
+        try:
+            store = open_store(p)
+            return store.data, store.climatology
+        except InputError:
+            pass  # a Zarr store that is not a training store: read it as ERA5 files
+    from pipelines.ingest import open_inputs
+
+    data, _, _ = open_inputs([path])
+    return data, None
+
+
+def _open_climatology(path: str | None, fallback: xr.Dataset | None) -> xr.Dataset | None:
+    if path is None:
+        return fallback
+    from pipelines.store import open_store
+
+    clim = open_store(path).climatology
+    if clim is None:
+        raise InputError(f"{path} has no climatology group; pass a store prepared with a climatology")
+    return standardise_latlon(clim)
+
+
+def _select_truth_variables(truth: xr.Dataset, names: list[str]) -> xr.Dataset:
+    """The truth variables named like the forecast's (ERA5 spellings and levels accepted)."""
+    if all(n in truth.data_vars for n in names):
+        return truth[names]
+    from pipelines.variables import select_variable
+
+    return xr.Dataset({n: select_variable(truth, n) for n in names})
+
+
+def _check_inputs(forecast: xr.Dataset, truth: xr.Dataset, config: VerifyConfig) -> tuple[list[str], Grid]:
+    missing = sorted({MEMBER, "init_time", "lead_time", "lat", "lon"} - set(forecast.dims))
+    if missing:
+        raise InputError(f"{config.forecast} lacks the forecast dims {', '.join(missing)}")
+    variables = [str(v) for v in forecast.data_vars if set(forecast[v].dims) >= set(SPACE)]
+    if not variables:
+        raise InputError(f"{config.forecast} has no (lat, lon) data variable to verify")
+    fgrid, tgrid = Grid.from_coords(forecast), Grid.from_coords(truth)
+    if fgrid != tgrid:
+        raise InputError(f"forecast grid {fgrid} differs from truth grid {tgrid}; regrid one of them first")
+    return variables, fgrid
+
+
+# -- the command ---------------------------------------------------------------------------
+def verify(config: VerifyConfig) -> Path:
+    """Score ``config.forecast`` and the baselines against ``config.truth``; write ``config.out``.
+
+    Raises
+    ------
+    InputError
+        Missing or unreadable inputs, a grid mismatch, no truth at any valid time,
+        unknown metrics or regions, or a climatology baseline without a climatology.
+    """
+    regions = check_regions(config.regions)
+    metrics = list(config.metrics)
+    for m in metrics:
+        _metric_fn(m)
+    forecast = standardise_latlon(_open_forecast(config.forecast))
+    truth_all, store_clim = _open_truth(config.truth)
+    truth_all = standardise_latlon(truth_all)
+    variables, grid = _check_inputs(forecast, truth_all, config)
+    truth_all = _on_grid(_select_truth_variables(truth_all, variables), grid)
+    forecast = _on_grid(forecast, grid)
+    clim = _open_climatology(config.climatology, store_clim)
+    if clim is not None:
+        clim = standardise_latlon(clim)
+        if Grid.from_coords(clim) != grid:
+            raise InputError(f"the climatology's grid {Grid.from_coords(clim)} differs from the forecast grid {grid}")
+        clim = _on_grid(_select_truth_variables(clim, variables), grid)
+    if "climatology" in config.baselines and clim is None:
+        raise InputError(f"the climatology baseline needs a climatology: {config.truth} has none; pass --climatology STORE")
+    forecast = forecast[variables]
+    init, lead = pd.DatetimeIndex(forecast["init_time"].values), pd.TimedeltaIndex(forecast["lead_time"].values)
+    valid = valid_times(init, lead)
+    if not np.isin(valid.values.ravel(), truth_all["time"].values).any():
+        raise InputError(f"the truth {config.truth} covers {truth_all['time'].values.min()} .. "
+                         f"{truth_all['time'].values.max()}, none of the forecast's valid times "
+                         f"{valid.values.min()} .. {valid.values.max()}")
+    models = {"forecast": forecast}
+    if "persistence" in config.baselines:
+        models["persistence"] = persistence(truth_all, init, lead).expand_dims({MEMBER: [0]})
+    if "climatology" in config.baselines:
+        models["climatology"] = climatology_forecast(clim, init, lead).expand_dims({MEMBER: [0]})
+    clim_valid = climatology_forecast(clim, init, lead) if clim is not None else None
+    scores, hists, spectra = _score_all(models, truth_all, clim_valid, valid, grid, metrics, regions)
+    return _write(config, scores, hists, spectra, forecast, truth_all)
+
+
+def _on_grid(ds: xr.Dataset, grid: Grid) -> xr.Dataset:
+    """Replace lat/lon by the grid's exact values (the data's may differ by round-off,
+    which would make xarray's alignment drop or reindex points)."""
+    return ds.assign_coords(grid.coords())
+
+
+def _load(ds: xr.Dataset, lead: int | None) -> xr.DataArray:
+    """One lead time of every variable in memory, float64, stacked along ``variable``
+    (one xarray operation per metric instead of one per variable)."""
+    ds = ds.isel(lead_time=lead) if lead is not None else ds
+    ds = ds.drop_vars([c for c in ds.coords if c not in ds.dims])
+    return ds.astype(np.float64).load().to_dataarray("variable")
+
+
+def _score_all(models: dict[str, xr.Dataset], truth_all: xr.Dataset, clim_valid: xr.Dataset | None,
+               valid: xr.DataArray, grid: Grid, metrics: list[str], regions: list[str]):
+    """Stream over lead times: load one lead of every input, score it, keep only the scores."""
+    weights = regional_weights(grid.area_weights(), regions)
+    n_members = models["forecast"].sizes[MEMBER]
+    per_lead, hists, spectra = [], [], []
+    for i in progress(range(valid.sizes["lead_time"]), desc="verify"):
+        times = valid.isel(lead_time=i).values
+        truth = _load(truth_all.reindex(time=times).rename(time="init_time"), None)
+        truth = truth.assign_coords(init_time=valid["init_time"].values)
+        clim = _load(clim_valid, i) if clim_valid is not None else None
+        by_model = []
+        for name, model in models.items():
+            fc = _load(model, i).assign_coords(init_time=valid["init_time"].values)
+            by_model.append(score_lead(fc, truth, clim, weights, metrics))
+            if name == "forecast":
+                spectra.append(spectra_lead(fc, truth, grid))
+                if n_members > 1:
+                    hists.append(rank_histogram_lead(fc, truth, weights))
+        per_lead.append(xr.concat(by_model, dim="model").assign_coords(model=list(models)))
+    def _stack(parts: list[xr.DataArray], *dims: str) -> xr.Dataset:
+        out = xr.concat(parts, dim="lead_time").assign_coords(lead_time=valid["lead_time"].values)
+        return out.transpose("variable", *dims).to_dataset("variable")
+
+    return (_stack(per_lead, "model", "metric", "lead_time", "region"),
+            _stack(hists, "lead_time", "region", "rank") if hists else None,
+            _stack(spectra, "source", "lead_time", "wavenumber"))
+
+
+# -- output --------------------------------------------------------------------------------
+CATEGORIES = ("model", "metric", "region", "source")
+# dims in the order users get them from open_scores; on disk lead_time comes first (CDO's time axis)
+LAYOUT = {None: ("model", "metric", "lead_time", "region"), "rank_histogram": ("lead_time", "region", "rank"),
+          "spectra": ("source", "lead_time", "wavenumber")}
+COORD_ATTRS = {
+    "model": {"long_name": "forecast system (the model's forecast or a baseline)"},
+    "metric": {"long_name": "verification metric"},
+    "region": {"long_name": "verification region (latitude band)"},
+    "lead_time": {"long_name": "lead time", "standard_name": "forecast_period"},
+    "rank": {"long_name": "number of members below the truth", "units": "1"},
+    "source": {"long_name": "forecast (members and init times averaged) or truth"},
+    "wavenumber": {"long_name": "total spherical wavenumber l", "units": "1"},
+}
+
+
+def _encode_categories(ds: xr.Dataset) -> xr.Dataset:
+    """String labels -> int32 codes with CF ``flag_values``/``flag_meanings`` (CDO, ncview and
+    the CF checker do not read string coordinates); :func:`open_scores` decodes them back."""
+    for dim in CATEGORIES:
+        if dim in ds.coords:
+            names = [str(x) for x in ds[dim].values]
+            codes = np.arange(len(names), dtype=np.int32)
+            attrs = {**COORD_ATTRS[dim], "flag_values": codes, "flag_meanings": " ".join(names)}
+            if dim == "metric":
+                attrs["comment"] = "; ".join(f"{m}: {METRICS[m][0]}" for m in names)
+            ds = ds.assign_coords({dim: (dim, codes, attrs)})
+    for dim, attrs in COORD_ATTRS.items():
+        if dim in ds.coords and dim not in CATEGORIES:
+            ds[dim].attrs.update(attrs)
+    return ds
+
+
+def _decode_categories(ds: xr.Dataset) -> xr.Dataset:
+    for dim in CATEGORIES:
+        if dim in ds.coords and "flag_meanings" in ds[dim].attrs:
+            names = str(ds[dim].attrs["flag_meanings"]).split()
+            ds = ds.assign_coords({dim: (dim, [names[int(c)] for c in ds[dim].values], {"long_name": COORD_ATTRS[dim]["long_name"]})})
+    return ds
+
+
+def _encoding(ds: xr.Dataset) -> dict:
+    enc: dict = {name: {"_FillValue": None} for name in ds.coords}
+    if "lead_time" in ds.coords:
+        enc["lead_time"] = {"units": "hours", "dtype": "float64", "_FillValue": None}
+    for name in ds.data_vars:
+        enc[name] = {"_FillValue": np.nan, "dtype": "float64"}
+    return enc
+
+
+def _for_disk(ds: xr.Dataset, group: str | None, attrs: dict, var_attrs: Callable[[str], dict]) -> xr.Dataset:
+    ds = ds.copy()
+    for name in ds.data_vars:
+        ds[name].attrs = var_attrs(str(name))
+    ds.attrs = attrs
+    ds = _encode_categories(ds)
+    order = ("lead_time", *[d for d in LAYOUT[group] if d != "lead_time"])
+    return ds.transpose(*order)
+
+
+def _global_attrs(forecast: xr.Dataset, config: VerifyConfig) -> dict:
+    stamp = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return {
+        "Conventions": "CF-1.8",
+        "title": "forecast verification scores",
+        "history": f"{stamp} forecast verify --forecast {config.forecast} --truth {config.truth}",
+        "source_forecast": str(config.forecast),
+        "source_truth": str(config.truth),
+        "grid": str(Grid.from_coords(forecast)),
+        "ensemble_members": np.int32(forecast.sizes[MEMBER]),
+        "init_times": ",".join(pd.DatetimeIndex(forecast["init_time"].values).strftime("%Y-%m-%dT%H:%M")),
+        "config": json.dumps(config.model_dump(), sort_keys=True),
+        "missing_values": "NaN where a score is undefined: spread, spread_skill and crps_fair of one-member "
+                          "ensembles (the baselines, a one-member forecast); acc without a climatology; "
+                          "lead times whose valid times have no truth",
+        "comment": "categorical dims (model, metric, region, source) are stored as integer codes with CF "
+                   "flag_meanings; forecast.verify.workflow.open_scores decodes them to labels. Groups "
+                   "rank_histogram and spectra hold rank histograms and power spectra.",
+    }
+
+
+def _write(config: VerifyConfig, scores: xr.Dataset, hists: xr.Dataset | None, spectra: xr.Dataset,
+           forecast: xr.Dataset, truth: xr.Dataset) -> Path:
+    out = Path(config.out)
+    units = {str(v): str(forecast[v].attrs.get("units", "1")) for v in forecast.data_vars}
+    comment = "units of the variable for rmse, mae, bias, ens_rmse, spread, crps, crps_fair; squared for mse; " \
+              "1 for acc and spread_skill"
+    parts = {
+        None: (scores, lambda v: {"long_name": f"verification scores of {forecast[v].attrs.get('long_name', v)}",
+                                  "units": units[v], "comment": comment}),
+        "rank_histogram": (hists, lambda v: {"long_name": f"rank histogram of {v} (area-weighted relative frequency)",
+                                             "units": "1"}),
+        "spectra": (spectra, lambda v: {"long_name": f"power spectrum of {v} (members and init times averaged)",
+                                        "units": f"{squared_units(units[v])} sr"}),
+    }
+    attrs = _global_attrs(forecast, config)
+    with atomic_path(out) as tmp:
+        for group, (ds, var_attrs) in parts.items():
+            if ds is None:
+                continue
+            disk = _for_disk(ds, group, attrs if group is None else {"title": f"{group} of {config.forecast}"}, var_attrs)
+            disk.to_netcdf(tmp, mode="w" if group is None else "a", group=group, format="NETCDF4",
+                           encoding=_encoding(disk))
+    log.info("scores written to %s", out)
+    return out
+
+
+def open_scores(path: str | Path, group: str | None = None) -> xr.Dataset:
+    """Open ``scores.nc`` (root) or one of its groups (``rank_histogram``, ``spectra``), loaded,
+    with labelled categorical coords and dims in the documented order."""
+    path = Path(path)
+    if not path.exists():
+        raise InputError(f"scores file {path} does not exist; create it with `forecast verify`")
+    try:
+        with xr.open_dataset(path, group=group, decode_timedelta=True) as ds:
+            ds = ds.load()
+    except OSError as exc:
+        raise InputError(f"cannot read group {group or '/'} of {path} ({exc})") from None
+    ds = _decode_categories(ds)
+    return ds.transpose(*LAYOUT.get(group, ()), ...) if set(LAYOUT.get(group, ())) <= set(ds.dims) else ds

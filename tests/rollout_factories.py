@@ -1,0 +1,63 @@
+"""Small checkpoints and rollout configs for the rollout tests (no training needed).
+
+``make_checkpoint`` builds a tiny untrained model with :func:`forecast.models.build_model`
+and saves it with :func:`forecast.checkpoint.save_checkpoint`, with the statistics of a
+shallow-water store made by :func:`train_factories.make_swe_store`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from forecast.checkpoint import Checkpoint, save_checkpoint
+from forecast.config import ModelConfig, PerturbationConfig, RolloutConfig
+from forecast.forcings import forcing_names
+from forecast.models import build_model
+from pipelines.grids import Grid
+from pipelines.store import open_store
+from train_factories import VARIABLES, make_swe_store
+
+TINY_MODEL = ModelConfig(architecture="sfno", embed_dim=8, num_layers=1, scale_factor=1)
+
+__all__ = ["make_swe_store", "make_checkpoint", "rollout_config", "VARIABLES", "TINY_MODEL"]
+
+
+def make_checkpoint(path: str | Path, store: str | Path, seed: int = 0, model: ModelConfig = TINY_MODEL,
+                    grid: str | None = None, variables: list[str] | None = None, poison: bool = False,
+                    weight_scale: float = 1.0) -> Path:
+    """Save an untrained model for ``store``'s grid, variables and statistics.
+
+    ``grid``/``variables`` override the store's (to make a mismatching checkpoint);
+    ``poison`` fills the weights with NaN, so the first step produces NaN; ``weight_scale``
+    multiplies every weight (an untrained residual model grows exponentially: 0.3 makes it
+    grow about 3x per 20 steps instead of 1e4x).
+    """
+    opened = open_store(store)
+    g = Grid.parse(grid) if grid else opened.grid
+    names = variables or opened.variables
+    stats = opened.statistics.sel(variable=names) if set(names) <= set(opened.variables) else None
+    mean = stats["mean"].values if stats is not None else np.zeros(len(names))
+    std = stats["std"].values if stats is not None else np.ones(len(names))
+    torch.manual_seed(seed)
+    net = build_model(model, g, len(names), len(forcing_names([])))
+    with torch.no_grad():
+        for p in net.parameters():
+            p.fill_(float("nan")) if poison else p.mul_(weight_scale)
+    ckpt = Checkpoint(model_config=model, train_config={}, grid=g, variables=list(names), static_names=[],
+                      static=None, mean=np.asarray(mean, np.float64), std=np.asarray(std, np.float64),
+                      time_step_seconds=opened.time_step.total_seconds(), step=0, epoch=0,
+                      model_state=net.state_dict())
+    return save_checkpoint(path, ckpt)
+
+
+def rollout_config(checkpoints: list[Path], store: Path, out: Path, **overrides) -> RolloutConfig:
+    """A small rollout: 3 members, one init time, 4 h lead, spherical-Gaussian perturbations, CPU."""
+    values = dict(checkpoints=[str(c) for c in checkpoints], initial=str(store), init_times=["2020-03-20T06"],
+                  lead="4h", members=3, perturbation=PerturbationConfig(kind=["spherical-gaussian"], amplitude=0.05,
+                                                                        length_scale_km=2000.0),
+                  seed=1, out=str(out), device="cpu")
+    values.update(overrides)
+    return RolloutConfig(**values)

@@ -1,0 +1,116 @@
+"""The main job end to end: `forecast demo --quick`, then `forecast run` on its outputs."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import xarray as xr
+
+from forecast.config import RunConfig
+from forecast.operational import RunLockedError, run, run_lock
+from forecast.rollout.io import open_forecast
+
+pytestmark = pytest.mark.slow
+
+
+def _forecast_cli(*args, **kwargs):
+    env = {**os.environ, "FORECAST_PROGRESS": "0"}
+    return subprocess.Popen([sys.executable, "-m", "forecast.cli", *args], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kwargs)
+
+
+@pytest.fixture(scope="module")
+def demo_dir(tmp_path_factory):
+    work = tmp_path_factory.mktemp("demo")
+    proc = _forecast_cli("demo", "--quick", "--workdir", str(work))
+    out, err = proc.communicate(timeout=600)
+    assert proc.returncode == 0, err[-3000:]
+    assert f"demo outputs in {work}" in out
+    return work
+
+
+def test_demo_quick_writes_every_output(demo_dir):
+    report = (demo_dir / "report.md").read_text()
+    assert "| sfno | gh (m) | 24 h |" in report
+    fc = open_forecast(demo_dir / "forecasts" / "sfno.zarr")
+    assert dict(fc.sizes) == {"member": 4, "init_time": 2, "lead_time": 5, "lat": 16, "lon": 32}
+    assert np.isfinite(fc["gh"].values).all()
+    with xr.open_dataset(demo_dir / "scores" / "sfno.nc") as scores:
+        assert {"gh", "u", "v", "vo"} <= set(scores.data_vars)
+    pngs = list((demo_dir / "plots").rglob("*.png"))
+    assert len(pngs) >= 4
+    assert json.loads((demo_dir / "timings.json").read_text())["total"] > 0
+
+
+def _run_config(demo_dir: Path, out: Path, lead: str = "12h") -> RunConfig:
+    store = str(demo_dir / "data" / "swe.zarr")
+    ckpt = str(next((demo_dir / "runs" / "sfno" / "checkpoints").glob("latest.pt")))
+    return RunConfig.model_validate({
+        "out": str(out), "store": store,
+        "rollout": {"checkpoints": [ckpt], "initial": store, "lead": lead, "members": 2, "seed": 3},
+        "verify": {"truth": store}, "plot": {"formats": ["png"], "lead_times_hours": [6.0]}})
+
+
+def test_run_twice_second_does_nothing(demo_dir, tmp_path):
+    config = _run_config(demo_dir, tmp_path / "op")
+    first = run(config, init="2020-01-03T00:00")
+    forecast = Path(first.forecast)
+    assert first.actions["rollout"] == "done"
+    assert first.verified and Path(first.run_dir, "scores.nc").exists()
+    assert first.skill["gh"]["rmse_6h"] > 0
+    summary = json.loads(Path(first.run_dir, "summary.json").read_text())
+    assert summary["init_time"].startswith("2020-01-03T00:00")
+    stamp = forecast.stat().st_mtime_ns
+    second = run(config, init="2020-01-03T00:00")
+    assert second.actions["rollout"] == "skipped (complete)"
+    assert second.actions["verify"] == "skipped"
+    assert forecast.stat().st_mtime_ns == stamp
+
+
+def test_concurrent_run_is_refused(demo_dir, tmp_path):
+    config = _run_config(demo_dir, tmp_path / "op")
+    run_dir = tmp_path / "op" / "2020-01-03T0000"
+    with run_lock(run_dir, timeout_s=0):
+        with pytest.raises(RunLockedError, match="holds the lock"):
+            run(config, init="2020-01-03T00:00")
+    assert not (run_dir / "forecast.zarr").exists()
+
+
+def test_killed_run_resumes_to_the_same_output(demo_dir, tmp_path):
+    import yaml
+
+    reference = run(_run_config(demo_dir, tmp_path / "ref", lead="36h"), init="2020-01-02T12:00")
+    config_path = tmp_path / "op.yaml"
+    config_path.write_text(yaml.safe_dump(_run_config(demo_dir, tmp_path / "op", lead="36h").model_dump()))
+    partial = tmp_path / "op" / "2020-01-02T1200" / "forecast.zarr.partial"
+    proc = _forecast_cli("run", "--config", str(config_path), "--init", "2020-01-02T12:00")
+    deadline = time.monotonic() + 120
+    while not (partial / "progress.json").exists() and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.005)
+    killed = proc.poll() is None
+    if killed:
+        proc.send_signal(signal.SIGKILL)
+    proc.communicate()
+    resumed = _forecast_cli("run", "--config", str(config_path), "--init", "2020-01-02T12:00")
+    _, err = resumed.communicate(timeout=300)
+    assert resumed.returncode == 0, err[-2000:]
+    a, b = open_forecast(reference.forecast), open_forecast(tmp_path / "op" / "2020-01-02T1200" / "forecast.zarr")
+    for name in a.data_vars:
+        assert np.array_equal(a[name].values, b[name].values, equal_nan=True)
+    assert killed or not partial.exists()
+
+
+def test_bad_init_is_a_one_line_error(demo_dir, tmp_path):
+    proc = _forecast_cli("run", "--config", "configs/operational.yaml", "--init", "yesterday",
+                         f"store={demo_dir / 'data' / 'swe.zarr'}",
+                         f"rollout.initial={demo_dir / 'data' / 'swe.zarr'}", f"out={tmp_path}",
+                         cwd=Path(__file__).resolve().parents[1])
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 2
+    assert err.strip().startswith("error: --init 'yesterday'") and len(err.strip().splitlines()) == 1

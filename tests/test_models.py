@@ -1,0 +1,168 @@
+"""Tests of forecast.models: shapes, residual, SFNO equivariance, gradients, registry."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch_harmonics import InverseRealSHT, RealSHT
+
+from forecast.config import ModelConfig
+from forecast.models import ARCHITECTURES, build_model, count_parameters, estimate_flops
+from forecast.models.sfno import ChannelsLastInverseRealSHT, ChannelsLastRealSHT, SpectralConvS2
+from pipelines.errors import InputError
+from pipelines.grids import Grid
+
+GRIDS = ["legendre-gauss:16x32", "equiangular:17x32"]
+N_STATE, N_FORCING = 3, 2
+
+
+def _config(architecture: str, **overrides) -> ModelConfig:
+    base = dict(architecture=architecture, embed_dim=16, num_layers=2, scale_factor=2, patch_size=[4, 4], num_blocks=4)
+    return ModelConfig(**{**base, **overrides})
+
+
+def _inputs(grid: Grid, batch: int = 2, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    gen = torch.Generator().manual_seed(seed)
+    state = torch.randn(batch, N_STATE, grid.nlat, grid.nlon, generator=gen)
+    forcings = torch.randn(batch, N_FORCING, grid.nlat, grid.nlon, generator=gen)
+    return state, forcings
+
+
+@pytest.mark.parametrize("architecture", sorted(ARCHITECTURES))
+@pytest.mark.parametrize("grid_spec", GRIDS)
+def test_output_shape_and_finite(architecture: str, grid_spec: str) -> None:
+    grid = Grid.parse(grid_spec)
+    model = build_model(_config(architecture), grid, N_STATE, N_FORCING)
+    out = model(*_inputs(grid))
+    assert out.shape == (2, N_STATE, grid.nlat, grid.nlon)
+    assert torch.isfinite(out).all()
+
+
+@pytest.mark.parametrize("architecture", sorted(ARCHITECTURES))
+def test_residual_adds_the_input_state(architecture: str) -> None:
+    grid = Grid.parse("equiangular:17x32")
+    torch.manual_seed(0)
+    model = build_model(_config(architecture, residual=True), grid, N_STATE, N_FORCING)
+    state, forcings = _inputs(grid)
+    full = model(state, forcings)
+    model.residual = False
+    increment = model(state, forcings)
+    torch.testing.assert_close(full, state + increment)
+    assert not torch.allclose(increment, torch.zeros_like(increment))
+    last = model.decoder.fc2 if architecture == "sfno" else model.head   # zero the last layer: output = state
+    with torch.no_grad():
+        last.weight.zero_()
+    model.residual = True
+    torch.testing.assert_close(model(state, forcings), state)
+
+
+@pytest.mark.parametrize("normalization", ["none", "layer", "instance"])
+@pytest.mark.parametrize("grid_spec", GRIDS)
+def test_sfno_equivariant_to_longitude_shifts(grid_spec: str, normalization: str) -> None:
+    """Shifting the input by k grid points in longitude shifts the output by k points.
+
+    Exact (to rounding) for SFNO without position embedding when k is a multiple of the
+    scale factor; a shift by one point of the coarse grid moves every field substantially.
+    """
+    grid = Grid.parse(grid_spec)
+    torch.manual_seed(0)
+    model = build_model(_config("sfno", pos_embed=False, normalization=normalization), grid, N_STATE, N_FORCING)
+    state, forcings = _inputs(grid)
+    k = 2 * 3  # three points of the internal grid (scale_factor 2)
+    out = model(state, forcings)
+    shifted = model(state.roll(k, dims=-1), forcings.roll(k, dims=-1))
+    torch.testing.assert_close(shifted, out.roll(k, dims=-1), atol=2e-5, rtol=1e-4)
+    assert (out.roll(k, dims=-1) - out).abs().max() > 0.1   # the test would notice an invariant model
+
+
+def test_sfno_latlon_embedding_breaks_equivariance() -> None:
+    grid = Grid.parse("legendre-gauss:16x32")
+    torch.manual_seed(0)
+    model = build_model(_config("sfno", pos_embed=True, pos_embed_kind="latlon"), grid, N_STATE, N_FORCING)
+    with torch.no_grad():
+        model.pos_embed.embedding.normal_()
+    state, forcings = _inputs(grid)
+    shifted = model(state.roll(4, dims=-1), forcings.roll(4, dims=-1))
+    assert (shifted - model(state, forcings).roll(4, dims=-1)).abs().max() > 1e-2
+
+
+@pytest.mark.parametrize("grid_spec", GRIDS)
+def test_channels_last_transforms_match_torch_harmonics(grid_spec: str) -> None:
+    grid = Grid.parse(grid_spec)
+    lmax = mmax = 8
+    x = torch.randn(2, 3, grid.nlat, grid.nlon, dtype=torch.float64)
+    ref = RealSHT(grid.nlat, grid.nlon, lmax=lmax, mmax=mmax, grid=grid.kind).double()(x)     # (B, C, L, M)
+    sht = ChannelsLastRealSHT(grid.nlat, grid.nlon, lmax, mmax, grid.kind).double()
+    ours = sht(x.permute(0, 2, 3, 1))                                                         # (M, L, B, 2, C)
+    torch.testing.assert_close(torch.complex(ours[..., 0, :], ours[..., 1, :]).permute(2, 3, 1, 0), ref)
+    isht = ChannelsLastInverseRealSHT(grid.nlat, grid.nlon, lmax, mmax, grid.kind).double()
+    back = InverseRealSHT(grid.nlat, grid.nlon, lmax=lmax, mmax=mmax, grid=grid.kind).double()(ref)
+    torch.testing.assert_close(isht(ours).permute(0, 3, 1, 2), back)
+
+
+def test_spectral_conv_matches_complex_contraction_and_gradcheck() -> None:
+    torch.manual_seed(0)
+    conv = SpectralConvS2(lmax=3, in_channels=2, out_channels=3).double()
+    s = torch.randn(3, 3, 2, 2, 2, dtype=torch.float64, requires_grad=True)   # (M, L, B, 2, C)
+    w = torch.complex(conv.weight[0], conv.weight[1]).detach()                  # (L, C_in, C_out)
+    expected = torch.einsum("mlbi,lio->mlbo", torch.complex(s[..., 0, :], s[..., 1, :]).detach(), w)
+    out = conv(s)
+    torch.testing.assert_close(torch.complex(out[..., 0, :], out[..., 1, :]), expected)
+    assert torch.autograd.gradcheck(lambda s, w: _conv_with(conv, s, w), (s, conv.weight))
+
+
+def _conv_with(conv: SpectralConvS2, s: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+    return torch.func.functional_call(conv, {"weight": weight}, (s,))
+
+
+def test_sfno_block_gradcheck_through_transforms() -> None:
+    """float64 gradcheck of a resampling SFNO block (SHT -> conv -> inverse SHT -> MLP)."""
+    torch.manual_seed(0)
+    grid = Grid.parse("legendre-gauss:6x12")
+    model = build_model(_config("sfno", embed_dim=2, num_layers=1, scale_factor=1, mlp_ratio=1.0), grid, 1, 0).double()
+    block = model.blocks[0]
+    x = torch.randn(1, grid.nlat, grid.nlon, 2, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(block, (x,))
+
+
+@pytest.mark.parametrize("architecture", sorted(ARCHITECTURES))
+def test_gradients_reach_every_parameter(architecture: str) -> None:
+    grid = Grid.parse("legendre-gauss:16x32")
+    torch.manual_seed(0)
+    model = build_model(_config(architecture, pos_embed=True), grid, N_STATE, N_FORCING)
+    state, forcings = _inputs(grid)
+    model(state, forcings).square().mean().backward()
+    missing = [name for name, p in model.named_parameters() if p.grad is None or not p.grad.abs().sum() > 0]
+    assert not missing, f"no gradient for {missing}"
+
+
+def test_afno_pads_and_crops_odd_grids() -> None:
+    grid = Grid.parse("equiangular:17x30")
+    model = build_model(_config("afno", patch_size=[4, 8]), grid, N_STATE, N_FORCING)
+    assert model.padded == (20, 32)
+    assert model(*_inputs(grid)).shape == (2, N_STATE, 17, 30)
+
+
+def test_unknown_architecture_is_an_input_error() -> None:
+    config = ModelConfig.model_construct(**{**ModelConfig().model_dump(), "architecture": "unet"})
+    with pytest.raises(InputError, match="unknown model architecture 'unet'"):
+        build_model(config, Grid.parse("legendre-gauss:16x32"), N_STATE, N_FORCING)
+
+
+def test_too_large_scale_factor_is_an_input_error() -> None:
+    with pytest.raises(InputError, match="scale_factor"):
+        build_model(_config("sfno", scale_factor=16), Grid.parse("legendre-gauss:16x32"), N_STATE, N_FORCING)
+
+
+@pytest.mark.parametrize("architecture", sorted(ARCHITECTURES))
+def test_parameter_count_and_flops(architecture: str) -> None:
+    grid = Grid.parse("legendre-gauss:16x32")
+    model = build_model(_config(architecture), grid, N_STATE, N_FORCING)
+    n_params = count_parameters(model)
+    flops = estimate_flops(model, grid, N_STATE, N_FORCING)
+    assert n_params > 0 and flops > 0
+    # at least two flops per weight and grid point for the dense point-wise layers
+    assert estimate_flops(model, grid, N_STATE, N_FORCING, backward=True) == 3 * flops
+    wider = build_model(_config(architecture, embed_dim=32), grid, N_STATE, N_FORCING)
+    assert estimate_flops(wider, grid, N_STATE, N_FORCING) > flops
+    assert count_parameters(wider) > n_params

@@ -1,0 +1,85 @@
+"""Figures: every plot writes a real PNG/PDF; coastlines come from the shipped file."""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+import pytest
+import xarray as xr
+from matplotlib.image import imread
+
+from forecast.config import PlotConfig, VerifyConfig
+from forecast.plots import plot_map, plot_rank_histogram, plot_skill_curves, plot_spectra, plot_spread_skill
+from forecast.plots.coastlines import COASTLINE_FILE, load_coastlines
+from forecast.plots.style import format_units
+from forecast.plots.workflow import plot_run
+from forecast.verify.workflow import verify
+from pipelines.errors import InputError
+from pipelines.store import open_store
+from test_verify_workflow import make_forecast, make_store
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    tmp = tmp_path_factory.mktemp("plots")
+    truth = make_store(tmp / "store.zarr")
+    make_forecast(tmp / "fc.nc", truth, members=3, inits=[0, 4], leads=4)
+    verify(VerifyConfig(forecast=str(tmp / "fc.nc"), truth=str(tmp / "store.zarr"), out=str(tmp / "scores.nc")))
+    return tmp
+
+
+def _is_png(path: Path) -> bool:
+    image = imread(path)
+    return image.ndim == 3 and image.shape[0] > 200 and image[..., :3].std() > 0.05  # not blank
+
+
+def test_shipped_coastlines_cover_the_continents() -> None:
+    coast = load_coastlines(COASTLINE_FILE)
+    assert coast is not None and coast.geom_type == "MultiLineString" and len(coast.geoms) > 100
+    minx, miny, maxx, maxy = coast.bounds
+    assert minx < -170 and maxx > 170 and miny < -80 and maxy > 80
+
+
+def test_missing_coastlines_warn_and_give_none(tmp_path: Path) -> None:
+    with pytest.warns(UserWarning, match="without coastlines"):
+        assert load_coastlines(tmp_path / "none.geojson") is None
+
+
+def test_map_png_and_pdf(run: Path) -> None:
+    forecast, truth = xr.open_dataset(run / "fc.nc"), open_store(run / "store.zarr").data
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no download attempt, no coastline warning
+        png = plot_map(forecast, truth, "gh", 12, 1, run / "map.png")
+    assert _is_png(png)
+    pdf = plot_map(forecast, truth, "u", "6h", 0, run / "map.pdf", projection="platecarree")
+    assert pdf.read_bytes()[:4] == b"%PDF"
+    with pytest.raises(InputError, match="no forecast for member 7"):
+        plot_map(forecast, truth, "gh", 12, 7, run / "bad.png")
+    with pytest.raises(InputError, match="extension"):
+        plot_map(forecast, truth, "gh", 12, 0, run / "map.jpg")
+
+
+def test_score_figures(run: Path) -> None:
+    scores = run / "scores.nc"
+    outs = [plot_skill_curves(scores, "gh", "rmse", run / "rmse.png"),
+            plot_spread_skill(scores, "u", run / "ss.png"),
+            plot_rank_histogram(scores, "gh", run / "rh.png"),
+            plot_spectra(scores, "u", run / "spec.png", lead_times_hours=[6, 18])]
+    assert all(_is_png(p) for p in outs)
+    assert plot_skill_curves(scores, "u", "acc", run / "acc.pdf", region="tropics").stat().st_size > 1000
+    with pytest.raises(InputError, match="region 'arctic'"):
+        plot_skill_curves(scores, "gh", "rmse", run / "x.png", region="arctic")
+
+
+def test_plot_run_writes_everything(run: Path) -> None:
+    config = PlotConfig(formats=["png"], variable="gh", lead_times_hours=[6.0, 999.0])
+    paths = plot_run(run / "fc.nc", run / "store.zarr", run / "scores.nc", run / "all", config)
+    names = sorted(p.name for p in paths)
+    assert "map_gh_lead6h_member0.png" in names and not any("999" in n for n in names)  # no truth: skipped
+    assert {"skill_rmse_gh.png", "spread_skill_gh.png", "rank_histogram_gh.png", "spectra_gh.png"} <= set(names)
+
+
+def test_units_are_typeset() -> None:
+    assert format_units("m s-1") == "m s$^{-1}$"
+    assert format_units("(m s-1)2 sr") == "(m s$^{-1}$)$^{2}$ sr"

@@ -1,0 +1,82 @@
+"""A rollout killed mid-way (SIGKILL, a real subprocess) resumes to a bit-identical output."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import yaml
+from rollout_factories import make_checkpoint, make_swe_store, rollout_config
+
+from forecast.rollout import open_forecast, rollout
+from forecast.rollout.io import PROGRESS_FILE, partial_path
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def start_rollout(config_file: Path) -> subprocess.Popen:
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "FORECAST_PROGRESS": "0",
+           "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
+    return subprocess.Popen([sys.executable, "-m", "forecast.rollout", str(config_file)], cwd=REPO, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+
+
+def wait_for_leads(proc: subprocess.Popen, progress: Path, at_least: int, timeout: float = 120.0) -> list[int]:
+    """Poll the progress marker until init time 0 has ``at_least`` complete lead times."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise AssertionError(f"rollout ended before it could be killed: {proc.stderr.read().decode()[-2000:]}")
+        try:
+            completed = json.loads(progress.read_text())["completed_leads"]
+        except (FileNotFoundError, json.JSONDecodeError, KeyError):
+            completed = [-1]
+        if completed[0] >= at_least:
+            return completed
+        time.sleep(0.005)
+    raise AssertionError("rollout made no progress")
+
+
+def test_a_killed_rollout_resumes_bit_identical_to_an_uninterrupted_one(tmp_path):
+    store = make_swe_store(tmp_path / "store.zarr", n_times=24)
+    ckpt = make_checkpoint(tmp_path / "model.pt", store, weight_scale=0.3)
+    options = dict(init_times=["2020-03-20T02", "2020-03-20T05"], lead="40h", members=3,
+                   perturbation={"kind": ["spherical-gaussian"], "amplitude": 0.1, "length_scale_km": 1500.0})
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)   # as in the subprocesses: bit-identity holds for one thread count
+    try:
+        reference = rollout(rollout_config([ckpt], store, tmp_path / "reference.zarr", **options))
+    finally:
+        torch.set_num_threads(threads)
+
+    out = tmp_path / "resumed.zarr"
+    config_file = tmp_path / "rollout.yaml"
+    config_file.write_text(yaml.safe_dump(rollout_config([ckpt], store, out, **options).model_dump(mode="json")))
+    proc = start_rollout(config_file)
+    completed = wait_for_leads(proc, partial_path(out) / PROGRESS_FILE, at_least=3)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=30)
+    assert not out.exists() and partial_path(out).is_dir()
+    assert completed[0] < 40, "the run was not interrupted mid-way"
+
+    partial = open_forecast(partial_path(out))
+    assert np.isnan(partial["gh"].isel(init_time=1).values).all()   # nothing of init 2 yet
+
+    proc = start_rollout(config_file)                               # the same command again
+    stdout, stderr = proc.communicate(timeout=300)
+    assert proc.returncode == 0, stderr.decode()[-2000:]
+    assert out.is_dir() and not partial_path(out).exists()
+
+    expected, actual = open_forecast(reference), open_forecast(out)
+    for name in expected.data_vars:
+        a, b = expected[name].values, actual[name].values
+        assert not np.isnan(a).any()
+        assert np.array_equal(a, b), f"{name} differs after resuming"
+    assert expected.attrs["config_hash"] == actual.attrs["config_hash"]

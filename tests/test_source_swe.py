@@ -1,0 +1,129 @@
+"""Shallow-water source: ERA5-convention files, conservation, determinism, bad input."""
+
+import math
+
+import netCDF4
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+import xarray as xr
+
+from pipelines.config import SWESourceConfig
+from pipelines.errors import InputError
+from pipelines.grids import Grid
+from pipelines.sources import SimulationError, generate_swe, simulate_swe
+from pipelines.sources.swe import SWEParameters, build_solver, initial_condition
+
+GRID = "legendre-gauss:16x32"
+SMALL = dict(grid=GRID, days=2, output_step_hours=1, substep_seconds=900, spinup_days=0.25, seed=3,
+             start="2021-03-04T00:00")
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory):
+    return generate_swe(SWESourceConfig(**SMALL), tmp_path_factory.mktemp("swe"))
+
+
+def _simulate(**overrides):
+    kw = dict(output_step_hours=1, substep_seconds=900, spinup_hours=6, seed=3, start="2021-03-04T00:00")
+    kw.update(overrides)
+    return simulate_swe(kw.pop("grid", GRID), kw.pop("n_steps", 4), **kw)
+
+
+def test_one_file_per_day_opens_with_open_mfdataset(files):
+    assert [p.name for p in files] == ["swe_20210304.nc", "swe_20210305.nc"]
+    with xr.open_mfdataset(files) as ds:
+        assert np.issubdtype(ds["time"].dtype, np.datetime64)
+        expected = pd.date_range("2021-03-04", periods=48, freq="1h")
+        np.testing.assert_array_equal(ds["time"].values, expected.values)
+        for name, standard_name in [("gh", "geopotential_height"), ("u", "eastward_wind"),
+                                    ("v", "northward_wind"), ("vo", "atmosphere_relative_vorticity")]:
+            assert ds[name].dims == ("time", "latitude", "longitude")
+            assert ds[name].attrs["standard_name"] == standard_name
+            assert ds[name].attrs["units"] and ds[name].attrs["long_name"]
+        assert ds["latitude"].values[0] > 0 > ds["latitude"].values[-1]
+        assert np.all(np.diff(ds["latitude"].values) < 0)
+        assert ds["longitude"].values[0] == 0 and np.all(np.diff(ds["longitude"].values) > 0)
+        assert ds["longitude"].values[-1] < 360
+        assert ds.attrs["Conventions"] == "CF-1.8"
+        assert "seed=3" in ds.attrs["source"] and "ShallowWaterSolver" in ds.attrs["source"]
+        assert "generate_swe" in ds.attrs["history"] and ds.attrs["title"]
+
+
+def test_raw_encoding_is_cf(files):
+    with netCDF4.Dataset(files[0]) as nc:
+        time = nc["time"]
+        assert time.units.startswith("hours since 1900-01-01")
+        assert time.calendar == "proleptic_gregorian"
+        assert time.dtype in (np.int32, np.float64)
+        for coord in ("time", "latitude", "longitude"):
+            assert "_FillValue" not in nc[coord].ncattrs()
+        assert nc["latitude"].units == "degrees_north" and nc["longitude"].units == "degrees_east"
+
+
+def test_grid_detected_from_files(files):
+    with xr.open_mfdataset(files) as ds:
+        assert Grid.from_coords(ds) == Grid.parse(GRID)
+    equiangular = _simulate(grid="equiangular:17x32", n_steps=2)
+    assert Grid.from_coords(equiangular) == Grid.parse("equiangular:17x32")
+
+
+def test_global_mean_height_conserved_and_finite(files):
+    area = Grid.parse(GRID).cell_area(radius=1.0)
+    with xr.open_mfdataset(files) as ds:
+        gh = ds["gh"].values.astype(np.float64)
+        assert all(np.isfinite(ds[name].values).all() for name in ("gh", "u", "v", "vo"))
+    means = (gh * area).sum(axis=(1, 2)) / area.sum()
+    np.testing.assert_allclose(means, means[0], rtol=1e-6)
+    assert means[0] == pytest.approx(10.0e3, rel=1e-6)  # balanced start: mean depth havg
+    assert gh.std(axis=(1, 2)).min() > 1.0  # the flow is not trivially flat
+
+
+def test_same_seed_identical_different_seed_different(files):
+    a, b, c = _simulate(seed=3), _simulate(seed=3), _simulate(seed=4)
+    xr.testing.assert_identical(a, b)
+    assert not np.allclose(a["vo"].values, c["vo"].values)
+    with xr.open_mfdataset(files) as ds:  # the day split does not change the trajectory
+        np.testing.assert_array_equal(ds["gh"].values[:4], a["gh"].values)
+
+
+def test_trajectory_independent_of_output_step():
+    hourly = _simulate(n_steps=7, output_step_hours=1)
+    two_hourly = _simulate(n_steps=4, output_step_hours=2)
+    np.testing.assert_array_equal(hourly["u"].values[::2], two_hourly["u"].values)
+
+
+def test_balanced_start_has_no_divergence_tendency():
+    solver = build_solver(SWEParameters(Grid.parse(GRID)))
+    with torch.inference_mode():
+        balanced = solver.dudtspec(initial_condition(solver, seed=0, mach=0.2, balanced=True))
+        raw = solver.dudtspec(initial_condition(solver, seed=0, mach=0.2, balanced=False))
+    assert balanced[2].abs().max() < 1e-8 * raw[2].abs().max()
+    assert balanced[1].abs().max() > 0.1 * raw[1].abs().max()  # the flow still evolves
+
+
+def test_run_leaves_global_rng_and_threads_alone():
+    state, threads = torch.get_rng_state(), torch.get_num_threads()
+    _simulate(n_steps=1)
+    assert torch.equal(torch.get_rng_state(), state) and torch.get_num_threads() == threads
+
+
+@pytest.mark.parametrize("bad, match", [
+    (dict(days=0), "days"), (dict(days=-1), "days"), (dict(grid="hexagonal:16x32"), "grid"),
+    (dict(grid="legendre-gauss:16"), "grid"), (dict(substep_seconds=700), "whole"),
+    (dict(output_step_hours=0), "output_step_hours"), (dict(spinup_days=-1), "spinup"),
+    (dict(mach=0), "mach"), (dict(start="someday"), "start"), (dict(days=0.3), "whole"),
+])
+def test_bad_config_is_input_error(tmp_path, bad, match):
+    with pytest.raises(InputError, match=match):
+        generate_swe(SWESourceConfig(**{**SMALL, **bad}), tmp_path / "out")
+    assert not list(tmp_path.glob("out/*.nc"))
+
+
+def test_unstable_run_is_a_clear_error(tmp_path):
+    config = SWESourceConfig(grid=GRID, days=3, output_step_hours=6, substep_seconds=6 * 3600, spinup_days=0)
+    with pytest.raises(SimulationError, match="unstable.*substep_seconds"):
+        generate_swe(config, tmp_path)
+    assert issubclass(SimulationError, InputError)
+    assert math.isfinite(SWEParameters(Grid.parse(GRID)).max_stable_substep())

@@ -1,0 +1,83 @@
+"""Training: both models learn, exact resume, schedules, dry run and input errors."""
+
+import csv
+import time
+from pathlib import Path
+
+import pytest
+
+from forecast.checkpoint import load_checkpoint
+from forecast.train import lr_factor, rollout_steps_for_epoch, train
+from pipelines.errors import InputError
+from train_factories import cached_swe_store, tiny_train_config
+
+
+@pytest.fixture(scope="module")
+def store() -> Path:
+    return cached_swe_store(n_times=48, with_static=True)
+
+
+@pytest.mark.parametrize("architecture", ["sfno", "afno"])
+def test_model_learns_on_shallow_water(store, tmp_path, architecture):
+    start = time.perf_counter()
+    config = tiny_train_config(store, tmp_path / "run", architecture, epochs=4, lr=3e-3)
+    result = train(config)
+    assert time.perf_counter() - start < 60
+    first, last = sum(result.losses[:3]) / 3, sum(result.losses[-3:]) / 3
+    assert last < 0.5 * first, f"{architecture}: loss fell from {first:.3g} only to {last:.3g}"
+    assert set(result.val_metrics) == {"val_loss", "val_rmse_gh", "val_rmse_u", "val_rmse_v", "val_rmse_vo"}
+    ckpt = load_checkpoint(result.checkpoint)
+    assert ckpt.step == result.step == 4 * 9 and ckpt.variables == ["gh", "u", "v", "vo"]
+    assert ckpt.static_names == ["lsm", "z_surface"] and ckpt.static.shape == (2, 16, 32)
+
+
+def _rows(run: Path) -> list[dict]:
+    with open(run / "metrics.csv", newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+def test_resume_continues_exactly(store, tmp_path):
+    """Stop at step 5 (mid-epoch), resume to 13 (crossing the epoch and the curriculum change)."""
+    common = dict(epochs=3, rollout_steps=2, curriculum_epochs=1, checkpoint_every=4, seed=3)
+    full = train(tiny_train_config(store, tmp_path / "full", max_steps=13, **common))
+    part = tiny_train_config(store, tmp_path / "part", max_steps=5, **common)
+    first = train(part)
+    assert first.step == 5 and load_checkpoint(tmp_path / "part/checkpoints/latest.pt").batch_in_epoch == 5
+    second = train(part.model_copy(update={"max_steps": 13}), resume=True)
+    assert second.step == 13
+    assert first.losses + second.losses == full.losses
+    assert _rows(tmp_path / "part") == _rows(tmp_path / "full")
+    assert [r["rollout_steps"] for r in _rows(tmp_path / "full")] == ["1"] * 9 + ["2"] * 4
+    with pytest.raises(InputError, match="already holds a training run"):
+        train(part)
+
+
+def test_schedules():
+    assert [rollout_steps_for_epoch(e, 4, 2) for e in range(7)] == [1, 1, 2, 3, 4, 4, 4]
+    assert [rollout_steps_for_epoch(e, 1, 0) for e in range(3)] == [1, 1, 1]
+    assert lr_factor(0, 4, 100) == pytest.approx(0.25) and lr_factor(3, 4, 100) == pytest.approx(1.0)
+    assert lr_factor(52, 4, 100) == pytest.approx(0.5) and lr_factor(100, 4, 100) == pytest.approx(0.0)
+
+
+def test_dry_run_reports_size(store, tmp_path, capsys):
+    result = train(tiny_train_config(store, tmp_path / "dry"), dry_run=True)
+    out = capsys.readouterr().out
+    assert result.n_parameters > 0 and result.flops_per_step > 0
+    assert f"parameters: {result.n_parameters:,}" in out and "FLOPs per step" in out
+    assert not (tmp_path / "dry").exists()
+
+
+@pytest.mark.parametrize("overrides, message", [
+    ({"step_hours": 1.5}, "not a positive multiple"),
+    ({"batch_size": 64}, "fewer than batch_size"),
+    ({"variables": ["gh", "t2m"]}, "no statistics for t2m"),
+    ({"variable_weights": {"q": 2.0}}, "not trained variables"),
+])
+def test_bad_input_is_one_line_error(store, tmp_path, overrides, message):
+    with pytest.raises(InputError, match=message):
+        train(tiny_train_config(store, tmp_path / "bad", **overrides))
+
+
+def test_resume_without_checkpoint_is_refused(store, tmp_path):
+    with pytest.raises(InputError, match="nothing to resume"):
+        train(tiny_train_config(store, tmp_path / "none"), resume=True)

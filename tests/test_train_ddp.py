@@ -1,0 +1,41 @@
+"""Data parallelism: a real 2-process torchrun (gloo, CPU) matches one process with the same global batch."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+from forecast.checkpoint import load_checkpoint
+from forecast.forcings import forcing_names
+from forecast.models import build_model
+from forecast.train import train
+from train_factories import cached_swe_store, tiny_train_config
+
+
+@pytest.mark.parametrize("architecture", ["sfno"])
+def test_two_processes_equal_one_process(tmp_path, architecture):
+    store = cached_swe_store(n_times=48, with_static=True)
+    config = tiny_train_config(store, tmp_path / "ddp", architecture, max_steps=4, rollout_steps=2,
+                               curriculum_epochs=0, epochs=2)
+    config_file = tmp_path / "train.yaml"
+    config_file.write_text(yaml.safe_dump(config.model_dump()))
+    torchrun = Path(sys.executable).with_name("torchrun")
+    env = {**os.environ, "FORECAST_PROGRESS": "0", "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run([str(torchrun), "--nproc_per_node=2", "--standalone", "-m", "forecast.train",
+                           "--config", str(config_file), "--quiet"],
+                          cwd=Path(__file__).parents[1], env=env, capture_output=True, text=True, timeout=240)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    single = train(config.model_copy(update={"out": str(tmp_path / "single")}))
+    two = load_checkpoint(tmp_path / "ddp/checkpoints/latest.pt")
+    one = load_checkpoint(single.checkpoint)
+    assert two.step == one.step == 4 and len(two.rng_state) == 2
+    for name, value in one.model_state.items():
+        torch.testing.assert_close(two.model_state[name], value, rtol=1e-5, atol=1e-5, msg=name)
+    # training moved the parameters by far more than the tolerance
+    torch.manual_seed(config.seed)
+    initial = build_model(config.model, one.grid, 4, len(forcing_names(one.static_names))).state_dict()
+    assert max((initial[n] - v).abs().max().item() for n, v in one.model_state.items()) > 1e-3

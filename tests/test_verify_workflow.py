@@ -1,0 +1,182 @@
+"""``forecast verify`` end to end on a tiny store and forecast written to disk."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import netCDF4
+import numpy as np
+import pandas as pd
+import pytest
+import xarray as xr
+
+from forecast.config import VerifyConfig
+from forecast.verify import climatology_at, persistence, rmse
+from forecast.verify.workflow import open_scores, verify
+from pipelines.errors import InputError
+from pipelines.grids import Grid
+from pipelines.store import write_store
+
+GRID = Grid("legendre-gauss", 8, 16)
+STEP = pd.Timedelta(hours=6)
+TIMES = pd.date_range("2020-01-01", periods=16, freq=STEP)
+VARIABLES = {"gh": "m", "u": "m s-1"}
+
+
+def make_truth(grid: Grid = GRID, seed: int = 0) -> xr.Dataset:
+    rng = np.random.default_rng(seed)
+    data = xr.Dataset(
+        {v: (("time", "lat", "lon"), rng.normal(10.0 * (i + 1), 2.0, (TIMES.size, *grid.shape)).astype("float32"),
+             {"units": u}) for i, (v, u) in enumerate(VARIABLES.items())},
+        coords={"time": TIMES, **grid.coords()},
+        attrs={"grid": str(grid), "variables": list(VARIABLES), "time_step_seconds": STEP.total_seconds()})
+    return data
+
+
+def make_climatology(data: xr.Dataset) -> xr.Dataset:
+    hours = np.array([0, 6, 12, 18])
+    doy = np.arange(1, 367)
+    clim = data.mean("time").expand_dims(dayofyear=doy, hour=hours).copy(deep=True)
+    return clim + xr.DataArray(doy / 100.0, dims="dayofyear") + xr.DataArray(hours / 10.0, dims="hour")
+
+
+def make_store(path: Path, grid: Grid = GRID, climatology: bool = True) -> xr.Dataset:
+    data = make_truth(grid)
+    stats = xr.Dataset({k: ("variable", np.ones(len(VARIABLES))) for k in ("mean", "std", "tendency_std")},
+                       coords={"variable": list(VARIABLES)})
+    write_store(path, data, stats, climatology=make_climatology(data) if climatology else None)
+    return data
+
+
+def make_forecast(path: Path, truth: xr.Dataset, members: int, inits: list[int], leads: int, noise: float = 1.0) -> xr.Dataset:
+    """Rollout-layout forecast: truth at the valid time + noise growing with lead time."""
+    rng = np.random.default_rng(1)
+    init_times = TIMES[inits]
+    lead_times = pd.timedelta_range(0, periods=leads, freq=STEP)
+    valid = init_times.values[:, None] + lead_times.values[None, :]
+    ds = xr.Dataset(coords={"member": np.arange(members, dtype="int32"), "init_time": init_times, "lead_time": lead_times,
+                            **truth[["lat", "lon"]].coords})
+    for v in VARIABLES:
+        at_valid = truth[v].reindex(time=valid.ravel()).values.reshape(len(inits), leads, *GRID.shape)
+        growth = noise * np.arange(leads)[None, None, :, None, None]
+        ds[v] = (("member", "init_time", "lead_time", "lat", "lon"),
+                 (at_valid[None] + growth * rng.normal(size=(members, *at_valid.shape))).astype("float32"),
+                 {"units": VARIABLES[v], "long_name": v})
+    ds = ds.assign_coords(valid_time=(("init_time", "lead_time"), valid))
+    ds.attrs = {"grid": str(GRID), "Conventions": "CF-1.8"}
+    ds.to_netcdf(path)
+    return ds
+
+
+@pytest.fixture(scope="module")
+def scored(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, xr.Dataset, xr.Dataset]:
+    tmp = tmp_path_factory.mktemp("verify")
+    truth = make_store(tmp / "store.zarr")
+    forecast = make_forecast(tmp / "fc.nc", truth, members=3, inits=[0, 4], leads=5)
+    out = verify(VerifyConfig(forecast=str(tmp / "fc.nc"), truth=str(tmp / "store.zarr"), out=str(tmp / "scores.nc")))
+    return out, truth, forecast
+
+
+def test_scores_layout(scored: tuple[Path, xr.Dataset, xr.Dataset]) -> None:
+    out, _, _ = scored
+    ds = open_scores(out)
+    assert set(ds.data_vars) == set(VARIABLES)
+    assert ds["gh"].dims == ("model", "metric", "lead_time", "region")
+    assert list(ds["model"].values) == ["forecast", "persistence", "climatology"]
+    assert list(ds["region"].values) == ["global", "nh-extratropics", "tropics", "sh-extratropics"]
+    assert list(ds["metric"].values) == VerifyConfig().metrics
+    assert ds["lead_time"].dtype.kind == "m" and ds["lead_time"].values[1] == np.timedelta64(6, "h")
+    assert ds.attrs["Conventions"] == "CF-1.8" and "forecast verify" in ds.attrs["history"]
+    assert ds["gh"].attrs["units"] == "m"
+    with netCDF4.Dataset(out) as raw:  # CF/CDO-friendly encoding on disk
+        lead = raw["lead_time"]
+        assert lead.units == "hours" and lead.dtype == np.float64 and "_FillValue" not in lead.ncattrs()
+        assert raw["model"].dtype == np.int32 and raw["model"].flag_meanings == "forecast persistence climatology"
+        assert raw["gh"].dimensions[0] == "lead_time" and set(raw.groups) == {"rank_histogram", "spectra"}
+        assert raw.Conventions == "CF-1.8" and isinstance(raw.ensemble_members, np.int32)
+    hist = open_scores(out, "rank_histogram")
+    assert hist["gh"].dims == ("lead_time", "region", "rank") and hist.sizes["rank"] == 4
+    np.testing.assert_allclose(hist["gh"].isel(lead_time=slice(1, None)).sum("rank"), 1.0, rtol=1e-9)
+    spectra = open_scores(out, "spectra")
+    assert spectra["u"].dims == ("source", "lead_time", "wavenumber")
+
+
+def test_scores_values(scored: tuple[Path, xr.Dataset, xr.Dataset]) -> None:
+    out, truth, forecast = scored
+    ds = open_scores(out)
+    gh = ds["gh"].sel(region="global")
+    w = GRID.area_weights()
+    # lead 0 of this forecast is the truth; persistence at lead 0 is the truth as well
+    np.testing.assert_allclose(gh.sel(model=["forecast", "persistence"], metric=["rmse", "mae", "crps"]).isel(lead_time=0),
+                               0.0, atol=1e-5)
+    # RMSE grows with the noise; an independent recomputation of one entry
+    valid = forecast["valid_time"].isel(lead_time=3).values
+    t = truth["gh"].sel(time=valid).rename(time="init_time").assign_coords(init_time=forecast["init_time"].values)
+    expected = rmse(forecast["gh"].isel(lead_time=3).astype(float), t.astype(float), w, ("member", "init_time", "lat", "lon"))
+    assert float(gh.sel(model="forecast", metric="rmse").isel(lead_time=3)) == pytest.approx(float(expected), rel=1e-6)
+    pers = persistence(truth[["gh"]], forecast["init_time"].values, forecast["lead_time"].values)["gh"].isel(lead_time=3)
+    expected = rmse(pers.astype(float), t.astype(float), w, ("init_time", "lat", "lon"))
+    assert float(gh.sel(model="persistence", metric="rmse").isel(lead_time=3)) == pytest.approx(float(expected), rel=1e-6)
+    # baselines are one-member ensembles: CRPS = MAE, ens_rmse = rmse, spread undefined
+    base = gh.sel(model=["persistence", "climatology"])
+    np.testing.assert_allclose(base.sel(metric="crps"), base.sel(metric="mae"), rtol=1e-9)
+    np.testing.assert_allclose(base.sel(metric="ens_rmse"), base.sel(metric="rmse"), rtol=1e-9)
+    assert np.isnan(base.sel(metric=["spread", "spread_skill", "crps_fair"])).all()
+    fc = gh.sel(model="forecast").isel(lead_time=slice(1, None))
+    assert (fc.sel(metric="ens_rmse") < fc.sel(metric="rmse")).all()
+    assert np.isfinite(fc.sel(metric=["spread", "spread_skill", "crps_fair", "acc"])).all()
+
+
+def test_climatology_lookup_uses_day_and_hour() -> None:
+    clim = make_climatology(make_truth())
+    times = pd.DatetimeIndex(["2020-02-01T06:00", "2020-12-31T23:00"])
+    out = climatology_at(clim, times)
+    np.testing.assert_allclose(out["gh"].isel(time=0) - clim["gh"].isel(dayofyear=0, hour=0), 0.31 + 0.6, rtol=1e-5)
+    # day 366 of a leap year; 23h takes the nearest climatological hour, 18h (no wrap to the next day)
+    np.testing.assert_allclose(out["gh"].isel(time=1) - clim["gh"].isel(dayofyear=0, hour=0), 3.65 + 1.8, rtol=1e-5)
+
+
+def test_single_member_forecast_and_missing_truth(tmp_path: Path) -> None:
+    truth = make_store(tmp_path / "store.zarr")
+    make_forecast(tmp_path / "fc.nc", truth, members=1, inits=[12], leads=6)  # last 2 leads beyond the truth
+    out = verify(VerifyConfig(forecast=str(tmp_path / "fc.nc"), truth=str(tmp_path / "store.zarr"),
+                              baselines=["persistence"], out=str(tmp_path / "s.nc")))
+    ds = open_scores(out)
+    assert list(ds["model"].values) == ["forecast", "persistence"]
+    fc = ds["u"].sel(model="forecast", region="global")
+    assert np.isnan(fc.sel(metric=["spread", "spread_skill", "crps_fair"])).all()
+    assert np.isfinite(fc.sel(metric="rmse").isel(lead_time=slice(0, 4))).all()
+    assert np.isnan(fc.sel(metric="rmse").isel(lead_time=slice(4, None))).all()
+    with pytest.raises(InputError, match="rank_histogram"):
+        open_scores(out, "rank_histogram")  # not written for one member
+
+
+def test_bad_inputs(tmp_path: Path) -> None:
+    truth = make_store(tmp_path / "store.zarr", climatology=False)
+    make_forecast(tmp_path / "fc.nc", truth, members=2, inits=[0], leads=2)
+    base = {"forecast": str(tmp_path / "fc.nc"), "truth": str(tmp_path / "store.zarr"), "out": str(tmp_path / "s.nc")}
+    with pytest.raises(InputError, match="needs a climatology"):
+        verify(VerifyConfig(**base))
+    with pytest.raises(InputError, match="does not exist"):
+        verify(VerifyConfig(**{**base, "forecast": str(tmp_path / "nope.nc")}))
+    with pytest.raises(InputError, match="unknown region"):
+        verify(VerifyConfig(**base, regions=["arctic"]))
+    other = Grid("equiangular", 9, 16)
+    make_store(tmp_path / "other.zarr", grid=other)
+    with pytest.raises(InputError, match="differs from truth grid"):
+        verify(VerifyConfig(**{**base, "truth": str(tmp_path / "other.zarr")}))
+    assert not (tmp_path / "s.nc").exists()
+
+
+def test_truth_as_era5_convention_files(tmp_path: Path) -> None:
+    truth = make_truth()
+    era5 = truth.rename(time="valid_time", lat="latitude", lon="longitude").isel(latitude=slice(None, None, -1))
+    era5.attrs = {}
+    era5.to_netcdf(tmp_path / "era5.nc")
+    make_forecast(tmp_path / "fc.nc", truth, members=2, inits=[0], leads=3)
+    out = verify(VerifyConfig(forecast=str(tmp_path / "fc.nc"), truth=str(tmp_path / "era5.nc"),
+                              baselines=["persistence"], out=str(tmp_path / "s.nc")))
+    ds = open_scores(out)
+    np.testing.assert_allclose(ds["gh"].sel(model="forecast", metric="rmse").isel(lead_time=0), 0.0, atol=1e-5)
+    assert np.isnan(ds["gh"].sel(metric="acc")).all()  # no climatology: ACC undefined
+    assert np.isfinite(ds["gh"].sel(model="forecast", metric="crps")).all()
