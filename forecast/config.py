@@ -117,7 +117,7 @@ class VerifyConfig(StrictModel):
     truth: str = "data/store.zarr"
     climatology: str | None = None            # None: the truth store's own climatology
     baselines: list[Literal["persistence", "climatology"]] = ["persistence", "climatology"]
-    metrics: list[str] = ["rmse", "mse", "mae", "bias", "acc", "ens_rmse", "spread", "spread_skill", "crps", "crps_fair"]
+    metrics: list[str] = ["rmse", "mse", "mae", "bias", "acc", "ens_rmse", "ens_mae", "spread", "spread_skill", "crps", "crps_fair"]
     regions: list[str] = ["global", "nh-extratropics", "tropics", "sh-extratropics"]
     out: str = "scores.nc"
 

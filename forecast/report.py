@@ -42,10 +42,10 @@ def skill_rows(scores_path: Path, model_name: str) -> list[str]:
             if np.isnan(fc):
                 continue
             pers, clim = _value(da, "persistence", "rmse", lead), _value(da, "climatology", "rmse", lead)
-            crps, mae_mean = _value(da, "forecast", "crps", lead), _value(da, "forecast", "mae", lead)
+            crps, ens_mae = _value(da, "forecast", "crps", lead), _value(da, "forecast", "ens_mae", lead)
             rows.append(
                 f"| {model_name} | {var} ({units}) | {lead} h | {fc:.4g} | {_value(da, 'forecast', 'ens_rmse', lead):.4g} "
-                f"| {pers:.4g} | {clim:.4g} | {fc / pers:.2f} | {crps:.4g} | "
+                f"| {pers:.4g} | {clim:.4g} | {fc / pers:.2f} | {crps:.4g} | {ens_mae:.4g} | {crps / ens_mae:.2f} | "
                 f"{_value(da, 'forecast', 'spread_skill', lead):.2f} |")
     return rows
 
@@ -61,8 +61,8 @@ def write_report(result, config: DemoConfig) -> Path:
              "Global scores, all init times pooled. RMSE pools the members; `RMSE/pers.` is the forecast RMSE "
              "over persistence's; spread/skill uses the (M+1)/M correction.", "",
              "| model | variable | lead | RMSE | ens-mean RMSE | persistence RMSE | climatology RMSE | RMSE/pers. "
-             "| CRPS | spread/skill |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
+             "| CRPS | ens-mean MAE | CRPS/ens-mean MAE | spread/skill |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     figures: list[str] = []
     for arch, scores in result.scores.items():
         lines += skill_rows(Path(scores), arch)

@@ -6,7 +6,7 @@ import os
 from collections.abc import Iterable, Iterator
 from typing import TypeVar
 
-from tqdm.auto import tqdm
+from tqdm import tqdm  # text bars on stderr, also under Jupyter (no ipywidgets needed)
 
 T = TypeVar("T")
 

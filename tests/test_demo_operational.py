@@ -114,3 +114,20 @@ def test_bad_init_is_a_one_line_error(demo_dir, tmp_path):
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == 2
     assert err.strip().startswith("error: --init 'yesterday'") and len(err.strip().splitlines()) == 1
+
+
+def test_skill_notebook_runs_on_demo_outputs(demo_dir, monkeypatch):
+    """notebooks/skill_analysis.ipynb executes top to bottom on the demo's outputs."""
+    import nbformat
+    from nbclient import NotebookClient
+
+    notebook_dir = Path(__file__).resolve().parents[1] / "notebooks"
+    nb = nbformat.read(notebook_dir / "skill_analysis.ipynb", as_version=4)
+    monkeypatch.setenv("FORECAST_DEMO_DIR", str(demo_dir))
+    NotebookClient(nb, timeout=300, kernel_name="python3", resources={"metadata": {"path": str(notebook_dir)}}).execute()
+    outputs = [o for cell in nb.cells if cell.cell_type == "code" for o in cell.get("outputs", [])]
+    figures = [o for o in outputs if "image/png" in o.get("data", {})]
+    assert len(figures) >= 6, "skill curves, scorecards, spread-skill, rank histograms, spectra and maps"
+    text = "\n".join(o.get("text", "") + o.get("data", {}).get("text/plain", "") for o in outputs)
+    assert "gh" in text and "CRPS / ens-mean MAE" in text
+    assert list((demo_dir / "notebook_maps").glob("sfno_gh_*.png"))

@@ -11,7 +11,7 @@ import scores
 import xarray as xr
 import xskillscore as xs
 
-from forecast.verify import (acc, bias, crps_ensemble, ensemble_mean_rmse, mae, mse, rank_histogram, region_weights,
+from forecast.verify import (acc, bias, crps_ensemble, ensemble_mean_mae, ensemble_mean_rmse, mae, mse, rank_histogram, region_weights,
                              rmse, spread, spread_skill_ratio, weighted_mean)
 from pipelines.grids import Grid
 
@@ -121,6 +121,8 @@ def test_ensemble_mean_rmse_spread_and_ratio(grid: Grid, members: int) -> None:
     expected_rmse = scores.continuous.rmse(fc.mean("member"), truth, reduce_dims=list(DIMS), weights=full_weights(grid, truth))
     skill = ensemble_mean_rmse(fc, truth, w, DIMS)
     np.testing.assert_allclose(skill, expected_rmse, rtol=1e-6)
+    expected_mae = scores.continuous.mae(fc.mean("member"), truth, reduce_dims=list(DIMS), weights=full_weights(grid, truth))
+    np.testing.assert_allclose(ensemble_mean_mae(fc, truth, w, DIMS), expected_mae, rtol=1e-6)
     sp = spread(fc, w, DIMS, truth=truth)
     ratio = spread_skill_ratio(fc, truth, w, DIMS)
     if members == 1:

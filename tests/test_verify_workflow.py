@@ -121,6 +121,7 @@ def test_scores_values(scored: tuple[Path, xr.Dataset, xr.Dataset]) -> None:
     base = gh.sel(model=["persistence", "climatology"])
     np.testing.assert_allclose(base.sel(metric="crps"), base.sel(metric="mae"), rtol=1e-9)
     np.testing.assert_allclose(base.sel(metric="ens_rmse"), base.sel(metric="rmse"), rtol=1e-9)
+    np.testing.assert_allclose(base.sel(metric="ens_mae"), base.sel(metric="mae"), rtol=1e-9)
     assert np.isnan(base.sel(metric=["spread", "spread_skill", "crps_fair"])).all()
     fc = gh.sel(model="forecast").isel(lead_time=slice(1, None))
     assert (fc.sel(metric="ens_rmse") < fc.sel(metric="rmse")).all()

@@ -31,9 +31,9 @@ from __future__ import annotations
 import numpy as np
 import xarray as xr
 
-from forecast.verify.deterministic import Dims, X, rmse, weighted_mean
+from forecast.verify.deterministic import Dims, X, mae, rmse, weighted_mean
 
-__all__ = ["ensemble_mean_rmse", "spread", "spread_skill_ratio", "crps_ensemble", "rank_histogram"]
+__all__ = ["ensemble_mean_rmse", "ensemble_mean_mae", "spread", "spread_skill_ratio", "crps_ensemble", "rank_histogram"]
 
 _M1_NOTE = "undefined for a one-member ensemble (needs at least 2 members); set to NaN"
 
@@ -65,6 +65,16 @@ def ensemble_mean_rmse(forecast: X, truth: X, weights: xr.DataArray, dims: Dims,
     _ensemble_size(forecast, member_dim)
     # a NaN member makes the mean NaN (skipna=False), so that point is left out
     return rmse(forecast.mean(member_dim, skipna=False), truth, weights, dims)
+
+
+def ensemble_mean_mae(forecast: X, truth: X, weights: xr.DataArray, dims: Dims, member_dim: str = "member") -> X:
+    r"""MAE of the ensemble mean, :math:`\langle |\bar f - t| \rangle_w` (units of the variable).
+
+    The yardstick for the CRPS: the CRPS of a one-member forecast is its MAE, so a
+    useful ensemble has a CRPS well below the MAE of its own mean.
+    """
+    _ensemble_size(forecast, member_dim)
+    return mae(forecast.mean(member_dim, skipna=False), truth, weights, dims)
 
 
 def spread(forecast: X, weights: xr.DataArray, dims: Dims, member_dim: str = "member", truth: X | None = None) -> X:

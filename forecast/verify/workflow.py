@@ -6,7 +6,7 @@ Root group (CF-1.8), one float64 data variable per physical variable, dims
 ``(model, metric, lead_time, region)``:
 
 * ``model``: ``forecast`` then the requested baselines (``persistence``, ``climatology``);
-* ``metric``: as requested (default ``rmse mse mae bias acc ens_rmse spread spread_skill
+* ``metric``: as requested (default ``rmse mse mae bias acc ens_rmse ens_mae spread spread_skill
   crps crps_fair``); coordinate ``metric_long_name`` describes each, and the data
   variable's ``units`` are those of the physical variable (``mse`` is in units squared,
   ``acc`` and ``spread_skill`` are dimensionless: see :func:`metric_units`);
@@ -26,8 +26,8 @@ Conventions
 The deterministic metrics (``rmse``, ``mse``, ``mae``, ``bias``, ``acc``) score every
 member as a deterministic forecast and pool the members (RMSE = square root of the mean
 MSE over members, init times and area; ACC = mean over members and init times of the
-spatial uncentred ACC). ``ens_rmse`` is the RMSE of the ensemble mean. Baselines are
-scored as one-member ensembles: ``ens_rmse`` equals ``rmse``, ``crps`` equals ``mae``,
+spatial uncentred ACC). ``ens_rmse`` and ``ens_mae`` are the RMSE and MAE of the ensemble mean. Baselines are
+scored as one-member ensembles: ``ens_rmse`` equals ``rmse``, ``ens_mae`` equals ``mae``, ``crps`` equals ``mae``,
 and ``spread``, ``spread_skill`` and ``crps_fair`` are NaN (undefined for one member); so
 are they for a one-member forecast. ``acc`` is NaN when no climatology is available.
 Truth is looked up at each valid time; a valid time without truth is left out (NaN).
@@ -72,6 +72,7 @@ METRICS: dict[str, tuple[str, str]] = {
     "bias": ("mean error, forecast minus truth (members pooled)", "same"),
     "acc": ("uncentred anomaly correlation coefficient (members and init times averaged)", "1"),
     "ens_rmse": ("root mean squared error of the ensemble mean", "same"),
+    "ens_mae": ("mean absolute error of the ensemble mean", "same"),
     "spread": ("ensemble spread sqrt((M+1)/M * mean unbiased variance)", "same"),
     "spread_skill": ("spread / ensemble-mean RMSE", "1"),
     "crps": ("continuous ranked probability score (ensemble, standard)", "same"),
@@ -101,6 +102,7 @@ def _metric_fn(metric: str) -> Callable[..., X]:
     ens_dims = ("init_time", *SPACE)
     table = {
         "ens_rmse": lambda fc, t, c, w: ens.ensemble_mean_rmse(fc, t, w, ens_dims),
+        "ens_mae": lambda fc, t, c, w: ens.ensemble_mean_mae(fc, t, w, ens_dims),
         "spread": lambda fc, t, c, w: ens.spread(fc, w, ens_dims, truth=t),
         "spread_skill": lambda fc, t, c, w: ens.spread_skill_ratio(fc, t, w, ens_dims),
         "crps": lambda fc, t, c, w: ens.crps_ensemble(fc, t, w, ens_dims),
@@ -382,7 +384,7 @@ def _write(config: VerifyConfig, scores: xr.Dataset, hists: xr.Dataset | None, s
            forecast: xr.Dataset, truth: xr.Dataset) -> Path:
     out = Path(config.out)
     units = {str(v): str(forecast[v].attrs.get("units", "1")) for v in forecast.data_vars}
-    comment = "units of the variable for rmse, mae, bias, ens_rmse, spread, crps, crps_fair; squared for mse; " \
+    comment = "units of the variable for rmse, mae, bias, ens_rmse, ens_mae, spread, crps, crps_fair; squared for mse; " \
               "1 for acc and spread_skill"
     parts = {
         None: (scores, lambda v: {"long_name": f"verification scores of {forecast[v].attrs.get('long_name', v)}",
