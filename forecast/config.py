@@ -29,7 +29,9 @@ class ModelConfig(StrictModel):
     hard_thresholding_fraction: float = 1.0
     normalization: Literal["none", "layer", "instance"] = "none"
     activation: Literal["gelu", "relu", "silu"] = "gelu"
-    residual: bool = True          # predict x + f(x) (in normalised units)
+    residual: bool = True          # predict x + s * f(x) (in normalised units)
+    # residual: s = std of the normalised one-step tendency, from the training data (else s = 1)
+    tendency_scaling: bool = True
     big_skip: bool = True          # SFNO: concatenate the input before the decoder
     pos_embed: bool = True
     # SFNO: "lat" (learnable, per latitude: keeps longitude-shift equivariance) or "latlon"
@@ -145,26 +147,32 @@ class RunConfig(StrictModel):
 
 
 class DemoConfig(StrictModel):
-    """The end-to-end demo on the embedded shallow-water data (``configs/demo.yaml``).
+    """The end-to-end demo on the embedded shallow-water data (``configs/demo.yaml``, which
+    states these same defaults: ``forecast demo`` without ``--config`` runs them).
 
-    The simulated period is split in time: the first ``days - test_days`` days train the
-    model (the last ``val_fraction`` of them validate it), the last ``test_days`` are held
-    back for the ensemble forecasts and their verification.
+    The simulated period is split in time: training days first, then one validation day,
+    then the last ``test_days``, held back for the ensemble forecasts and their verification.
+    The defaults were tuned to finish in about 6 minutes on 2 CPU cores: 45 days of data
+    (more days helped generalisation more than a larger model or multi-step loss did within
+    the same time), a small SFNO at a 6 h step, and perturbations whose spread matches the
+    ensemble-mean error at 24 h.
     """
 
     workdir: str = "demo"
     models: list[Literal["sfno", "afno"]] = ["sfno"]
-    swe: SWESourceConfig = SWESourceConfig(grid="legendre-gauss:64x128", days=10.0)
+    swe: SWESourceConfig = SWESourceConfig(grid="legendre-gauss:64x128", days=45.0, spinup_days=1.0)
     grid: str = "legendre-gauss:64x128"
     method: Literal["conservative", "bilinear", "spectral"] = "spectral"
     test_days: float = 4.0
     n_inits: int = 3
     init_every_hours: float = 12.0
     lead_hours: float = 72.0
-    train: TrainConfig = TrainConfig()
-    sfno: ModelConfig = ModelConfig(architecture="sfno")
+    train: TrainConfig = TrainConfig(step_hours=6, batch_size=4, epochs=6, lr=2e-3, warmup_steps=20, rollout_steps=1,
+                                     curriculum_epochs=0, checkpoint_every=500)
+    sfno: ModelConfig = ModelConfig(architecture="sfno", embed_dim=32, num_layers=4, scale_factor=2)
     afno: ModelConfig = ModelConfig(architecture="afno", embed_dim=128, patch_size=[4, 4])
     members: int = 16
-    perturbation: PerturbationConfig = PerturbationConfig()
+    perturbation: PerturbationConfig = PerturbationConfig(kind=["spherical-gaussian"], amplitude=0.2,
+                                                          length_scale_km=1000.0)
     seed: int = 0
     plot: PlotConfig = PlotConfig(lead_times_hours=[24.0, 72.0])

@@ -177,3 +177,21 @@ def build_splits(states: np.ndarray | LazyStateArray, times: pd.DatetimeIndex, g
     train = TrajectoryDataset(states, times, grid, static, train_starts, step, max_steps)
     val = TrajectoryDataset(states, times, grid, static, val_starts, step, 1) if val_starts.size else None
     return Splits(train=train, val=val)
+
+
+def tendency_scale(dataset: TrajectoryDataset, max_samples: int = 256) -> np.ndarray:
+    """Per-channel standard deviation of the normalised one-model-step tendency, ``(C,)``.
+
+    Area-weighted over up to ``max_samples`` evenly spaced training samples (the same on
+    every process, so DDP replicas agree); used as the model's ``residual_scale``.
+    Channels that never change get 1 (no scaling).
+    """
+    weights = dataset.grid.area_weights().values[:, None]                        # (H, 1), mean 1
+    picks = np.unique(np.linspace(0, len(dataset.starts) - 1, min(max_samples, len(dataset.starts))).astype(int))
+    sq = np.zeros(dataset.states.shape[1])
+    for start in dataset.starts[picks]:
+        pair = np.asarray(dataset.states[np.array([start, start + dataset.step])], dtype=np.float64)
+        diff = pair[1] - pair[0]                                                     # (C, H, W)
+        sq += (weights * diff**2).mean(axis=(1, 2))
+    std = np.sqrt(sq / len(picks))
+    return np.where(std > 1e-6, std, 1.0)

@@ -6,8 +6,9 @@
 
 Each stage calls the same public function as its own command (``prepare``, ``train``,
 ``rollout``, ``verify``, ``plot``), so the demo exercises exactly what users run.
-The simulated period is split in time: training (and validation) data come first, the
-held-back ``test_days`` provide the init times and the truth they are verified against.
+The simulated period is split in time: training data come first, then one validation day,
+then the held-back ``test_days`` that provide the init times and the truth they are
+verified against.
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ STAGE_DIRS = ("sources", "data", "runs", "forecasts", "scores", "plots")
 
 # `--quick`: the same chain on a tiny grid and a short simulation (about a minute on 2 cores).
 QUICK_OVERRIDES: dict = {
-    "swe": {"grid": "legendre-gauss:32x64", "days": 3.0, "spinup_days": 0.25},
+    "swe": {"grid": "legendre-gauss:32x64", "days": 4.0, "spinup_days": 0.25},
     "grid": "legendre-gauss:16x32",
     "test_days": 1.5,
     "n_inits": 2,
@@ -81,11 +82,13 @@ def test_window(times: pd.DatetimeIndex, config: DemoConfig) -> tuple[pd.Timesta
 
 def _train_config(config: DemoConfig, arch: str, store: Path, work: Path, test_start: pd.Timestamp) -> TrainConfig:
     model = config.sfno if arch == "sfno" else config.afno
-    # the last training target must stay before the held-back window
-    last_train = test_start - pd.Timedelta(hours=1)
+    # training, then one validation day, then the held-back window: no target of either
+    # training or validation falls inside the window the forecasts are verified on
+    val_start = test_start - pd.Timedelta(days=1)
     return config.train.model_copy(update={
         "store": str(store), "out": str(work / "runs" / arch), "model": model,
-        "train_end": last_train.isoformat(), "seed": config.seed})
+        "train_end": (val_start - pd.Timedelta(hours=1)).isoformat(), "val_start": val_start.isoformat(),
+        "val_end": (test_start - pd.Timedelta(hours=1)).isoformat(), "seed": config.seed})
 
 
 def _stage(name: str, timings: dict[str, float]):

@@ -38,14 +38,14 @@ def skill_rows(scores_path: Path, model_name: str) -> list[str]:
         da = ds[var]
         units = da.attrs.get("units", "")
         for lead in REPORT_LEADS_H:
-            fc = _value(da, "forecast", "rmse", lead)
+            fc, ens = _value(da, "forecast", "rmse", lead), _value(da, "forecast", "ens_rmse", lead)
             if np.isnan(fc):
                 continue
             pers, clim = _value(da, "persistence", "rmse", lead), _value(da, "climatology", "rmse", lead)
             crps, ens_mae = _value(da, "forecast", "crps", lead), _value(da, "forecast", "ens_mae", lead)
             rows.append(
-                f"| {model_name} | {var} ({units}) | {lead} h | {fc:.4g} | {_value(da, 'forecast', 'ens_rmse', lead):.4g} "
-                f"| {pers:.4g} | {clim:.4g} | {fc / pers:.2f} | {crps:.4g} | {ens_mae:.4g} | {crps / ens_mae:.2f} | "
+                f"| {model_name} | {var} ({units}) | {lead} h | {fc:.4g} | {ens:.4g} "
+                f"| {pers:.4g} | {clim:.4g} | {ens / pers:.2f} | {ens / clim:.2f} | {crps:.4g} | {ens_mae:.4g} | {crps / ens_mae:.2f} | "
                 f"{_value(da, 'forecast', 'spread_skill', lead):.2f} |")
     return rows
 
@@ -58,11 +58,12 @@ def write_report(result, config: DemoConfig) -> Path:
     lines = ["# Shallow-water demo report", "",
              f"Store: `{os.path.relpath(result.store, work)}`; models: {', '.join(result.checkpoints)}; "
              f"{config.members} members; leads up to {config.lead_hours:g} h.", "",
-             "Global scores, all init times pooled. RMSE pools the members; `RMSE/pers.` is the forecast RMSE "
-             "over persistence's; spread/skill uses the (M+1)/M correction.", "",
-             "| model | variable | lead | RMSE | ens-mean RMSE | persistence RMSE | climatology RMSE | RMSE/pers. "
+             "Global scores, all init times pooled. RMSE pools the members (each scored as a deterministic "
+             "forecast); the ratios `/pers.` and `/clim.` are the ensemble-mean RMSE over persistence's and "
+             "climatology's; spread/skill uses the (M+1)/M correction.", "",
+             "| model | variable | lead | RMSE | ens-mean RMSE | persistence RMSE | climatology RMSE | /pers. | /clim. "
              "| CRPS | ens-mean MAE | CRPS/ens-mean MAE | spread/skill |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     figures: list[str] = []
     for arch, scores in result.scores.items():
         lines += skill_rows(Path(scores), arch)

@@ -285,6 +285,13 @@ class Trainer:
         from forecast.models import build_model
 
         model = build_model(self.config.model, self.data.grid, len(self.data.variables), self.data.n_forcing)
+        if self.config.model.residual and self.config.model.tendency_scaling:
+            from forecast.data import tendency_scale
+
+            scale = tendency_scale(self.data.splits.train)
+            log.info("residual scale (std of the normalised %g h tendency): %s", self.data.time_step_seconds / 3600,
+                     ", ".join(f"{v} {s:.3g}" for v, s in zip(self.data.variables, scale)))
+            model.set_residual_scale(scale)
         return model.to(self.world.device)
 
     def _lr_lambda(self) -> Callable[[int], float]:

@@ -35,7 +35,8 @@ class SWESourceConfig(StrictModel):
     substep_seconds: float = 450.0
     spinup_days: float = 0.5
     seed: int = 0
-    mach: float = 0.2
+    wind_rms: float = 15.0         # m s-1, root-mean-square wind of the initial flow
+    peak_wavenumber: float = 6.0   # total wavenumber of the initial kinetic-energy peak
     start: str = "2020-01-01T00:00"
     balanced: bool = True  # zero divergence + geopotential from the nonlinear balance equation
 

@@ -33,6 +33,17 @@ log = logging.getLogger(__name__)
 TIME_NAMES = ("time", "valid_time")
 LEVEL_NAMES = ("level", "pressure_level", "isobaricInhPa", "plev")
 KEEP_COORDS = ("time", "lat", "lon", "level")
+# Target size of one dask chunk: large enough that per-task overhead (about a millisecond
+# on a distributed cluster) is amortised, small enough that memory stays flat.
+CHUNK_BYTES = 16 * 2**20
+
+
+def time_chunk(ds: xr.Dataset, budget_bytes: int = CHUNK_BYTES) -> int:
+    """Time steps per dask chunk so that one chunk of the largest variable is at most
+    ``budget_bytes`` (at least 1 step, at most the whole record)."""
+    per_step = max((int(np.prod([n for d, n in da.sizes.items() if d != "time"])) * da.dtype.itemsize
+                    for da in ds.data_vars.values() if "time" in da.dims), default=1)
+    return int(max(1, min(ds.sizes.get("time", 1), budget_bytes // max(per_step, 1))))
 
 
 def expand_inputs(inputs: list[str]) -> list[Path]:
@@ -115,7 +126,8 @@ def normalise(ds: xr.Dataset) -> xr.Dataset:
             raise InputError("time is not a CF-encoded datetime (no 'units: <unit> since <date>' attribute)")
         times = pd.DatetimeIndex(ds["time"].values)
         _check_times(times)
-        ds = ds.chunk({"time": 1, "lat": -1, "lon": -1})  # one time step per task, whole fields (regrid core dims)
+        # whole fields (the regrid's core dims), a bounded number of time steps per task
+        ds = ds.chunk({"time": time_chunk(ds), "lat": -1, "lon": -1})
     return ds
 
 
@@ -266,7 +278,7 @@ def _regularise(ds: xr.Dataset, times: pd.DatetimeIndex, target: pd.DatetimeInde
     out = a + (b - a) * w
     for name in out.data_vars:
         out[name].attrs = ds[name].attrs
-    return out.chunk({"time": 1}), step, gaps
+    return out.chunk({"time": time_chunk(out)}), step, gaps
 
 
 # -- missing values ----------------------------------------------------------------------

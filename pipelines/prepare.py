@@ -37,7 +37,7 @@ from pipelines.cluster import get_client
 from pipelines.config import PrepareConfig
 from pipelines.errors import InputError
 from pipelines.grids import Grid
-from pipelines.ingest import fill_nearest, nan_counts, nan_report, open_inputs, select_times
+from pipelines.ingest import fill_nearest, nan_counts, nan_report, open_inputs, select_times, time_chunk
 from pipelines.regrid import regrid
 from pipelines.statistics import climatology, statistics
 from pipelines.store import consolidate, linked_copy, open_store, write_group
@@ -130,6 +130,7 @@ def _write_pass(path: Path, data: xr.Dataset, counts: xr.Dataset | None, append:
 def _statistics_pass(path: Path, config: PrepareConfig, target: Grid, step: pd.Timedelta) -> None:
     """Pass 2: statistics and climatology of the regridded data, one dask computation."""
     data = xr.open_zarr(path, consolidated=False)[list(config.variables)]
+    data = data.chunk({"time": time_chunk(data)})  # the store's one-step chunks make tiny tasks
     stats = statistics(data, target, step)
     clim = climatology(data, config.climatology_smoothing_days)
     clim_job = write_group(path, "climatology", clim, chunks={"dayofyear": 1, "hour": -1}, compute=False)

@@ -53,3 +53,8 @@ def test_overrides_win_and_parse_yaml():
 def test_literal_choices_are_enforced():
     with pytest.raises(InputError, match="architecture"):
         load_config(ModelConfig, None, ["architecture=unet"])
+
+
+def test_demo_yaml_is_what_forecast_demo_runs_without_config():
+    """`forecast demo` with no --config uses DemoConfig's defaults: configs/demo.yaml must say the same."""
+    assert load_config(DemoConfig, CONFIGS / "demo.yaml").model_dump() == DemoConfig().model_dump()

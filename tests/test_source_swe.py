@@ -97,8 +97,8 @@ def test_trajectory_independent_of_output_step():
 def test_balanced_start_has_no_divergence_tendency():
     solver = build_solver(SWEParameters(Grid.parse(GRID)))
     with torch.inference_mode():
-        balanced = solver.dudtspec(initial_condition(solver, seed=0, mach=0.2, balanced=True))
-        raw = solver.dudtspec(initial_condition(solver, seed=0, mach=0.2, balanced=False))
+        balanced = solver.dudtspec(initial_condition(solver, seed=0, balanced=True))
+        raw = solver.dudtspec(initial_condition(solver, seed=0, balanced=False))
     assert balanced[2].abs().max() < 1e-8 * raw[2].abs().max()
     assert balanced[1].abs().max() > 0.1 * raw[1].abs().max()  # the flow still evolves
 
@@ -113,7 +113,7 @@ def test_run_leaves_global_rng_and_threads_alone():
     (dict(days=0), "days"), (dict(days=-1), "days"), (dict(grid="hexagonal:16x32"), "grid"),
     (dict(grid="legendre-gauss:16"), "grid"), (dict(substep_seconds=700), "whole"),
     (dict(output_step_hours=0), "output_step_hours"), (dict(spinup_days=-1), "spinup"),
-    (dict(mach=0), "mach"), (dict(start="someday"), "start"), (dict(days=0.3), "whole"),
+    (dict(wind_rms=0), "wind_rms"), (dict(start="someday"), "start"), (dict(days=0.3), "whole"),
 ])
 def test_bad_config_is_input_error(tmp_path, bad, match):
     with pytest.raises(InputError, match=match):

@@ -2,11 +2,16 @@ r"""The one interface of the prognostic models, and model-size helpers.
 
 A :class:`PrognosticModel` advances the normalised state by one time step:
 
-.. math:: x_{t+\Delta t} = \begin{cases} x_t + f([x_t, g_t]) & \text{residual} \\
+.. math:: x_{t+\Delta t} = \begin{cases} x_t + s \odot f([x_t, g_t]) & \text{residual} \\
                                           f([x_t, g_t]) & \text{otherwise} \end{cases}
 
-where :math:`g_t` are the forcings evaluated at the input time and :math:`[\cdot,\cdot]`
-concatenates channels. Subclasses implement :meth:`PrognosticModel.network`
+where :math:`g_t` are the forcings evaluated at the input time, :math:`[\cdot,\cdot]`
+concatenates channels and :math:`s` (``residual_scale``, ``(C,)``) is the standard
+deviation of the normalised one-step tendency per channel (set by training from the
+data, 1 until then). With it the network predicts increments of unit variance: a 6 h
+step changes a normalised field by a few tenths only, and a network asked for that
+directly learns it slowly (the same reason ACE and GraphCast normalise tendencies).
+It is a buffer, so checkpoints carry it. Subclasses implement :meth:`PrognosticModel.network`
 (:math:`f`) and :meth:`PrognosticModel.from_config`.
 """
 
@@ -45,6 +50,7 @@ class PrognosticModel(nn.Module, ABC):
         self.n_state = n_state
         self.n_forcing = n_forcing
         self.residual = residual
+        self.register_buffer("residual_scale", torch.ones(n_state))
 
     @classmethod
     @abstractmethod
@@ -60,7 +66,14 @@ class PrognosticModel(nn.Module, ABC):
         self._check_inputs(state, forcings)
         x = torch.cat([state, forcings], dim=1) if self.n_forcing else state
         out = self.network(x)
-        return state + out if self.residual else out
+        return state + out * self.residual_scale.to(out.dtype).view(1, -1, 1, 1) if self.residual else out
+
+    def set_residual_scale(self, scale) -> None:
+        """Set :math:`s` (``(C,)``, positive) from the data: the std of the normalised tendency."""
+        scale = torch.as_tensor(scale, dtype=self.residual_scale.dtype).reshape(-1)
+        if scale.numel() != self.n_state or not bool(torch.all(torch.isfinite(scale) & (scale > 0))):
+            raise ValueError(f"residual scale must be {self.n_state} positive finite values, got {scale.tolist()}")
+        self.residual_scale.copy_(scale)
 
     def _check_inputs(self, state: torch.Tensor, forcings: torch.Tensor) -> None:
         expected = (self.grid.nlat, self.grid.nlon)

@@ -16,9 +16,15 @@ with relative vorticity :math:`\zeta` (s\ :sup:`-1`), divergence :math:`\delta`
 parameter :math:`f = 2\Omega\sin\varphi`. Time stepping is third-order Adams-Bashforth
 with the solver's implicit hyperdiffusion on :math:`\zeta, \delta`.
 
-Initial conditions are the solver's ``random_initial_condition(mach)`` (white spectra up
-to the truncation, seeded), optionally *balanced*: divergence set to zero and the
-geopotential replaced by the solution of the nonlinear balance equation
+Initial conditions are random (seeded) vorticity with a red, atmosphere-like kinetic
+energy spectrum :math:`E(l) \propto (l/l_0)^3 / (1 + (l/l_0)^8)` peaking near total
+wavenumber :math:`l_0` (``peak_wavenumber``), scaled to a root-mean-square wind
+(``wind_rms``, m s\ :sup:`-1`). A white spectrum (the solver's own
+``random_initial_condition``) puts most of the energy at the truncation, where the
+hyperdiffusion removes it within hours and the height field, left out of balance,
+rings with inertia-gravity waves: useless as weather. The start is optionally
+*balanced*: divergence set to zero and the geopotential replaced by the solution of the
+nonlinear balance equation
 
 .. math:: \nabla^2\big(\Phi + \tfrac12|\mathbf{u}|^2\big) = \mathbf{k}\cdot\nabla\times\big((\zeta + f)\,\mathbf{u}\big),
 
@@ -90,7 +96,8 @@ class SWEParameters:
     substep_seconds: float = 450.0
     spinup_hours: float = 0.0
     seed: int = 0
-    mach: float = 0.2
+    wind_rms: float = 15.0
+    peak_wavenumber: float = 6.0
     balanced: bool = True
     lmax: int | None = None
     start: str = "2020-01-01T00:00"
@@ -123,7 +130,7 @@ class SWEParameters:
 
     def validate(self) -> None:
         """Raise :class:`InputError` for values the solver cannot use."""
-        for name in ("output_step_hours", "substep_seconds", "mach"):
+        for name in ("output_step_hours", "substep_seconds", "wind_rms", "peak_wavenumber"):
             if not getattr(self, name) > 0:
                 raise InputError(f"swe.{name} must be > 0, got {getattr(self, name)}")
         if self.spinup_hours < 0:
@@ -170,19 +177,40 @@ def build_solver(params: SWEParameters) -> ShallowWaterSolver:
                               havg=MEAN_DEPTH_M)
 
 
-def initial_condition(solver: ShallowWaterSolver, seed: int, mach: float, balanced: bool = True) -> torch.Tensor:
+def energy_spectrum(l: torch.Tensor, peak_wavenumber: float) -> torch.Tensor:
+    r"""Shape of the initial kinetic energy per total wavenumber, :math:`(l/l_0)^3 / (1 + (l/l_0)^8)`
+    (dimensionless; about :math:`l^3` below the peak, :math:`l^{-5}` above it)."""
+    x = l / peak_wavenumber
+    return x**3 / (1.0 + x**8)
+
+
+def initial_condition(solver: ShallowWaterSolver, seed: int, wind_rms: float = 15.0, peak_wavenumber: float = 6.0,
+                      balanced: bool = True) -> torch.Tensor:
     r"""Seeded random spectral state ``(3, lmax, mmax)`` complex128: :math:`[\Phi, \zeta, \delta]`.
+
+    Vorticity coefficients are complex Gaussian with variance shaped so that the kinetic
+    energy per total wavenumber follows :func:`energy_spectrum` (for a non-divergent flow
+    :math:`E_l = \frac{a^2}{2 l (l+1)} \sum_m |\zeta_{lm}|^2`, :math:`2l+1` coefficients per
+    :math:`l`), then scaled so that the area-mean :math:`|\mathbf{u}|^2` is ``wind_rms``\ :sup:`2`
+    (m s\ :sup:`-1`). Unbalanced: the solver's random geopotential and divergence are kept.
 
     The draw uses torch's global generator (``random_initial_condition`` takes no
     generator) inside :func:`torch.random.fork_rng`, so the caller's RNG state is untouched
     and the same ``seed`` gives a bit-identical state.
     """
+    if not wind_rms > 0 or not peak_wavenumber > 0:
+        raise InputError(f"swe.wind_rms and swe.peak_wavenumber must be > 0, got {wind_rms} and {peak_wavenumber}")
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        uspec = solver.random_initial_condition(mach=mach)
+        uspec = solver.random_initial_condition(mach=0.1)
     # Round trip through the grid: drops the imaginary parts of m = 0 that no real field has.
     uspec = torch.tril(solver.grid2spec(solver.spec2grid(uspec)))
     uspec[1:, 0, 0] = 0.0  # a global mean vorticity/divergence is impossible on a sphere
+    l = torch.arange(uspec.shape[1], dtype=torch.float64)[:, None]
+    shape = torch.sqrt(l * (l + 1) * energy_spectrum(l, peak_wavenumber) / (2 * l + 1))
+    uspec[1] = uspec[1] * shape
+    wind = solver.getuv(uspec[1:].clone().index_fill_(0, torch.tensor([1]), 0.0))
+    uspec[1] = uspec[1] * (wind_rms / float((wind**2).sum(dim=0).mean().sqrt()))
     if balanced:
         uspec = _balance(solver, uspec)
     return uspec
@@ -255,12 +283,12 @@ def trajectory(params: SWEParameters, n_steps: int, num_threads: int | None = 1)
     ------
     SimulationError
         When the state becomes non-finite or the global mean height drifts (unstable
-        ``substep_seconds``/``mach``), naming the step and what to change.
+        ``substep_seconds``/``wind_rms``), naming the step and what to change.
     """
     params.validate()
     with _torch_threads(num_threads), torch.inference_mode():
         solver = build_solver(params)
-        stepper = AdamsBashforth3(solver, initial_condition(solver, params.seed, params.mach, params.balanced))
+        stepper = AdamsBashforth3(solver, initial_condition(solver, params.seed, params.wind_rms, params.peak_wavenumber, params.balanced))
         mean0 = _mean_geopotential(solver, stepper.uspec)
         stepper.step(params.spinup_substeps)
         _check(solver, stepper.uspec, mean0, params, "after spin-up")
@@ -288,7 +316,7 @@ def _check(solver: ShallowWaterSolver, uspec: torch.Tensor, mean0: float, params
     raise SimulationError(
         f"shallow-water run became unstable {where} ({problem}); reduce swe.substep_seconds (now "
         f"{params.substep_seconds:g}; gravity-wave limit about {params.max_stable_substep():.0f} s on {params.grid}) "
-        f"or swe.mach (now {params.mach:g})")
+        f"or swe.wind_rms (now {params.wind_rms:g} m s-1)")
 
 
 # -- xarray ---------------------------------------------------------------------------
@@ -318,7 +346,8 @@ def to_dataset(fields: np.ndarray, times: pd.DatetimeIndex, params: SWEParameter
 
 
 def simulate_swe(grid: Grid | str, n_steps: int, *, output_step_hours: float = 1.0, substep_seconds: float = 450.0,
-                 spinup_hours: float = 0.0, seed: int = 0, mach: float = 0.2, balanced: bool = True,
+                 spinup_hours: float = 0.0, seed: int = 0, wind_rms: float = 15.0,
+                 peak_wavenumber: float = 6.0, balanced: bool = True,
                  lmax: int | None = None, start: str = "2020-01-01T00:00",
                  num_threads: int | None = 1) -> xr.Dataset:
     r"""Integrate the shallow-water equations and return the outputs in memory.
@@ -332,13 +361,15 @@ def simulate_swe(grid: Grid | str, n_steps: int, *, output_step_hours: float = 1
     output_step_hours
         Time between outputs (h); a whole multiple of ``substep_seconds``.
     substep_seconds
-        Solver time step (s). 450 s is stable at 64x128 with ``mach = 0.2``.
+        Solver time step (s). 450 s is stable at 64x128 with ``wind_rms = 15``.
     spinup_hours
         Integration (h) before ``start`` that is discarded; whole sub-steps.
     seed
         Seed of the random initial condition; the same seed gives bit-identical output.
-    mach
-        Flow amplitude relative to the gravity-wave speed :math:`\sqrt{g \bar h}` (dimensionless).
+    wind_rms
+        Root-mean-square wind of the initial flow (m s-1).
+    peak_wavenumber
+        Total wavenumber where the initial kinetic energy spectrum peaks.
     balanced
         Start divergence-free with the geopotential in nonlinear balance (see module docs).
     lmax
@@ -365,8 +396,8 @@ def simulate_swe(grid: Grid | str, n_steps: int, *, output_step_hours: float = 1
     """
     if int(n_steps) != n_steps or n_steps < 1:
         raise InputError(f"n_steps must be a positive whole number, got {n_steps}")
-    params = SWEParameters(Grid.parse(grid), output_step_hours, substep_seconds, spinup_hours, seed, mach,
-                           balanced, lmax, start)
+    params = SWEParameters(Grid.parse(grid), output_step_hours, substep_seconds, spinup_hours, seed, wind_rms,
+                           peak_wavenumber, balanced, lmax, start)
     fields = np.stack(list(trajectory(params, int(n_steps), num_threads)))
     return to_dataset(fields, output_times(params, int(n_steps)), params)
 
@@ -379,7 +410,8 @@ def parameters_from_config(config: SWESourceConfig) -> tuple[SWEParameters, int]
     if not config.output_step_hours > 0:
         raise InputError(f"swe.output_step_hours must be > 0, got {config.output_step_hours}")
     params = SWEParameters(Grid.parse(config.grid), config.output_step_hours, config.substep_seconds,
-                           config.spinup_days * 24.0, config.seed, config.mach, config.balanced, None, config.start)
+                           config.spinup_days * 24.0, config.seed, config.wind_rms, config.peak_wavenumber,
+                           config.balanced, None, config.start)
     params.validate()
     n_steps = _whole(config.days * 24.0 / config.output_step_hours,
                      f"swe.days*24 / swe.output_step_hours ({config.days} d / {config.output_step_hours} h)")
@@ -419,7 +451,8 @@ def generate_swe(config: SWESourceConfig, out_dir: str | Path) -> list[Path]:
     ----------
     config
         Grid, ``days`` of output, ``output_step_hours``, ``substep_seconds``,
-        ``spinup_days`` (discarded, before ``start``), ``seed``, ``mach``, ``balanced``
+        ``spinup_days`` (discarded, before ``start``), ``seed``, ``wind_rms``,
+        ``peak_wavenumber``, ``balanced``
         and ``start`` (valid time of the first output).
     out_dir
         Directory for ``swe_YYYYMMDD.nc`` (created if missing). Each file holds the

@@ -1,0 +1,102 @@
+"""Long-rollout stability: does a trained model stay finite and keep the truth's spectrum?
+
+    python benchmarks/long_rollout.py --checkpoint demo/runs/sfno/checkpoints/latest.pt \
+        --store demo/data/swe.zarr [--steps 1000] [--every 50] [--variable gh]
+
+Runs one unperturbed member for ``--steps`` model steps from the store's last init time
+that has truth for the first day (through the same ``forecast rollout`` workflow:
+streamed output, blow-up checks), writing every ``--every``-th step. Then compares the
+global power spectrum of the forecast (:mod:`forecast.verify.spectra`) with the truth's
+spectrum averaged over every time of the store (the model's climate should look like the
+truth's climate long after the forecast has lost skill), per band of total wavenumber,
+and prints the ratios and the value range against the truth's.
+
+A ratio near 1 in every band at every lead is stable and sharp; a falling high band is
+blurring; a growing one is noise piling up at small scales (the usual road to blow-up).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from forecast.config import PerturbationConfig, RolloutConfig  # noqa: E402
+from forecast.rollout.engine import BlowUpError  # noqa: E402
+from forecast.rollout.io import open_forecast, partial_path  # noqa: E402
+from forecast.rollout.workflow import rollout  # noqa: E402
+from forecast.verify.spectra import power_spectrum  # noqa: E402
+from pipelines.store import open_store  # noqa: E402
+
+
+def bands(truth_spectrum: np.ndarray) -> dict[str, slice]:
+    """Low / middle / high thirds of the wavenumbers the truth resolves (1 <= l <= the last
+    l with power above 1e-8 of the peak; a spectral solver's truncation leaves nothing
+    above), and everything above that."""
+    resolved = int(np.flatnonzero(truth_spectrum > 1e-8 * truth_spectrum[1:].max())[-1]) + 1
+    edges = np.linspace(1, resolved, 4).round().astype(int)
+    out = {f"l {a}-{b - 1}": slice(a, b) for a, b in zip(edges[:-1], edges[1:])}
+    if resolved < truth_spectrum.size:
+        out[f"l>={resolved}*"] = slice(resolved, None)
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--checkpoint", required=True)
+    parser.add_argument("--store", required=True)
+    parser.add_argument("--steps", type=int, default=1000)
+    parser.add_argument("--every", type=int, default=50)
+    parser.add_argument("--variable", default="gh")
+    parser.add_argument("--out", default=None, help="forecast output (default: a temporary directory)")
+    args = parser.parse_args()
+
+    store = open_store(args.store)
+    init = store.times[0]
+    out = Path(args.out or tempfile.mkdtemp(prefix="long_rollout_")) / "long.zarr"
+    from forecast.checkpoint import load_checkpoint
+
+    step_h = load_checkpoint(args.checkpoint).time_step_seconds / 3600.0
+    config = RolloutConfig(checkpoints=[args.checkpoint], initial=args.store, init_times=[init.isoformat()],
+                           lead=f"{args.steps * step_h:g}h", members=1, perturbation=PerturbationConfig(kind=["none"]),
+                           out=str(out), output_every=args.every, overwrite=True)
+    started = time.perf_counter()
+    try:
+        rollout(config)
+        print(f"{args.steps} steps of {step_h:g} h ({args.steps * step_h / 24:.0f} days) from {init} in "
+              f"{time.perf_counter() - started:.1f} s: no blow-up (values stayed finite and inside the bounds)")
+    except BlowUpError as exc:
+        print(f"BLOW-UP after {time.perf_counter() - started:.1f} s: {exc}")
+        out = partial_path(out)  # the complete lead times are kept there
+
+    fc = open_forecast(out)[args.variable].isel(member=0, init_time=0).load()
+    fc = fc.isel(lead_time=np.flatnonzero(np.isfinite(fc.values).all(axis=(1, 2))))
+    truth = store.data[args.variable].load()
+    truth_spec = power_spectrum(truth).mean("time").values
+    band = bands(truth_spec)
+    print(f"\n{args.variable}: forecast / truth-climate power per band (*: above the truth's truncation, as a "
+          f"fraction of the truth's total power); value range against the truth's "
+          f"[{float(truth.min()):.5g}, {float(truth.max()):.5g}] {truth.attrs.get('units', '')}")
+    header = f"{'lead (h)':>9} {'step':>5} " + " ".join(f"{name:>10}" for name in band) + \
+             f" {'total':>7} {'min':>10} {'max':>10}"
+    print(header)
+    for i in range(fc.sizes["lead_time"]):
+        field = fc.isel(lead_time=i)
+        spec = power_spectrum(field).values
+        ratios = [spec[b].sum() / (truth_spec[b] if "*" not in name else truth_spec[1:]).sum()
+                  for name, b in band.items()]
+        lead_h = pd.Timedelta(fc["lead_time"].values[i]).total_seconds() / 3600
+        print(f"{lead_h:9.0f} {round(lead_h / step_h):5d} " + " ".join(f"{r:10.3f}" for r in ratios) +
+              f" {spec[1:].sum() / truth_spec[1:].sum():7.3f} {float(field.min()):10.5g} {float(field.max()):10.5g}")
+
+
+if __name__ == "__main__":
+    main()
