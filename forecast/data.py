@@ -141,6 +141,22 @@ class TrajectoryDataset(Dataset):
         self.states, self.times, self.grid, self.static = states, np.asarray(times), grid, static
         self.starts, self.step, self.max_steps = starts, step, max_steps
         self.rollout_steps = max_steps
+        self.input_noise, self.noise_seed, self.epoch = 0.0, 0, 0
+
+    def set_input_noise(self, std: float, seed: int) -> None:
+        """Add Gaussian noise of ``std`` (normalised units) to each sample's initial state.
+
+        The model then learns to pull a slightly wrong state back towards the data rather
+        than to keep (and amplify) its own errors, which is what makes long autoregressive
+        rollouts stable. The noise of a sample depends only on ``seed``, the epoch and the
+        sample, so it is the same however the batch is split over processes.
+        """
+        if std < 0:
+            raise InputError(f"input_noise={std} must be >= 0")
+        self.input_noise, self.noise_seed = float(std), int(seed)
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = int(epoch)
 
     def __len__(self) -> int:
         return len(self.starts)
@@ -154,7 +170,12 @@ class TrajectoryDataset(Dataset):
         n = self.rollout_steps
         index = self.starts[i] + self.step * np.arange(n + 1)
         states = torch.from_numpy(np.ascontiguousarray(self.states[index]))
-        return {"state": states[0], "targets": states[1:],
+        state = states[0]
+        if self.input_noise > 0:
+            generator = torch.Generator().manual_seed((self.noise_seed * 1_000_003 + self.epoch) * 10_000_019
+                                                      + int(self.starts[i]))
+            state = state + self.input_noise * torch.randn(state.shape, generator=generator, dtype=state.dtype)
+        return {"state": state, "targets": states[1:],
                 "forcings": compute_forcings(self.grid, self.times[index[:-1]], self.static)}
 
 

@@ -399,6 +399,8 @@ class Trainer:
         """Train from ``batch_in_epoch`` to the end of ``self.epoch``; False once ``max_steps`` is reached."""
         n = rollout_steps_for_epoch(self.epoch, self.config.rollout_steps, self.config.curriculum_epochs)
         self.data.splits.train.set_rollout_steps(n)
+        self.data.splits.train.set_input_noise(self.config.input_noise, self.config.seed)
+        self.data.splits.train.set_epoch(self.epoch)
         self.sampler.set_epoch(self.epoch)
         self.sampler.start_batch = self.batch_in_epoch
         max_steps = self.max_steps

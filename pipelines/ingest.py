@@ -35,7 +35,7 @@ LEVEL_NAMES = ("level", "pressure_level", "isobaricInhPa", "plev")
 KEEP_COORDS = ("time", "lat", "lon", "level")
 # Target size of one dask chunk: large enough that per-task overhead (about a millisecond
 # on a distributed cluster) is amortised, small enough that memory stays flat.
-CHUNK_BYTES = 16 * 2**20
+CHUNK_BYTES = 4 * 2**20
 
 
 def time_chunk(ds: xr.Dataset, budget_bytes: int = CHUNK_BYTES) -> int:

@@ -5,6 +5,7 @@ import time
 from pathlib import Path
 
 import pytest
+import torch
 
 from forecast.checkpoint import load_checkpoint
 from forecast.train import lr_factor, rollout_steps_for_epoch, train
@@ -38,7 +39,7 @@ def _rows(run: Path) -> list[dict]:
 
 def test_resume_continues_exactly(store, tmp_path):
     """Stop at step 5 (mid-epoch), resume to 13 (crossing the epoch and the curriculum change)."""
-    common = dict(epochs=3, rollout_steps=2, curriculum_epochs=1, checkpoint_every=4, seed=3)
+    common = dict(epochs=3, rollout_steps=2, curriculum_epochs=1, checkpoint_every=4, seed=3, input_noise=0.05)
     full = train(tiny_train_config(store, tmp_path / "full", max_steps=13, **common))
     part = tiny_train_config(store, tmp_path / "part", max_steps=5, **common)
     first = train(part)
@@ -81,3 +82,44 @@ def test_bad_input_is_one_line_error(store, tmp_path, overrides, message):
 def test_resume_without_checkpoint_is_refused(store, tmp_path):
     with pytest.raises(InputError, match="nothing to resume"):
         train(tiny_train_config(store, tmp_path / "none"), resume=True)
+
+
+def test_input_noise_is_reproducible_per_sample_and_epoch(store):
+    import numpy as np
+
+    from forecast.train import load_run_data
+
+    data = load_run_data(tiny_train_config(store, Path("unused")))
+    train_set = data.splits.train
+    clean = train_set[3]["state"]
+    train_set.set_input_noise(0.1, seed=7)
+    noisy = train_set[3]["state"]
+    assert torch.equal(noisy, train_set[3]["state"])                      # same sample, same noise
+    assert float((noisy - clean).std()) == pytest.approx(0.1, rel=0.1)
+    train_set.set_epoch(1)
+    assert not torch.equal(noisy, train_set[3]["state"])                  # a new epoch draws anew
+    assert torch.equal(train_set[3]["targets"], train_set[3]["targets"])  # targets stay clean
+    assert np.array_equal(train_set[3]["targets"].numpy(), data.splits.train[3]["targets"].numpy())
+
+
+def test_residual_scale_is_the_tendency_std_and_travels_in_the_checkpoint(store, tmp_path):
+    import numpy as np
+
+    from forecast.checkpoint import load_model
+    from forecast.data import tendency_scale
+    from forecast.train import load_run_data
+
+    config = tiny_train_config(store, tmp_path / "run", max_steps=2)
+    data = load_run_data(config)
+    scale = tendency_scale(data.splits.train)
+    # independent recomputation over every training pair
+    w = data.grid.area_weights().values[:, None]
+    starts = data.splits.train.starts
+    diff = np.asarray(data.splits.train.states[starts + data.step], dtype=np.float64) - \
+        np.asarray(data.splits.train.states[starts], dtype=np.float64)
+    expected = np.sqrt((w * diff**2).mean(axis=(2, 3)).mean(axis=0))
+    np.testing.assert_allclose(scale, expected, rtol=1e-6)
+    assert (scale < 1).all()  # one step changes a normalised field by less than its std
+    result = train(config)
+    model, _ = load_model(result.checkpoint)
+    np.testing.assert_allclose(model.residual_scale.numpy(), scale, rtol=1e-6)

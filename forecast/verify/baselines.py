@@ -45,9 +45,9 @@ def climatology_at(climatology: xr.Dataset, times: xr.DataArray | pd.DatetimeInd
     """Look the climatology up at ``times`` (any dims; a 1-d index gets dim ``time``).
 
     The nearest ``dayofyear`` and ``hour`` of the climatology are used, so a climatology
-    with coarser hours (e.g. 0, 6, 12, 18) or without day 366 still answers.
-    The pipelines helper is meant to provide ``pipelines.statistics.climatology_at``;
-    this local lookup is used while it does not exist.
+    with coarser hours (e.g. 0, 6, 12, 18) or without day 366 still answers. Unlike
+    :func:`pipelines.statistics.climatology_at` (1-d times, NaN for a day the climatology
+    lacks) it takes times of any dims, as the ``(init_time, lead_time)`` valid times are.
     """
     for dim in ("dayofyear", "hour"):
         if dim not in climatology.dims:
