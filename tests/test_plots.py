@@ -83,3 +83,14 @@ def test_plot_run_writes_everything(run: Path) -> None:
 def test_units_are_typeset() -> None:
     assert format_units("m s-1") == "m s$^{-1}$"
     assert format_units("(m s-1)2 sr") == "(m s$^{-1}$)$^{2}$ sr"
+
+
+def test_rmse_curves_show_the_ensemble_mean(run: Path, monkeypatch) -> None:
+    import forecast.plots.curves as curves
+
+    drawn = {}
+    monkeypatch.setattr(curves, "save_figure", lambda fig, out, dpi=120: drawn.setdefault(
+        "labels", [line.get_label() for line in fig.axes[0].get_lines()]) and Path(out))
+    curves.plot_skill_curves(run / "scores.nc", "gh", "rmse", run / "rmse_labels.png")
+    assert drawn["labels"] == ["forecast (members)", "persistence", "climatology", "forecast (ensemble mean)"]
+    curves.plot_skill_curves(run / "scores.nc", "gh", "acc", run / "acc_labels.png")  # not for other metrics

@@ -56,7 +56,13 @@ def plot_skill_curves(scores, variable: str, metric: str, out: str | Path, regio
     ax = fig.add_subplot()
     hours = _lead_axis(ax, da)
     for model in da["model"].values:
-        ax.plot(hours, da.sel(model=model).values, label=str(model), **MODEL_STYLE.get(str(model), {}))
+        label = "forecast (members)" if model == "forecast" and metric == "rmse" else str(model)
+        ax.plot(hours, da.sel(model=model).values, label=label, **MODEL_STYLE.get(str(model), {}))
+    full = _variable(_scores(scores), variable)
+    if metric == "rmse" and "ens_rmse" in full["metric"].values:
+        mean = full.sel(model="forecast", metric="ens_rmse", region=region).values
+        if not np.allclose(mean, da.sel(model="forecast").values, equal_nan=True):  # an ensemble
+            ax.plot(hours, mean, label="forecast (ensemble mean)", color="C0", marker="s", ls="-.")
     if metric == "bias":
         ax.axhline(0.0, color="k", lw=0.6)
     ax.set_ylabel(colorbar_label(f"{METRIC_LABEL.get(metric, metric)} of {variable}", units))
