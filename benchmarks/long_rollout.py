@@ -30,6 +30,7 @@ import pandas as pd
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from forecast.checkpoint import load_checkpoint  # noqa: E402
 from forecast.config import PerturbationConfig, RolloutConfig  # noqa: E402
 from forecast.rollout.engine import BlowUpError  # noqa: E402
 from forecast.rollout.io import open_forecast, partial_path  # noqa: E402
@@ -63,8 +64,6 @@ def main() -> None:
     store = open_store(args.store)
     init = store.times[0]
     out = Path(args.out or tempfile.mkdtemp(prefix="long_rollout_")) / "long.zarr"
-    from forecast.checkpoint import load_checkpoint
-
     step_h = load_checkpoint(args.checkpoint).time_step_seconds / 3600.0
     config = RolloutConfig(checkpoints=[args.checkpoint], initial=args.store, init_times=[init.isoformat()],
                            lead=f"{args.steps * step_h:g}h", members=1, perturbation=PerturbationConfig(kind=["none"]),
@@ -92,15 +91,15 @@ def main() -> None:
     header = f"{'lead (h)':>9} {'step':>5}  " + " ".join(f"{name:>10}" for name in band) + \
              f" {'total':>7} {'min':>10} {'max':>10}"
     print(header)
-    times = pd.DatetimeIndex(truth["time"].values)
     for i in range(fc.sizes["lead_time"]):
         field = fc.isel(lead_time=i)
         spec = power_spectrum(field).values
-        valid = init + pd.Timedelta(fc["lead_time"].values[i])
-        same_time = valid in times
+        lead = pd.Timedelta(fc["lead_time"].values[i])
+        valid = init + lead
+        same_time = valid in store.times
         ref = truth_spectra.sel(time=valid).values if same_time else reference_late
         ratios = [spec[b].sum() / (ref[b] if "*" not in name else ref[1:]).sum() for name, b in band.items()]
-        lead_h = pd.Timedelta(fc["lead_time"].values[i]).total_seconds() / 3600
+        lead_h = lead.total_seconds() / 3600
         print(f"{lead_h:9.0f} {round(lead_h / step_h):5d} {' ' if same_time else '~'} " +
               " ".join(f"{r:10.3f}" for r in ratios) +
               f" {spec[1:].sum() / ref[1:].sum():7.3f} {float(field.min()):10.5g} {float(field.max()):10.5g}")

@@ -50,7 +50,8 @@ def _lead_axis(ax, da: xr.DataArray) -> np.ndarray:
 def plot_skill_curves(scores, variable: str, metric: str, out: str | Path, region: str = "global",
                       dpi: int = 120) -> Path:
     """``metric`` against lead time for the forecast and every baseline in the scores."""
-    da = _pick(_variable(_scores(scores), variable), metric=metric, region=region)
+    full = _variable(_scores(scores), variable)
+    da = _pick(full, metric=metric, region=region)
     units = metric_units(metric, da.attrs.get("units", "1"))
     fig = figure(figsize=(6.4, 4.2))
     ax = fig.add_subplot()
@@ -58,7 +59,6 @@ def plot_skill_curves(scores, variable: str, metric: str, out: str | Path, regio
     for model in da["model"].values:
         label = "forecast (members)" if model == "forecast" and metric == "rmse" else str(model)
         ax.plot(hours, da.sel(model=model).values, label=label, **MODEL_STYLE.get(str(model), {}))
-    full = _variable(_scores(scores), variable)
     if metric == "rmse" and "ens_rmse" in full["metric"].values:
         mean = full.sel(model="forecast", metric="ens_rmse", region=region).values
         if not np.allclose(mean, da.sel(model="forecast").values, equal_nan=True):  # an ensemble
