@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from typing import Literal
 
+from pydantic import Field
+
 from pipelines.config import PrepareConfig, StrictModel, SWESourceConfig, load_config, validate_config
 
 __all__ = [
@@ -68,7 +70,7 @@ class TrainConfig(StrictModel):
     grad_clip: float = 1.0
     rollout_steps: int = 1                      # k of the multi-step loss at the end of the curriculum
     curriculum_epochs: int = 0                  # epochs of 1-step loss before ramping up to rollout_steps
-    input_noise: float = 0.0                    # std (normalised units) of noise added to training inputs
+    input_noise: float = Field(0.0, ge=0.0)     # std (normalised units) of noise added to training inputs
     checkpoint_every: int = 100
     seed: int = 0
     num_workers: int = 0

@@ -58,3 +58,10 @@ def test_literal_choices_are_enforced():
 def test_demo_yaml_is_what_forecast_demo_runs_without_config():
     """`forecast demo` with no --config uses DemoConfig's defaults: configs/demo.yaml must say the same."""
     assert load_config(DemoConfig, CONFIGS / "demo.yaml").model_dump() == DemoConfig().model_dump()
+
+
+def test_negative_input_noise_is_refused_at_load(tmp_path):
+    path = tmp_path / "train.yaml"
+    path.write_text("input_noise: -0.1\n")
+    with pytest.raises(InputError, match=r"train.yaml: key 'input_noise'.*greater than or equal to 0"):
+        load_config(TrainConfig, path)
