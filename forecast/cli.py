@@ -100,6 +100,25 @@ def _load(cls: type, config: Optional[Path], options: list[str], overrides: Opti
     return load_config(cls, config, options + list(overrides or []))
 
 
+def _lead_hours(text: str) -> float:
+    """``"24"`` (hours) or a duration with units (``"1d"``, ``"36h"``) -> hours."""
+    import pandas as pd
+
+    try:
+        return float(text)
+    except ValueError:
+        pass
+    try:
+        return pd.Timedelta(text) / pd.Timedelta(hours=1)
+    except ValueError:
+        raise InputError(f"--lead {text!r} is neither hours (24) nor a duration (1d, 36h)") from None
+
+
+# The project's own configs/, found from the package (an editable install or a checkout), so
+# that `forecast run` without --config does not depend on the current directory.
+PROJECT_CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+
+
 # --------------------------------------------------------------------------------------
 @app.command()
 @handle_errors
@@ -213,7 +232,7 @@ def plot(
                                                     "rank histograms, spectra)."),
     out: Path = typer.Option(Path("plots"), "--out", "-o", help="Output directory."),
     variable: Optional[str] = typer.Option(None, help="Variable to map (default: every variable)."),
-    lead: Optional[str] = typer.Option(None, help="Lead times to map in hours, comma list, e.g. 24,72."),
+    lead: Optional[str] = typer.Option(None, help="Lead times to map, comma list in hours or with units, e.g. 24,72 or 1d,3d."),
     member: Optional[int] = typer.Option(None, help="Ensemble member to map."),
     formats: Optional[str] = typer.Option(None, "--format", help="Comma list: png, pdf."),
     overrides: Optional[list[str]] = OverridesArg,
@@ -224,10 +243,13 @@ def plot(
 
     if forecast is None and scores is None:
         raise InputError("nothing to plot: give --forecast (maps) and/or --scores (skill figures)")
-    leads = [float(x) for x in _split(lead)] if lead else None
+    leads = [_lead_hours(x) for x in _split(lead) or []] or None
     cfg = _load(PlotConfig, config, _options(variable=variable, lead_times_hours=leads, member=member,
                                                formats=_split(formats)), overrides)
     paths = plot_run(forecast, truth, scores, out, cfg)
+    if not paths:
+        raise InputError(f"nothing was plotted into {out}: the truth has no data at the requested valid times "
+                         "and the scores no lead time with data")
     for path in paths:
         typer.echo(str(path))
 
@@ -235,7 +257,9 @@ def plot(
 @app.command()
 @handle_errors
 def run(
-    config: Path = typer.Option(Path("configs/operational.yaml"), "--config", "-c", help="Operational config YAML."),
+    config: Path = typer.Option(PROJECT_CONFIGS / "operational.yaml", "--config", "-c",
+                                help="Operational config YAML (default: the project's configs/operational.yaml).",
+                                show_default=False),
     init: str = typer.Option("latest", help="Init time: 'latest' (the store's last time) or ISO, e.g. 2020-01-06T00."),
     overrides: Optional[list[str]] = OverridesArg,
 ) -> None:

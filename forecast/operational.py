@@ -47,7 +47,8 @@ class RunSummary:
     run_dir: str
     forecast: str | None = None
     actions: dict[str, str] = field(default_factory=dict)     # stage -> done | skipped | ...
-    verified: dict[str, str] = field(default_factory=dict)    # init dir -> scores path
+    verified: dict[str, str] = field(default_factory=dict)    # init dir -> scores path, scored by this run
+    scores: str | None = None                                  # this init time's scores, once it has any
     plots: list[str] = field(default_factory=list)
     skill: dict[str, dict[str, float]] = field(default_factory=dict)
     timings: dict[str, float] = field(default_factory=dict)
@@ -100,8 +101,22 @@ def _read_json(path: Path) -> dict:
         return {}
 
 
+def verifiable_leads(valid_times: np.ndarray, truth_times: pd.DatetimeIndex) -> int:
+    """How many lead times after lead 0 have truth for at least one init time.
+
+    ``valid_times`` is the forecast's ``valid_time`` ``(init_time, lead_time)``; lead 0 is
+    the (perturbed) analysis itself, so truth there alone verifies nothing.
+    """
+    later = pd.DatetimeIndex(np.asarray(valid_times)[:, 1:].ravel())
+    return int(later.isin(truth_times).reshape(np.asarray(valid_times)[:, 1:].shape).any(axis=0).sum())
+
+
 def verify_ready(out: Path, config: RunConfig, truth_times: pd.DatetimeIndex, summary: RunSummary) -> None:
-    """Score every complete forecast under ``out`` whose valid times now have more truth."""
+    """Score every complete forecast under ``out`` whose valid times now have more truth.
+
+    A forecast with no truth yet after lead 0 (the newest init time, in a scheduled run)
+    is left for a later run: it gets scored once its first lead times have truth.
+    """
     from forecast.rollout.io import is_complete, open_forecast
     from forecast.verify.workflow import verify
 
@@ -114,13 +129,12 @@ def verify_ready(out: Path, config: RunConfig, truth_times: pd.DatetimeIndex, su
         scores = run_dir / "scores.nc"
         if state.get("truth_end") == truth_end and scores.exists():
             continue
-        fc = open_forecast(forecast_path)
-        valid = pd.DatetimeIndex(np.asarray(fc["valid_time"].values).ravel())
-        if not valid.isin(truth_times).any():
+        leads = verifiable_leads(open_forecast(forecast_path)["valid_time"].values, truth_times)
+        if leads == 0:
+            log.info("%s: no truth yet after lead 0; it will be verified by a later run", run_dir.name)
             continue
         verify(config.verify.model_copy(update={"forecast": str(forecast_path), "out": str(scores)}))
-        _write_json(run_dir / "verified.json", {"truth_end": truth_end,
-                                                "verified_valid_times": int(valid.isin(truth_times).sum())})
+        _write_json(run_dir / "verified.json", {"truth_end": truth_end, "verified_lead_times": leads})
         summary.verified[run_dir.name] = str(scores)
 
 
@@ -173,7 +187,7 @@ def run(config: RunConfig, init: str = "latest") -> RunSummary:
                                                   scores if scores.exists() else None, run_dir / "plots", config.plot)]
         timings["plot"] = round(time.perf_counter() - t, 2)
         if scores.exists():
-            summary.skill = _headline_skill(scores)
+            summary.scores, summary.skill = str(scores), _headline_skill(scores)
         timings["total"] = round(time.perf_counter() - t0, 2)
         summary.timings = timings
         _write_json(run_dir / "summary.json", asdict(summary))

@@ -9,12 +9,14 @@ import time
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 import xarray as xr
 
 from forecast.config import RunConfig
 from forecast.operational import RunLockedError, run, run_lock
 from forecast.rollout.io import open_forecast
+from forecast.verify.workflow import open_scores
 
 pytestmark = pytest.mark.slow
 
@@ -131,3 +133,36 @@ def test_skill_notebook_runs_on_demo_outputs(demo_dir, monkeypatch):
     text = "\n".join(o.get("text", "") + o.get("data", {}).get("text/plain", "") for o in outputs)
     assert "gh" in text and "CRPS / ens-mean MAE" in text
     assert list((demo_dir / "notebook_maps").glob("sfno_gh_*.png"))
+
+
+def test_readme_operational_command_after_demo_exits_0_without_truth(demo_dir, tmp_path):
+    """The README's sequence as written: `forecast demo`, then `forecast run --init latest` from the
+    same directory, with the default config. The newest init time has no truth yet: the run
+    writes the forecast and summary.json, scores and skill figures nothing, and exits 0."""
+    (tmp_path / "demo").symlink_to(demo_dir)
+    proc = _forecast_cli("run", "--init", "latest", "rollout.members=2", "rollout.lead=12h",
+                         "plot.lead_times_hours=[6]", cwd=tmp_path)
+    out, err = proc.communicate(timeout=300)
+    assert proc.returncode == 0, err[-3000:]
+    run_dir = Path(out.split("run directory:")[1].splitlines()[0].strip())
+    summary = json.loads((tmp_path / run_dir / "summary.json").read_text())
+    assert summary["init_time"].startswith("2020-01-0") and summary["forecast"].endswith("forecast.zarr")
+    assert summary["scores"] is None and summary["skill"] == {}
+    assert not (tmp_path / run_dir / "scores.nc").exists()
+    fc = open_forecast(tmp_path / run_dir / "forecast.zarr")
+    assert pd.Timestamp(fc["init_time"].values[-1]) == pd.Timestamp(summary["init_time"])
+
+
+def test_run_with_some_truth_scores_only_verifiable_leads(demo_dir, tmp_path):
+    """An init time 6 h before the end of the store: lead 6 h has truth, 12 h not yet."""
+    from pipelines.store import open_store
+
+    last = open_store(demo_dir / "data" / "swe.zarr").times[-1]
+    first = run(_run_config(demo_dir, tmp_path / "op"), init=(last - pd.Timedelta(hours=6)).isoformat())
+    assert first.scores is not None and first.verified
+    rmse = open_scores(first.scores)["gh"].sel(model="forecast", metric="rmse", region="global")
+    hours = pd.TimedeltaIndex(rmse["lead_time"].values) / pd.Timedelta(hours=1)
+    assert np.isfinite(rmse.values[hours == 6]).all() and np.isnan(rmse.values[hours == 12]).all()
+    assert list(first.skill["gh"]) == ["rmse_0h", "rmse_6h"]
+    again = run(_run_config(demo_dir, tmp_path / "op"), init=(last - pd.Timedelta(hours=6)).isoformat())
+    assert again.actions["verify"] == "skipped" and again.scores == first.scores and again.skill == first.skill

@@ -73,11 +73,20 @@ def test_score_figures(run: Path) -> None:
 
 
 def test_plot_run_writes_everything(run: Path) -> None:
-    config = PlotConfig(formats=["png"], variable="gh", lead_times_hours=[6.0, 999.0])
+    config = PlotConfig(formats=["png"], variable="gh", lead_times_hours=[6.0])
     paths = plot_run(run / "fc.nc", run / "store.zarr", run / "scores.nc", run / "all", config)
     names = sorted(p.name for p in paths)
-    assert "map_gh_lead6h_member0.png" in names and not any("999" in n for n in names)  # no truth: skipped
+    assert "map_gh_lead6h_member0.png" in names
     assert {"skill_rmse_gh.png", "spread_skill_gh.png", "rank_histogram_gh.png", "spectra_gh.png"} <= set(names)
+
+
+@pytest.mark.parametrize("request_, message", [({"lead_times_hours": [6.0, 999.0]}, "--lead 999 .hours. is not a lead time"),
+                                               ({"member": 9}, "--member 9 is not in the forecast"),
+                                               ({"member": -1}, "--member -1 is not in the forecast")])
+def test_plot_run_refuses_leads_and_members_the_forecast_lacks(run: Path, tmp_path: Path, request_, message) -> None:
+    with pytest.raises(InputError, match=message):
+        plot_run(run / "fc.nc", run / "store.zarr", None, tmp_path / "out", PlotConfig(**request_))
+    assert not list((tmp_path / "out").glob("*.png"))
 
 
 def test_units_are_typeset() -> None:

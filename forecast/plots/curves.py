@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import xarray as xr
 
-from forecast.plots.style import colorbar_label, figure, format_units, lead_hours, save_figure
+from forecast.plots.style import NoDataToPlot, colorbar_label, figure, format_units, lead_hours, save_figure
 from forecast.verify.workflow import metric_units, open_scores
 from pipelines.errors import InputError
 
@@ -111,7 +111,7 @@ def plot_rank_histogram(rank_histogram, variable: str, out: str | Path, region: 
     da = _pick(_variable(_scores(rank_histogram, "rank_histogram"), variable), region=region)
     leads = _lead_indices(da, lead_times_hours)
     if not leads:
-        raise InputError(f"the rank histogram of {variable} has no lead time with data")
+        raise NoDataToPlot(f"the rank histogram of {variable} has no lead time with data")
     fig = figure(figsize=(3.2 * len(leads) + 0.6, 3.6))
     flat = 1.0 / da.sizes["rank"]
     for k, i in enumerate(leads):
@@ -137,6 +137,8 @@ def plot_spectra(spectra, variable: str, out: str | Path, lead_times_hours: list
     """
     da = _variable(_scores(spectra, "spectra"), variable)
     leads = _lead_indices(da, lead_times_hours)
+    if not leads:
+        raise NoDataToPlot(f"the spectra of {variable} have no lead time with data")
     l = da["wavenumber"].values
     keep = l >= 1  # l = 0 is the global mean: not on a log axis
     fig = figure(figsize=(11, 4.2))

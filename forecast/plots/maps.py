@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from forecast.plots.style import colorbar_label, figure, format_units, lead_hours, save_figure
+from forecast.plots.style import NoDataToPlot, colorbar_label, figure, format_units, lead_hours, save_figure
 from pipelines.errors import InputError
 from pipelines.grids import Grid, standardise_latlon
 
@@ -47,8 +47,10 @@ def _select(forecast: xr.Dataset, truth: xr.Dataset, variable: str, lead_time, m
         raise InputError(f"no forecast for member {member}, init {init}, lead {lead}; the forecast has members "
                          f"{forecast['member'].values.tolist()} and leads up to {pd.Timedelta(forecast['lead_time'].values[-1])}") from None
     valid = init + lead
-    if variable not in truth.data_vars or valid not in pd.DatetimeIndex(truth["time"].values):
-        raise InputError(f"the truth has no {variable!r} at the valid time {valid}")
+    if variable not in truth.data_vars:
+        raise InputError(f"the truth has no variable {variable!r}; it has {', '.join(map(str, truth.data_vars))}")
+    if valid not in pd.DatetimeIndex(truth["time"].values):
+        raise NoDataToPlot(f"the truth has no {variable!r} at the valid time {valid}")
     return fc.load(), truth[variable].sel(time=valid).load(), init, lead
 
 

@@ -9,9 +9,17 @@ import pandas as pd
 from pipelines.atomic import atomic_path
 from pipelines.errors import InputError
 
-__all__ = ["figure", "save_figure", "colorbar_label", "lead_hours", "FORMATS"]
+__all__ = ["figure", "save_figure", "colorbar_label", "lead_hours", "FORMATS", "NoDataToPlot"]
 
 FORMATS = ("png", "pdf")
+
+
+class NoDataToPlot(InputError):
+    """The figure's data do not exist yet (no truth at a valid time, no scored lead time).
+
+    :func:`forecast.plots.workflow.plot_run` skips such a figure with a log line; a
+    forecast whose newest lead times have no truth yet is the normal case of a scheduled run.
+    """
 
 
 def figure(figsize: tuple[float, float]):

@@ -10,6 +10,7 @@ import xarray as xr
 from forecast.config import PlotConfig
 from forecast.plots.curves import plot_rank_histogram, plot_skill_curves, plot_spectra, plot_spread_skill
 from forecast.plots.maps import plot_map
+from forecast.plots.style import NoDataToPlot
 from forecast.verify.workflow import open_scores
 from pipelines.errors import InputError
 
@@ -34,6 +35,7 @@ def _maps(forecast_path: str | Path, truth_path: str | Path, out: Path, config: 
     from pipelines.store import open_store
 
     forecast, truth = open_forecast(forecast_path), open_store(truth_path).data
+    check_map_request(forecast, config)
     paths = []
     for variable in _variables(forecast, config.variable):
         for hours in config.lead_times_hours:
@@ -41,9 +43,34 @@ def _maps(forecast_path: str | Path, truth_path: str | Path, out: Path, config: 
                 target = out / f"map_{variable}_lead{hours:g}h_member{config.member}.{fmt}"
                 try:
                     paths.append(plot_map(forecast, truth, variable, hours, config.member, target, dpi=config.dpi))
-                except InputError as exc:  # e.g. no truth yet at that valid time
-                    log.warning("map skipped: %s", exc)
+                except NoDataToPlot as exc:  # no truth yet at that valid time
+                    log.info("map skipped: %s", exc)
     return paths
+
+
+def check_map_request(forecast: xr.Dataset, config: PlotConfig) -> None:
+    """Refuse a member or lead time the forecast does not have, before drawing anything."""
+    import numpy as np
+    import pandas as pd
+
+    members = forecast["member"].values
+    if config.member not in members:
+        raise InputError(f"--member {config.member} is not in the forecast; it has members "
+                         f"{int(members.min())}..{int(members.max())}")
+    hours = pd.TimedeltaIndex(forecast["lead_time"].values) / pd.Timedelta(hours=1)
+    missing = [h for h in config.lead_times_hours if not np.isclose(hours, h).any()]
+    if missing:
+        raise InputError(f"--lead {','.join(f'{h:g}' for h in missing)} (hours) is not a lead time of the forecast; "
+                         f"it has {', '.join(f'{h:g}' for h in hours)}")
+
+
+def _skip_missing(draw, *args, **kwargs) -> list[Path]:
+    """``[draw(...)]``, or ``[]`` with a log line when its data do not exist yet."""
+    try:
+        return [draw(*args, **kwargs)]
+    except NoDataToPlot as exc:
+        log.info("figure skipped: %s", exc)
+        return []
 
 
 def _score_figures(scores_path: str | Path, out: Path, config: PlotConfig) -> list[Path]:
@@ -63,8 +90,9 @@ def _score_figures(scores_path: str | Path, out: Path, config: PlotConfig) -> li
             if scores.attrs.get("ensemble_members", 1) > 1 and {"ens_rmse", "spread"} <= set(scores["metric"].values):
                 paths.append(plot_spread_skill(scores, variable, out / f"spread_skill_{variable}.{fmt}", dpi=config.dpi))
             if hists is not None:
-                paths.append(plot_rank_histogram(hists, variable, out / f"rank_histogram_{variable}.{fmt}", dpi=config.dpi))
-            paths.append(plot_spectra(spectra, variable, out / f"spectra_{variable}.{fmt}", dpi=config.dpi))
+                paths += _skip_missing(plot_rank_histogram, hists, variable, out / f"rank_histogram_{variable}.{fmt}",
+                                       dpi=config.dpi)
+            paths += _skip_missing(plot_spectra, spectra, variable, out / f"spectra_{variable}.{fmt}", dpi=config.dpi)
     return paths
 
 

@@ -412,10 +412,17 @@ def open_scores(path: str | Path, group: str | None = None) -> xr.Dataset:
     path = Path(path)
     if not path.exists():
         raise InputError(f"scores file {path} does not exist; create it with `forecast verify`")
+    if path.is_dir():
+        raise InputError(f"{path} is a directory, not a scores file; pass the scores.nc written by `forecast verify`")
     try:
-        with xr.open_dataset(path, group=group, decode_timedelta=True) as ds:
+        with xr.open_dataset(path, group=group, engine="netcdf4", decode_timedelta=True) as ds:
             ds = ds.load()
-    except OSError as exc:
-        raise InputError(f"cannot read group {group or '/'} of {path} ({exc})") from None
+    except Exception as exc:  # the backends raise many types for a file that is not NetCDF
+        raise InputError(f"cannot read group {group or '/'} of {path} as scores written by `forecast verify` "
+                         f"({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})") from None
+    expected = set(LAYOUT.get(group, ()))
+    if not expected <= set(ds.dims):
+        raise InputError(f"{path} is not a scores file of `forecast verify`: group {group or '/'} lacks the dims "
+                         f"{', '.join(sorted(expected - set(ds.dims)))}")
     ds = _decode_categories(ds)
     return ds.transpose(*LAYOUT.get(group, ()), ...) if set(LAYOUT.get(group, ())) <= set(ds.dims) else ds
