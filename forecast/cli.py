@@ -3,7 +3,7 @@
 Every subcommand takes ``--config FILE`` (YAML from ``configs/``), options for the
 common keys, and trailing ``key=value`` overrides (dotted for nested keys), applied in
 that order. Bad input prints one line ``error: ...`` and exits with status 2; other
-failures exit 1. ``--debug`` shows the traceback instead.
+failures (an output locked by another run, a full disk, a blown-up forecast) exit 1. ``--debug`` shows the traceback instead.
 """
 
 from __future__ import annotations
@@ -16,7 +16,8 @@ from typing import Any, Callable, Optional
 
 import typer
 
-from pipelines.errors import InputError
+from pipelines.errors import InputError, WriteError
+from pipelines.locks import LockedError
 
 log = logging.getLogger("forecast.cli")
 
@@ -67,6 +68,10 @@ def handle_errors(func: Callable[..., Any]) -> Callable[..., Any]:
             if _STATE["debug"]:
                 raise
             _fail(str(exc).splitlines()[0] if str(exc) else type(exc).__name__, 2)
+        except (LockedError, WriteError) as exc:  # not bad input: the same command succeeds later
+            if _STATE["debug"]:
+                raise
+            _fail(str(exc), 1)
         except KeyboardInterrupt:
             _fail("interrupted", 130)
         except Exception as exc:  # noqa: BLE001 - the CLI's last line of defence

@@ -106,6 +106,7 @@ class RolloutConfig(StrictModel):
     batch_members: int | None = None          # None: all members in one batch
     output_every: int = 1                     # write every n-th step
     overwrite: bool = False
+    lock_timeout_s: float = Field(0.0, ge=0.0)  # wait for another rollout writing the same out; 0 refuses at once
     device: Literal["auto", "cpu", "cuda"] = "auto"
     # regridding of initial conditions on another grid and of --output-grid; None refuses a grid mismatch
     regrid_method: Literal["conservative", "bilinear", "spectral"] | None = "conservative"

@@ -15,11 +15,9 @@ stops two runs of the same init time from clobbering each other: the second wait
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import json
 import logging
 import time
-from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -29,14 +27,14 @@ import pandas as pd
 from forecast.config import RunConfig, VerifyConfig
 from pipelines.atomic import atomic_path
 from pipelines.errors import InputError
+from pipelines.locks import LockedError, hold_lock
 
 log = logging.getLogger(__name__)
 
 RUN_DIR_FORMAT = "%Y-%m-%dT%H%M"
 
 
-class RunLockedError(InputError):
-    """Another ``forecast run`` holds the lock of this init time."""
+RunLockedError = LockedError  # another ``forecast run`` holds the lock of this init time
 
 
 @dataclass
@@ -54,25 +52,9 @@ class RunSummary:
     timings: dict[str, float] = field(default_factory=dict)
 
 
-@contextlib.contextmanager
-def run_lock(run_dir: Path, timeout_s: float) -> Iterator[None]:
+def run_lock(run_dir: Path, timeout_s: float) -> contextlib.AbstractContextManager[None]:
     """Hold an exclusive ``flock`` on ``run_dir/.lock`` (released when the process dies)."""
-    run_dir.mkdir(parents=True, exist_ok=True)
-    with open(run_dir / ".lock", "w") as handle:
-        deadline = time.monotonic() + timeout_s
-        while True:
-            try:
-                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except BlockingIOError:
-                if time.monotonic() >= deadline:
-                    raise RunLockedError(f"another `forecast run` holds the lock on {run_dir}; "
-                                         "wait for it to finish (or raise lock_timeout_s)") from None
-                time.sleep(0.5)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
+    return hold_lock(run_dir / ".lock", timeout_s, f"another `forecast run` holds the lock on {run_dir}")
 
 
 def resolve_init(init: str, times: pd.DatetimeIndex) -> pd.Timestamp:

@@ -8,14 +8,13 @@ which is why the temporary path is a sibling of the target.
 from __future__ import annotations
 
 import contextlib
-import errno
 import os
 import shutil
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
-from pipelines.errors import InputError
+from pipelines.errors import InputError, WriteError
 
 
 def temporary_sibling(target: str | Path) -> Path:
@@ -36,9 +35,9 @@ def remove_path(path: str | Path) -> None:
 def atomic_path(target: str | Path, overwrite: bool = True) -> Iterator[Path]:
     """Yield a temporary path next to ``target``; on success move it to ``target``.
 
-    The temporary path is removed on any error (including a full disk, which becomes
-    an :class:`InputError` naming the target) and the previous ``target``, if any, is
-    left untouched.
+    The temporary path is removed on any error (an ``OSError``, a full disk say, becomes
+    a :class:`~pipelines.errors.WriteError` naming the target) and the previous
+    ``target``, if any, is left untouched.
     """
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -56,9 +55,8 @@ def atomic_path(target: str | Path, overwrite: bool = True) -> Iterator[Path]:
             os.replace(tmp, target)
     except OSError as exc:
         remove_path(tmp)
-        if exc.errno == errno.ENOSPC:
-            raise InputError(f"no space left on device while writing {target}; nothing was changed") from None
-        raise
+        reason = exc.strerror or (str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
+        raise WriteError(exc.errno, f"cannot write {target}: {reason}; nothing was changed") from None
     except BaseException:
         remove_path(tmp)
         raise

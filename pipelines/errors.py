@@ -1,4 +1,5 @@
-"""The one exception type that means "the user's input is wrong"."""
+"""The exception types the command line reports in one line: bad input (exit 2) and a
+file system that refuses a write (exit 1)."""
 
 
 class InputError(ValueError):
@@ -8,3 +9,14 @@ class InputError(ValueError):
     command line prints it as ``error: <message>`` and exits with status 2, without a
     traceback; library callers catch it like any ``ValueError``.
     """
+
+
+class WriteError(OSError):
+    """The file system refused to write an output (full disk, quota, read-only, size limit).
+
+    Not the user's input: the command line prints ``error: <message>`` and exits 1. The
+    message names the output and what was kept.
+    """
+
+    def __str__(self) -> str:
+        return str(self.strerror)

@@ -69,12 +69,16 @@ def test_a_seed_makes_the_ensemble_bit_reproducible(setup):
     assert not np.array_equal(first, other)
 
 
-def test_a_complete_output_is_skipped_unless_overwrite(setup):
+def test_a_complete_output_is_skipped_refused_when_parameters_differ_or_overwritten(setup):
     root, store, a, _ = setup
     out = rollout(rollout_config([a], store, root / "skip.zarr"))
     stamp = (out / "zarr.json").stat().st_mtime_ns
-    assert rollout(rollout_config([a], store, out, seed=99)) == out
+    assert rollout(rollout_config([a], store, out)) == out     # the same parameters: skipped
     assert (out / "zarr.json").stat().st_mtime_ns == stamp
+    with pytest.raises(InputError, match=r"skip\.zarr holds a complete forecast made with other parameters "
+                                         r"\(members: 3 -> 2; seed: 1 -> 99\); pass --overwrite"):
+        rollout(rollout_config([a], store, out, seed=99, members=2))
+    assert (out / "zarr.json").stat().st_mtime_ns == stamp and open_forecast(out).attrs["seed"] == 1
     rollout(rollout_config([a], store, out, seed=99, overwrite=True))
     assert (out / "zarr.json").stat().st_mtime_ns != stamp
     assert open_forecast(out).attrs["seed"] == 99

@@ -48,6 +48,7 @@ import logging
 import os
 import re
 import warnings
+from concurrent.futures import CancelledError
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -59,12 +60,12 @@ import torch
 import xarray as xr
 
 from pipelines.atomic import atomic_path, remove_path
-from pipelines.errors import InputError
+from pipelines.errors import InputError, WriteError
 from pipelines.grids import Grid
 from pipelines.variables import CF_ATTRS, canonical
 
 __all__ = ["ForecastLayout", "ForecastWriter", "open_forecast", "partial_path", "cf_attributes",
-           "is_complete", "STATE_FILE", "PROGRESS_FILE"]
+           "is_complete", "remove_stale_temporaries", "OutputWriteError", "STATE_FILE", "PROGRESS_FILE"]
 
 log = logging.getLogger(__name__)
 
@@ -161,14 +162,18 @@ class ForecastWriter:
         Final path; ``.zarr`` or ``.nc``.
     config_hash
         Identifies the run: a partial output made with another hash is started afresh.
+    resolved
+        The resolved configuration behind ``config_hash``, kept in ``progress.json`` so
+        that a refusal can say what differs.
     """
 
-    def __init__(self, out: str | Path, config_hash: str):
+    def __init__(self, out: str | Path, config_hash: str, resolved: dict[str, Any] | None = None):
         self.out = Path(out)
         if self.out.suffix not in (".zarr", ".nc"):
             raise InputError(f"output {self.out} must end in .zarr or .nc")
         self.partial = partial_path(self.out)
         self.config_hash = config_hash
+        self.resolved = resolved
         self._arrays: dict[str, Any] = {}
         self._variables: list[str] = []
 
@@ -187,12 +192,23 @@ class ForecastWriter:
             return None
         return saved
 
+    def saved_config(self) -> dict[str, Any] | None:
+        """``{"config_hash", "resolved"}`` of the partial output, or None when there is none."""
+        try:
+            saved = json.loads((self.partial / PROGRESS_FILE).read_text())
+        except (FileNotFoundError, NotADirectoryError, json.JSONDecodeError):
+            return None
+        return {"config_hash": saved.get("config_hash"), "resolved": saved.get("resolved")}
+
     def create(self, layout: ForecastLayout) -> None:
         """Create the empty structure in the partial directory (removing any old one)."""
         remove_path(self.partial)
         ds = layout.empty_dataset()
-        ds.to_zarr(self.partial, mode="w", compute=False, encoding=_encoding(ds, netcdf=False),
-                   consolidated=False, zarr_format=3)
+        try:
+            ds.to_zarr(self.partial, mode="w", compute=False, encoding=_encoding(ds, netcdf=False),
+                       consolidated=False, zarr_format=3)
+        except OSError as exc:
+            raise OutputWriteError.of(exc, self.partial) from None
         self.save_progress({"completed_leads": [-1] * len(layout.init_times)})
 
     def open(self, variables: list[str]) -> None:
@@ -204,9 +220,18 @@ class ForecastWriter:
 
     # -- streaming -----------------------------------------------------------------
     def write_lead(self, init_index: int, lead_index: int, fields: np.ndarray) -> None:
-        """Write one lead time of one init time: ``fields`` ``(M, C, H, W)`` float32, physical units."""
-        for c, name in enumerate(self._variables):
-            self._arrays[name][:, init_index, lead_index] = fields[:, c]
+        """Write one lead time of one init time: ``fields`` ``(M, C, H, W)`` float32, physical units.
+
+        Raises
+        ------
+        OutputWriteError
+            When the file system refuses (full disk, read-only, quota): one line, naming the output.
+        """
+        try:
+            for c, name in enumerate(self._variables):
+                self._arrays[name][:, init_index, lead_index] = fields[:, c]
+        except OSError as exc:
+            raise OutputWriteError.of(exc, self.partial) from None
 
     def save_progress(self, progress: dict[str, Any], state: torch.Tensor | None = None) -> None:
         """Atomically save ``state.pt`` (with the state, if given) and then ``progress.json``."""
@@ -214,7 +239,8 @@ class ForecastWriter:
         if state is not None:
             saved["state"] = state.detach().to("cpu", torch.float32).contiguous()
         _atomic_write(self.partial / STATE_FILE, lambda p: torch.save(saved, p))
-        summary = {"config_hash": self.config_hash, "completed_leads": progress["completed_leads"]}
+        summary = {"config_hash": self.config_hash, "resolved": self.resolved,
+                   "completed_leads": progress["completed_leads"]}
         _atomic_write(self.partial / PROGRESS_FILE, lambda p: Path(p).write_text(json.dumps(summary)))
 
     # -- completion ----------------------------------------------------------------
@@ -222,19 +248,23 @@ class ForecastWriter:
         """Complete the attributes, consolidate and move the partial output into place."""
         import zarr
 
-        group = zarr.open_group(str(self.partial), mode="r+")
-        group.attrs.update({**attrs, "complete": 1})
-        for name in (STATE_FILE, PROGRESS_FILE):
-            remove_path(self.partial / name)
-        with warnings.catch_warnings():  # "consolidated metadata is not part of the Zarr v3 spec"
-            warnings.simplefilter("ignore", UserWarning)
-            zarr.consolidate_metadata(str(self.partial))
-        if self.out.suffix == ".zarr":
-            with atomic_path(self.out, overwrite=overwrite) as tmp:
-                os.replace(self.partial, tmp)
-        else:
-            _to_netcdf(self.partial, self.out, overwrite)
-            remove_path(self.partial)
+        try:
+            group = zarr.open_group(str(self.partial), mode="r+")
+            # a .nc is converted from the partial: it is marked complete only once fully written
+            group.attrs.update({**attrs, "complete": int(self.out.suffix == ".zarr")})
+            for name in (STATE_FILE, PROGRESS_FILE):
+                remove_path(self.partial / name)
+            with warnings.catch_warnings():  # "consolidated metadata is not part of the Zarr v3 spec"
+                warnings.simplefilter("ignore", UserWarning)
+                zarr.consolidate_metadata(str(self.partial))
+            if self.out.suffix == ".zarr":
+                with atomic_path(self.out, overwrite=overwrite) as tmp:
+                    os.replace(self.partial, tmp)
+            else:
+                _to_netcdf(self.partial, self.out, overwrite)
+                remove_path(self.partial)
+        except OSError as exc:
+            raise OutputWriteError.of(exc, self.out) from None
         return self.out
 
 
@@ -244,12 +274,41 @@ def _to_netcdf(partial: Path, out: Path, overwrite: bool) -> None:
         ds[name].encoding = {}
     with atomic_path(out, overwrite=overwrite) as tmp:
         ds.to_netcdf(tmp, format="NETCDF4", engine="netcdf4", encoding=_encoding(ds, netcdf=True))
+        import netCDF4
+
+        with netCDF4.Dataset(tmp, "a") as nc:  # only now, and still under the temporary name
+            nc.setncattr("complete", np.int64(1))
+
+
+def remove_stale_temporaries(out: str | Path) -> int:
+    """Remove the ``.tmp-<name>-*`` siblings a killed run of ``out`` left; returns how many.
+
+    Call it only while holding ``out``'s lock: then no live run is writing them.
+    """
+    out = Path(out)
+    stale = list(out.parent.glob(f".tmp-{out.name}-*")) if out.parent.is_dir() else []
+    for path in stale:
+        remove_path(path)
+    return len(stale)
+
+
+class OutputWriteError(WriteError):
+    """The file system refused to write the forecast (full disk, read-only, quota)."""
+
+    @classmethod
+    def of(cls, exc: OSError, path: Path) -> "OutputWriteError":
+        reason = exc.strerror or str(exc).splitlines()[0]
+        kept = partial_path(path) if path.suffix != ".partial" else path
+        return cls(exc.errno, f"cannot write {path}: {reason}; the complete lead times are kept in {kept} for a re-run")
 
 
 def _atomic_write(path: Path, write) -> None:
     tmp = path.with_name(f".{path.name}.tmp")
-    write(tmp)
-    os.replace(tmp, path)
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    except OSError as exc:
+        raise OutputWriteError.of(exc, path.parent) from None
 
 
 def is_complete(path: str | Path) -> bool:
@@ -324,10 +383,16 @@ class BackgroundWriter:
 
     def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
         try:
+            if exc_type is not None:  # after an error, queued jobs would only fail in its wake
+                for future in self._pending:
+                    future.cancel()
             self.drain()
-        except Exception:
+        except CancelledError:
+            pass
+        except Exception as second:
             if exc_type is None:
                 raise
-            log.exception("writing the output failed while handling another error")  # keep the first error
+            # keep the first error; the second is often its consequence (a full disk twice)
+            log.debug("writing the output also failed: %s: %s", type(second).__name__, second)
         finally:
             self._pool.shutdown(wait=True)

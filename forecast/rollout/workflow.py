@@ -26,11 +26,13 @@ from forecast.config import RolloutConfig
 from forecast.normalise import Normaliser
 from forecast.rollout.engine import BlowUpError, BoundsCheck, RolloutEngine
 from forecast.rollout.initial import InitialConditions, open_initial
-from forecast.rollout.io import BackgroundWriter, ForecastLayout, ForecastWriter, cf_attributes, is_complete
+from forecast.rollout.io import (BackgroundWriter, ForecastLayout, ForecastWriter, cf_attributes, is_complete,
+                                 open_forecast, partial_path, remove_stale_temporaries)
 from forecast.rollout.perturbations import (BredVector, Centred, Compose, Identity, Perturbation,
                                             SphericalGaussian, amplitude_vector)
 from pipelines.errors import InputError
 from pipelines.grids import Grid
+from pipelines.locks import hold_lock, lock_path
 from pipelines.progress import progress_bar
 
 __all__ = ["rollout", "run_plan", "parse_lead", "parse_init_times", "RolloutPlan", "load_models"]
@@ -130,6 +132,7 @@ class RolloutPlan:
     n_steps: int
     device: torch.device
     regridder: Any = None
+    resolved: dict[str, Any] = field(default_factory=dict)
     config_hash: str = ""
     attrs: dict[str, Any] = field(default_factory=dict)
     _gaussian: SphericalGaussian | None = None
@@ -165,16 +168,17 @@ class RolloutPlan:
                    initial=initial, checkpoints=ckpts, variables=variables, grid=grid,
                    output_grid=_output_grid(config, grid), init_times=init_times, n_steps=n_steps, device=device)
         plan.regridder = _output_regridder(config, grid, plan.output_grid)
-        plan.config_hash = plan._hash()
+        plan.resolved = plan._resolved()
+        plan.config_hash = config_hash(plan.resolved)
         plan.attrs = plan._attrs()
         return plan
 
-    def _hash(self) -> str:
-        """Identifies what the output depends on (not ``out``/``overwrite``)."""
-        resolved = self.config.model_dump(exclude={"overwrite", "out"})
+    def _resolved(self) -> dict[str, Any]:
+        """What the output depends on (not where it goes or how a run waits for it), JSON types."""
+        resolved = self.config.model_dump(mode="json", exclude={"overwrite", "out", "lock_timeout_s"})
         resolved["device"] = self.device.type
         resolved["checkpoint_sha256"] = [c.sha256 for c in self.checkpoints]
-        return hashlib.sha256(json.dumps(resolved, sort_keys=True, default=str).encode()).hexdigest()[:16]
+        return resolved
 
     def _attrs(self) -> dict[str, Any]:
         from forecast import __version__
@@ -182,7 +186,8 @@ class RolloutPlan:
         provenance = {
             "checkpoints": [{"path": str(c.path), "sha256": c.sha256, "step": int(c.step)} for c in self.checkpoints],
             "config": self.config.model_dump(mode="json"),
-            "seed": self.config.seed, "config_hash": self.config_hash, "initial": self.initial.source,
+            "seed": self.config.seed, "config_hash": self.config_hash, "resolved": self.resolved,
+            "initial": self.initial.source,
             "initial_grid": str(self.initial.source_grid), "time_step_seconds": self.time_step.total_seconds(),
             "versions": {"sphere-forecast": __version__, "torch": torch.__version__},
         }
@@ -304,15 +309,78 @@ def rollout(config: RolloutConfig) -> Path:
         When the forecast becomes NaN, inf or leaves the physical bounds; the complete
         lead times stay in ``<out>.partial``.
     """
-    out = Path(config.out)
+    out = check_output_path(config.out)
+    with hold_lock(lock_path(out), config.lock_timeout_s, f"another `forecast rollout` is writing {out}"):
+        removed = remove_stale_temporaries(out)
+        if removed:
+            log.info("removed %d temporary file(s) left by an earlier, killed run of %s", removed, out)
+        if out.exists() and not config.overwrite and not is_complete(out):
+            raise InputError(f"{out} exists but is not a complete forecast; pass --overwrite to replace it")
+        plan = RolloutPlan.build(config)
+        if not config.overwrite:
+            refuse_other_parameters(plan)
+            if out.exists():
+                log.info("%s is complete and made with the same parameters; skipping (--overwrite recomputes it)", out)
+                return out
+        return run_plan(plan)
+
+
+def check_output_path(out: str | Path) -> Path:
+    """Refuse an output that cannot be a forecast before any work: suffix, kind, parent."""
+    out = Path(out)
     if out.suffix not in (".zarr", ".nc"):
         raise InputError(f"output {out} must end in .zarr or .nc")
-    if out.exists() and not config.overwrite:
-        if is_complete(out):
-            log.info("%s is complete; skipping (pass --overwrite to recompute it)", out)
-            return out
-        raise InputError(f"{out} exists but is not a complete forecast; pass --overwrite to replace it")
-    return run_plan(RolloutPlan.build(config))
+    if out.suffix == ".nc" and out.is_dir():
+        raise InputError(f"output {out} is a directory; a .nc forecast is a file")
+    if out.suffix == ".zarr" and out.is_file():
+        raise InputError(f"output {out} is a file; a .zarr forecast is a directory")
+    parent = next((p for p in out.absolute().parents if p.exists()), None)
+    if parent is not None and not parent.is_dir():
+        raise InputError(f"cannot write {out}: {parent} is a file, not a directory")
+    return out
+
+
+def refuse_other_parameters(plan: RolloutPlan) -> None:
+    """Refuse to skip or resume an output (complete or partial) made with other parameters.
+
+    Raises
+    ------
+    InputError
+        Naming every differing key, e.g. ``members: 2 -> 3; lead: "12h" -> "18h"``.
+    """
+    out = Path(plan.config.out)
+    for path, saved in ((out, _saved_resolved(out)), (partial_path(out), ForecastWriter(out, "").saved_config())):
+        if saved is None or saved.get("config_hash") == plan.config_hash:
+            continue
+        what = "a complete forecast" if path == out else "an interrupted rollout"
+        differences = config_differences(saved.get("resolved") or {}, plan.resolved) or ["(older output, not recorded)"]
+        raise InputError(f"{path} holds {what} made with other parameters ({'; '.join(differences)}); "
+                         "pass --overwrite to replace it")
+
+
+def _saved_resolved(out: Path) -> dict[str, Any] | None:
+    if not out.exists():
+        return None
+    attrs = open_forecast(out).attrs
+    provenance = json.loads(attrs.get("provenance", "{}"))
+    return {"config_hash": attrs.get("config_hash"), "resolved": provenance.get("resolved")}
+
+
+def config_differences(old: dict[str, Any], new: dict[str, Any], prefix: str = "") -> list[str]:
+    """``["key: old -> new", ...]`` for the keys (dotted when nested) whose values differ."""
+    lines = []
+    for key in sorted(set(old) | set(new)):
+        a, b = old.get(key), new.get(key)
+        if isinstance(a, dict) and isinstance(b, dict):
+            lines += config_differences(a, b, f"{prefix}{key}.")
+        elif a != b:
+            lines.append(f"{prefix}{key}: {json.dumps(a)} -> {json.dumps(b)}")
+    return lines
+
+
+def config_hash(resolved: dict[str, Any]) -> str:
+    """16 hex digits identifying a resolved rollout configuration."""
+    return hashlib.sha256(json.dumps(resolved, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
 def run_plan(plan: RolloutPlan) -> Path:
@@ -321,7 +389,7 @@ def run_plan(plan: RolloutPlan) -> Path:
     log.info("rollout: %d member(s) x %d init time(s) x %d step(s) of %s on %s, grid %s -> %s",
              config.members, len(plan.init_times), plan.n_steps, _hours(plan.time_step), plan.device,
              plan.grid, out)
-    writer = ForecastWriter(out, plan.config_hash)
+    writer = ForecastWriter(out, plan.config_hash, plan.resolved)
     saved = writer.resume_state()
     with BackgroundWriter() as background:
         if saved is None:
