@@ -99,7 +99,7 @@ def _handle_nans(state: xr.Dataset, fill: str) -> tuple[xr.Dataset, xr.Dataset |
     counts = counts.compute()
     report = nan_report(counts)
     if report:
-        warnings.warn(f"filling NaNs with the nearest valid value: {report}", stacklevel=3)
+        warnings.warn(f"filling NaNs and Infs with the nearest valid value: {report}", stacklevel=3)
         state = fill_nearest(state, counts)
     return state, None
 
@@ -124,7 +124,7 @@ def _write_pass(path: Path, data: xr.Dataset, counts: xr.Dataset | None, append:
     _, counts = dask.compute(job, counts)
     report = nan_report(counts)
     if report:
-        raise InputError(f"the input has NaNs ({report}); pass --fill nearest to fill them")
+        raise InputError(f"the input has missing values ({report}); pass --fill nearest to fill them")
 
 
 def _statistics_pass(path: Path, config: PrepareConfig, target: Grid, step: pd.Timedelta) -> None:
@@ -135,6 +135,10 @@ def _statistics_pass(path: Path, config: PrepareConfig, target: Grid, step: pd.T
     clim = climatology(data, config.climatology_smoothing_days)
     clim_job = write_group(path, "climatology", clim, chunks={"dayofyear": 1, "hour": -1}, compute=False)
     stats, _ = dask.compute(stats, clim_job)
+    bad = [str(v) for v in stats.data_vars if not np.isfinite(stats[v].values).all()]
+    if bad:  # a model normalised with them would only produce NaN
+        raise InputError(f"the statistics ({', '.join(bad)}) are not finite: the data hold non-finite values "
+                         "that were not counted; nothing was written")
     write_group(path, "statistics", stats)
 
 

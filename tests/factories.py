@@ -81,6 +81,8 @@ def make_era5_like(grid: Grid | str, times: Sequence | pd.DatetimeIndex, variabl
             values = data_vars[out_name][1]
             if nans[name] == "all":
                 values[1] = np.nan
+            elif nans[name] == "inf":   # a few Infs, as a broken conversion writes them
+                values[2, ..., :2, :3] = np.inf
             else:
                 values[1, ..., : max(1, grid.nlat // 4), : max(1, grid.nlon // 4)] = np.nan
     for name in static:
@@ -110,7 +112,7 @@ def write_era5_like(directory: str | Path, grid: Grid | str, times: Sequence | p
     """Write an ERA5-like dataset split along time into ``files`` NetCDF files (or Zarr stores).
 
     Extra keyword arguments go to :func:`make_era5_like` (``levels``, ``long_names``,
-    ``nans={"t2m": "part" | "all"}``, ``static=["lsm"]``). Returns the paths written.
+    ``nans={"t2m": "part" | "all" | "inf"}``, ``static=["lsm"]``). Returns the paths written.
     """
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)

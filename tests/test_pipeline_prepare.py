@@ -59,8 +59,8 @@ def test_prepare_writes_a_complete_store(tmp_path, fmt, convention, lat_order, l
 
 def test_nans_fail_with_counts_and_leave_nothing(tmp_path):
     write_era5_like(tmp_path / "src", SOURCE, TIMES, ["t2m", "z"], nans={"t2m": "part", "z": "all"})
-    with pytest.raises(InputError, match=r"t2m: \d+ NaNs in 1 of 6 steps \(0 all NaN\); z500: 684 NaNs in 1 of 6 "
-                                         r"steps \(1 all NaN\)\); pass --fill nearest"):
+    with pytest.raises(InputError, match=r"t2m: \d+ NaNs in 1 of 6 steps \(0 all missing\); z500: 684 NaNs in 1 of 6 "
+                                         r"steps \(1 all missing\)\); pass --fill nearest"):
         prepare(config(tmp_path))
     assert not (tmp_path / "store.zarr").exists() and not list(tmp_path.glob(".tmp-*"))
 
@@ -72,6 +72,24 @@ def test_nans_filled_nearest(tmp_path):
     assert not store.data["t2m"].isnull().any() and not store.data["z500"].isnull().any()
     # the all-NaN step 1 of z500 is taken from the nearest step with data (0)
     np.testing.assert_array_equal(store.data["z500"].values[1], store.data["z500"].values[0])
+
+
+def test_infs_are_counted_as_infs_and_refused(tmp_path):
+    write_era5_like(tmp_path / "src", SOURCE, TIMES, ["t2m", "z"], nans={"t2m": "inf"})
+    with pytest.raises(InputError, match=r"missing values \(t2m: 6 Infs in 1 of 6 steps \(0 all missing\)\); "
+                                         r"pass --fill nearest"):
+        prepare(config(tmp_path))
+    assert not (tmp_path / "store.zarr").exists() and not list(tmp_path.glob(".tmp-*"))
+
+
+def test_infs_filled_nearest_give_finite_data_and_statistics(tmp_path):
+    write_era5_like(tmp_path / "src", SOURCE, TIMES, ["t2m", "z"], nans={"t2m": "inf"})
+    with pytest.warns(UserWarning, match="t2m: 6 Infs in 1 of 6 steps"):
+        store = open_store(prepare(config(tmp_path, fill="nearest")))
+    assert np.isfinite(store.data["t2m"].values).all()
+    stats = store.statistics.compute()
+    assert all(np.isfinite(stats[v].values).all() for v in stats.data_vars)
+    assert 250 < float(stats["mean"].sel(variable="t2m")) < 310
 
 
 def test_failure_keeps_the_previous_store(tmp_path):
