@@ -8,10 +8,14 @@ the data (epoch and batch within it) and the package version. Beside it,
 ``step_0000100.pt.sha256`` holds its SHA-256 in ``sha256sum`` format (``sha256sum -c``
 checks it). Both are written atomically (temporary sibling, then rename).
 
-:func:`load_checkpoint` verifies the checksum *before* unpickling (``weights_only=False``
-is needed for NumPy arrays and RNG states, and is only safe on a file we know we
-wrote), so a truncated, corrupt or tampered file, or one without its checksum, is
-refused with a one-line :class:`~pipelines.errors.InputError`.
+:func:`load_checkpoint` verifies the checksum *before* unpickling, so a truncated or
+corrupt file, or one without its checksum, is refused with a one-line
+:class:`~pipelines.errors.InputError` (naming an intact ``step_*.pt`` beside it, if any).
+
+Trust model: a checkpoint is a pickle (``weights_only=False`` is needed for the NumPy
+arrays and RNG states), and unpickling runs code. The checksum proves integrity, not
+origin: whoever can write a checkpoint can write its sidecar. Load only checkpoints
+written by your own runs or by people you trust, as with any PyTorch pickle.
 """
 
 from __future__ import annotations
@@ -126,13 +130,17 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
         (truncated or corrupt), cannot be unpickled or lacks required keys.
     """
     path = Path(path)
+    if path.is_dir():
+        found = sorted(p.name for p in path.glob("*.pt"))
+        raise InputError(f"checkpoint {path} is a directory; pass a checkpoint file in it"
+                         + (f", e.g. {path / found[-1]} (it holds {', '.join(found)})" if found else " (it holds no *.pt)"))
     if not path.is_file():
         raise InputError(f"checkpoint {path} does not exist")
     expected = _read_checksum(path)
     actual = file_sha256(path)
     if actual != expected:
         raise InputError(f"checkpoint {path} is truncated or corrupt: its sha256 {actual[:12]}... does not match "
-                         f"{expected[:12]}... in {checksum_path(path).name}")
+                         f"{expected[:12]}... in {checksum_path(path).name}{_intact_hint(path)}")
     try:
         payload = torch.load(path, map_location="cpu", weights_only=False)
     except Exception as exc:  # noqa: BLE001 - any unpickling failure means a bad file
@@ -145,6 +153,17 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
         raise InputError(f"checkpoint {path} has format {payload['format_version']}, newer than this "
                          f"package understands ({FORMAT_VERSION}); upgrade sphere-forecast")
     return Checkpoint.from_payload(payload, path, actual)
+
+
+def _intact_hint(path: Path) -> str:
+    """``"; step_0000120.pt beside it is intact"``: the newest sibling checkpoint that matches its checksum."""
+    for sibling in sorted(path.parent.glob("step_*.pt"), reverse=True):
+        try:
+            if sibling != path and file_sha256(sibling) == _read_checksum(sibling):
+                return f"; {sibling.name} beside it is intact"
+        except InputError:
+            continue
+    return ""
 
 
 def check_compatible(ckpt: Checkpoint, grid: Grid, variables: list[str]) -> None:

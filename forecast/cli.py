@@ -95,8 +95,14 @@ def _options(**values: Any) -> list[str]:
     return out
 
 
-def _split(text: Optional[str]) -> Optional[list[str]]:
-    return [item.strip() for item in text.split(",") if item.strip()] if text else None
+def _split(text: Optional[str], option: str) -> Optional[list[str]]:
+    """A comma list option; None when not given, an error when given empty (not the defaults)."""
+    if text is None:
+        return None
+    items = [item.strip() for item in text.split(",") if item.strip()]
+    if not items:
+        raise InputError(f"{option} is empty; give a comma list or leave the option out for the config's value")
+    return items
 
 
 def _load(cls: type, config: Optional[Path], options: list[str], overrides: Optional[list[str]]):
@@ -145,7 +151,7 @@ def prepare(
     from pipelines.config import PrepareConfig
     from pipelines.prepare import prepare as run_prepare
 
-    cfg = _load(PrepareConfig, config, _options(source=source, inputs=inputs, variables=_split(variables), grid=grid,
+    cfg = _load(PrepareConfig, config, _options(source=source, inputs=inputs, variables=_split(variables, "--variables"), grid=grid,
                                                   method=method, time_step=time_step, fill=fill, out=out,
                                                   append=append, scheduler=scheduler), overrides)
     path = run_prepare(cfg, command=" ".join(sys.argv))
@@ -197,10 +203,10 @@ def rollout(
     from forecast.config import RolloutConfig
     from forecast.rollout.workflow import rollout as run_rollout
 
-    options = _options(checkpoints=checkpoint, initial=initial, init_times=_split(init), lead=lead, members=members,
+    options = _options(checkpoints=checkpoint, initial=initial, init_times=_split(init, "--init"), lead=lead, members=members,
                        seed=seed, out=out, output_grid=output_grid, overwrite=overwrite)
-    if perturbation:
-        options.append(f"perturbation.kind={_split(perturbation)}")
+    if perturbation is not None:
+        options.append(f"perturbation.kind={_split(perturbation, '--perturbation')}")
     cfg = _load(RolloutConfig, config, options, overrides)
     path = run_rollout(cfg)
     typer.echo(f"forecast: {path}")
@@ -222,7 +228,7 @@ def verify(
     from forecast.verify.workflow import verify as run_verify
 
     cfg = _load(VerifyConfig, config, _options(forecast=forecast, truth=truth, climatology=climatology,
-                                                 baselines=_split(baselines), out=out), overrides)
+                                                 baselines=_split(baselines, "--baselines"), out=out), overrides)
     path = run_verify(cfg)
     typer.echo(f"scores: {path}")
 
@@ -248,9 +254,9 @@ def plot(
 
     if forecast is None and scores is None:
         raise InputError("nothing to plot: give --forecast (maps) and/or --scores (skill figures)")
-    leads = [_lead_hours(x) for x in _split(lead) or []] or None
+    leads = [_lead_hours(x) for x in _split(lead, "--lead") or []] or None
     cfg = _load(PlotConfig, config, _options(variable=variable, lead_times_hours=leads, member=member,
-                                               formats=_split(formats)), overrides)
+                                               formats=_split(formats, "--format")), overrides)
     paths = plot_run(forecast, truth, scores, out, cfg)
     if not paths:
         raise InputError(f"nothing was plotted into {out}: the truth has no data at the requested valid times "
@@ -292,7 +298,7 @@ def demo(
     from forecast.config import DemoConfig
     from forecast.demo import demo as run_demo
 
-    cfg = _load(DemoConfig, config, _options(workdir=workdir, models=_split(models)), overrides)
+    cfg = _load(DemoConfig, config, _options(workdir=workdir, models=_split(models, "--models")), overrides)
     result = run_demo(cfg, quick=quick)
     typer.echo(f"demo outputs in {result.workdir}")
     typer.echo(f"  report:  {result.report}")
@@ -303,5 +309,31 @@ def demo(
     typer.echo(f"  total time: {result.timings.get('total', 0):.0f} s")
 
 
+def main(argv: Optional[list[str]] = None) -> int:
+    """The ``forecast`` executable: the app, with usage errors as one ``error:`` line (exit 2).
+
+    Click's usage errors (an unknown command or option, ``--members abc``, ``--config DIR``)
+    would otherwise be a framed box; scheduled runs grep their logs for ``error:``.
+    """
+    usage_error = typer.BadParameter.__mro__[1]   # click's UsageError (typer vendors click)
+    args = sys.argv[1:] if argv is None else list(argv)
+    try:
+        result = app(args=args, prog_name="forecast", standalone_mode=False)
+    except usage_error as exc:
+        ctx = getattr(exc, "ctx", None)
+        if type(exc).__name__ == "NoArgsIsHelpError":
+            typer.echo(ctx.get_help() if ctx else "usage: forecast COMMAND --help")
+            return 0
+        path = ctx.command_path.split(" ", 1)[1:] if ctx else []
+        typer.echo(f"error: {exc.format_message()} (see `forecast {path[0] + ' ' if path else ''}--help`)", err=True)
+        return 2
+    except typer.Exit as exc:
+        return int(exc.exit_code)
+    except typer.Abort:
+        typer.echo("error: interrupted", err=True)
+        return 130
+    return result if isinstance(result, int) else 0
+
+
 if __name__ == "__main__":
-    app()
+    sys.exit(main())

@@ -6,11 +6,12 @@ one-line errors naming the key and the file) and for the data-side configs.
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import Field
 
-from pipelines.config import PrepareConfig, StrictModel, SWESourceConfig, load_config, validate_config
+from pipelines.config import (GridSpec, Positive, PositiveInt, PrepareConfig, StrictModel, SWESourceConfig, load_config,
+                              validate_config)
 
 __all__ = [
     "ModelConfig", "TrainConfig", "RolloutConfig", "PerturbationConfig", "VerifyConfig",
@@ -18,17 +19,22 @@ __all__ = [
 ]
 
 
+MetricName = Literal["rmse", "mse", "mae", "bias", "acc", "ens_rmse", "ens_mae", "spread", "spread_skill", "crps",
+                     "crps_fair"]
+RegionName = Literal["global", "nh-extratropics", "tropics", "sh-extratropics"]   # forecast.verify.regions.REGIONS
+
+
 class ModelConfig(StrictModel):
     """Architecture and size of a model (``configs/models/*.yaml``)."""
 
     architecture: Literal["sfno", "afno"] = "sfno"
-    embed_dim: int = 64
-    num_layers: int = 4
+    embed_dim: PositiveInt = 64
+    num_layers: PositiveInt = 4
     # SFNO: the transforms inside the blocks work on a grid this many times coarser.
-    scale_factor: int = 2
-    mlp_ratio: float = 2.0
+    scale_factor: PositiveInt = 2
+    mlp_ratio: Positive = 2.0
     # spectral truncation as a fraction of the grid's own maximum degree (SFNO) / of the FFT modes (AFNO)
-    hard_thresholding_fraction: float = 1.0
+    hard_thresholding_fraction: float = Field(1.0, gt=0, le=1)
     normalization: Literal["none", "layer", "instance"] = "none"
     activation: Literal["gelu", "relu", "silu"] = "gelu"
     residual: bool = True          # predict x + s * f(x) (in normalised units)
@@ -39,11 +45,11 @@ class ModelConfig(StrictModel):
     # SFNO: "lat" (learnable, per latitude: keeps longitude-shift equivariance) or "latlon"
     pos_embed_kind: Literal["lat", "latlon"] = "lat"
     # hidden layers of the encoder/decoder MLPs (0: linear maps, as torch-harmonics' example SFNO)
-    encoder_layers: int = 1
-    drop_path_rate: float = 0.0
+    encoder_layers: int = Field(1, ge=0)
+    drop_path_rate: float = Field(0.0, ge=0, lt=1)
     # AFNO only
-    patch_size: list[int] = [4, 4]
-    num_blocks: int = 8
+    patch_size: Annotated[list[PositiveInt], Field(min_length=2, max_length=2)] = [4, 4]
+    num_blocks: PositiveInt = 8
     sparsity_threshold: float = 0.01
 
 
@@ -59,21 +65,21 @@ class TrainConfig(StrictModel):
     train_end: str | None = None
     val_start: str | None = None
     val_end: str | None = None
-    val_fraction: float = 0.1                   # when no val_start/val_end: last fraction of times
-    step_hours: float | None = None             # model time step; None: the store's time step
-    batch_size: int = 4                         # global batch, split over processes
-    epochs: int = 10
-    max_steps: int | None = None
-    lr: float = 1e-3
-    weight_decay: float = 0.0
-    warmup_steps: int = 20
-    grad_clip: float = 1.0
-    rollout_steps: int = 1                      # k of the multi-step loss at the end of the curriculum
-    curriculum_epochs: int = 0                  # epochs of 1-step loss before ramping up to rollout_steps
+    val_fraction: float = Field(0.1, gt=0, lt=1)                  # when no val_start/val_end: last fraction of times
+    step_hours: Positive | None = None             # model time step; None: the store's time step
+    batch_size: PositiveInt = 4                         # global batch, split over processes
+    epochs: PositiveInt = 10
+    max_steps: PositiveInt | None = None
+    lr: Positive = 1e-3
+    weight_decay: float = Field(0.0, ge=0)
+    warmup_steps: int = Field(20, ge=0)
+    grad_clip: Positive = 1.0
+    rollout_steps: PositiveInt = 1                      # k of the multi-step loss at the end of the curriculum
+    curriculum_epochs: int = Field(0, ge=0)                 # epochs of 1-step loss before ramping up to rollout_steps
     input_noise: float = Field(0.0, ge=0.0)     # std (normalised units) of noise added to training inputs
-    checkpoint_every: int = 100
+    checkpoint_every: PositiveInt = 100
     seed: int = 0
-    num_workers: int = 0
+    num_workers: int = Field(0, ge=0)
     amp: Literal["auto", "bf16", "none"] = "auto"
     compile: bool = False
     tensorboard: bool = True
@@ -84,10 +90,10 @@ class PerturbationConfig(StrictModel):
     """Initial-condition perturbations; combinable."""
 
     kind: list[Literal["none", "spherical-gaussian", "bred-vector"]] = ["spherical-gaussian"]
-    amplitude: float | dict[str, float] = 0.05  # fraction of each variable's standard deviation
-    length_scale_km: float = 500.0
-    bred_cycles: int = 3
-    bred_window_hours: float = 24.0
+    amplitude: Annotated[float, Field(ge=0)] | dict[str, Annotated[float, Field(ge=0)]] = 0.05  # fraction of each variable's standard deviation
+    length_scale_km: Positive = 500.0
+    bred_cycles: PositiveInt = 3
+    bred_window_hours: Positive = 24.0
     centre: bool = True
 
 
@@ -98,13 +104,13 @@ class RolloutConfig(StrictModel):
     initial: str = "data/store.zarr"
     init_times: list[str] = []
     lead: str = "10d"
-    members: int = 16
+    members: PositiveInt = 16
     perturbation: PerturbationConfig = PerturbationConfig()
     seed: int = 0
     out: str = "forecast.zarr"
-    output_grid: str | None = None
-    batch_members: int | None = None          # None: all members in one batch
-    output_every: int = 1                     # write every n-th step
+    output_grid: GridSpec | None = None
+    batch_members: PositiveInt | None = None          # None: all members in one batch
+    output_every: PositiveInt = 1                     # write every n-th step
     overwrite: bool = False
     lock_timeout_s: float = Field(0.0, ge=0.0)  # wait for another rollout writing the same out; 0 refuses at once
     device: Literal["auto", "cpu", "cuda"] = "auto"
@@ -112,7 +118,7 @@ class RolloutConfig(StrictModel):
     regrid_method: Literal["conservative", "bilinear", "spectral"] | None = "conservative"
     # blow-up check after each step: values beyond mean +- bounds_std * std, or outside
     # bounds[variable] = [low, high] (physical units), stop the run
-    bounds_std: float = 50.0
+    bounds_std: Positive = 50.0
     bounds: dict[str, tuple[float, float]] = {}
 
 
@@ -123,8 +129,8 @@ class VerifyConfig(StrictModel):
     truth: str = "data/store.zarr"
     climatology: str | None = None            # None: the truth store's own climatology
     baselines: list[Literal["persistence", "climatology"]] = ["persistence", "climatology"]
-    metrics: list[str] = ["rmse", "mse", "mae", "bias", "acc", "ens_rmse", "ens_mae", "spread", "spread_skill", "crps", "crps_fair"]
-    regions: list[str] = ["global", "nh-extratropics", "tropics", "sh-extratropics"]
+    metrics: list[MetricName] = ["rmse", "mse", "mae", "bias", "acc", "ens_rmse", "ens_mae", "spread", "spread_skill", "crps", "crps_fair"]
+    regions: list[RegionName] = ["global", "nh-extratropics", "tropics", "sh-extratropics"]
     out: str = "scores.nc"
 
 
@@ -133,9 +139,9 @@ class PlotConfig(StrictModel):
 
     formats: list[Literal["png", "pdf"]] = ["png"]
     variable: str | None = None
-    lead_times_hours: list[float] = [24.0]
-    member: int = 0
-    dpi: int = 120
+    lead_times_hours: list[Annotated[float, Field(ge=0)]] = [24.0]
+    member: int = Field(0, ge=0)
+    dpi: int = Field(120, ge=10, le=1200)
 
 
 class RunConfig(StrictModel):
@@ -147,7 +153,7 @@ class RunConfig(StrictModel):
     rollout: RolloutConfig = RolloutConfig()
     verify: VerifyConfig = VerifyConfig()
     plot: PlotConfig = PlotConfig()
-    lock_timeout_s: float = 0.0               # 0: refuse at once when another run holds the lock
+    lock_timeout_s: float = Field(0.0, ge=0)  # 0: refuse at once when another run holds the lock
 
 
 class DemoConfig(StrictModel):
@@ -165,17 +171,17 @@ class DemoConfig(StrictModel):
     workdir: str = "demo"
     models: list[Literal["sfno", "afno"]] = ["sfno"]
     swe: SWESourceConfig = SWESourceConfig(grid="legendre-gauss:64x128", days=45.0, spinup_days=1.0)
-    grid: str = "legendre-gauss:64x128"
+    grid: GridSpec = "legendre-gauss:64x128"
     method: Literal["conservative", "bilinear", "spectral"] = "spectral"
-    test_days: float = 4.0
-    n_inits: int = 3
-    init_every_hours: float = 12.0
-    lead_hours: float = 72.0
+    test_days: Positive = 4.0
+    n_inits: PositiveInt = 3
+    init_every_hours: Positive = 12.0
+    lead_hours: Positive = 72.0
     train: TrainConfig = TrainConfig(step_hours=6, batch_size=4, epochs=6, lr=2e-3, warmup_steps=20, rollout_steps=1,
                                      curriculum_epochs=0, checkpoint_every=500)
     sfno: ModelConfig = ModelConfig(architecture="sfno", embed_dim=32, num_layers=4, scale_factor=2)
     afno: ModelConfig = ModelConfig(architecture="afno", embed_dim=128, patch_size=[4, 4])
-    members: int = 16
+    members: PositiveInt = 16
     perturbation: PerturbationConfig = PerturbationConfig(kind=["spherical-gaussian"], amplitude=0.2,
                                                           length_scale_km=1000.0)
     seed: int = 0

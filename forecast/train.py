@@ -70,6 +70,7 @@ from forecast.forcings import forcing_names, normalise_static
 from forecast.losses import AreaWeightedMSE, squared_error_sums, variable_weight_vector
 from forecast.normalise import Normaliser
 from pipelines.atomic import atomic_path
+from pipelines.config import config_differences
 from pipelines.errors import InputError
 from pipelines.grids import Grid
 from pipelines.progress import progress_bar
@@ -438,7 +439,13 @@ def _prepare_out(config: TrainConfig, resume: bool) -> Checkpoint | None:
     if resume:
         if not latest.exists():
             raise InputError(f"nothing to resume: {latest} does not exist; run without --resume first")
-        return load_checkpoint(latest)
+        ckpt = load_checkpoint(latest)
+        changed = config_differences(ckpt.model_config.model_dump(mode="json"), config.model.model_dump(mode="json"))
+        if changed:
+            raise InputError(f"cannot resume {latest} with another model (model.{'; model.'.join(changed)}); "
+                             f"resume with the run's own settings ({Path(config.out) / 'config.yaml'}) or train "
+                             "into another out directory")
+        return ckpt
     if latest.exists():
         raise InputError(f"{config.out} already holds a training run ({latest}); pass --resume to continue it "
                          "or choose another out directory")

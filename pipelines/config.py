@@ -10,14 +10,21 @@ the file before validation; values are parsed as YAML scalars (``lr=3e-4``,
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal, TypeVar
+from typing import Annotated, Any, Literal, TypeVar
 
 import yaml
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
 
 from pipelines.errors import InputError
 
 T = TypeVar("T", bound="StrictModel")
+
+
+# "legendre-gauss:64x128" or "equiangular:181x360" (nlat x nlon); checked when the config is
+# loaded, so that a typo fails before any work (pipelines.grids.Grid.parse reads it).
+GridSpec = Annotated[str, StringConstraints(pattern=r"^(equiangular|legendre-gauss):[1-9]\d*x[1-9]\d*$")]
+PositiveInt = Annotated[int, Field(ge=1)]
+Positive = Annotated[float, Field(gt=0)]
 
 
 class StrictModel(BaseModel):
@@ -29,14 +36,14 @@ class StrictModel(BaseModel):
 class SWESourceConfig(StrictModel):
     """The embedded shallow-water source (``forecast prepare --source swe``)."""
 
-    grid: str = "legendre-gauss:64x128"
-    days: float = 4.0
-    output_step_hours: float = 1.0
-    substep_seconds: float = 450.0
-    spinup_days: float = 0.5
+    grid: GridSpec = "legendre-gauss:64x128"
+    days: Positive = 4.0
+    output_step_hours: Positive = 1.0
+    substep_seconds: Positive = 450.0
+    spinup_days: float = Field(0.5, ge=0)
     seed: int = 0
-    wind_rms: float = 15.0         # m s-1, root-mean-square wind of the initial flow
-    peak_wavenumber: float = 6.0   # total wavenumber of the initial kinetic-energy peak
+    wind_rms: Positive = 15.0         # m s-1, root-mean-square wind of the initial flow
+    peak_wavenumber: Positive = 6.0   # total wavenumber of the initial kinetic-energy peak
     start: str = "2020-01-01T00:00"
     balanced: bool = True  # zero divergence + geopotential from the nonlinear balance equation
 
@@ -49,17 +56,17 @@ class PrepareConfig(StrictModel):
     swe: SWESourceConfig = SWESourceConfig()
     variables: list[str] = ["z500", "t850", "t2m", "u10", "v10"]
     static_variables: list[str] = []
-    grid: str = "legendre-gauss:64x128"
+    grid: GridSpec = "legendre-gauss:64x128"
     method: Literal["conservative", "bilinear", "spectral"] = "conservative"
     time_step: str | None = None
     start: str | None = None
     end: str | None = None
     fill: Literal["fail", "nearest"] = "fail"
-    climatology_smoothing_days: float = 15.0
+    climatology_smoothing_days: float = Field(15.0, ge=0)
     out: str = "data/store.zarr"
     append: bool = False
     scheduler: str | None = None      # None: LocalCluster; "tcp://...": existing; "threads"/"synchronous": no distributed
-    n_workers: int | None = None
+    n_workers: PositiveInt | None = None
     sources_dir: str | None = None    # where source "swe" writes its NetCDF files (default "<out>.sources")
 
 
@@ -70,13 +77,32 @@ def parse_overrides(overrides: list[str]) -> dict[str, Any]:
         if "=" not in item:
             raise InputError(f"override {item!r} is not KEY=VALUE (e.g. training.lr=3e-4)")
         key, raw = item.split("=", 1)
-        value = yaml.safe_load(raw) if raw.strip() else None
+        try:
+            value = yaml.safe_load(raw) if raw.strip() else None
+        except yaml.YAMLError as exc:
+            problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+            raise InputError(f"override {item!r}: the value is not valid YAML ({problem}); quote it or fix the "
+                             "brackets, e.g. members=16 or variables=[z500,t850]") from None
         node = nested
         parts = key.strip().split(".")
         for part in parts[:-1]:
             node = node.setdefault(part, {})
         node[parts[-1]] = value
     return nested
+
+
+def config_differences(old: dict[str, Any], new: dict[str, Any], prefix: str = "") -> list[str]:
+    """``["key: old -> new", ...]`` for the keys (dotted when nested) whose values differ."""
+    import json
+
+    lines = []
+    for key in sorted(set(old) | set(new)):
+        a, b = old.get(key), new.get(key)
+        if isinstance(a, dict) and isinstance(b, dict):
+            lines += config_differences(a, b, f"{prefix}{key}.")
+        elif a != b:
+            lines.append(f"{prefix}{key}: {json.dumps(a)} -> {json.dumps(b)}")
+    return lines
 
 
 def _deep_merge(base: dict[str, Any], top: dict[str, Any]) -> dict[str, Any]:
@@ -119,7 +145,9 @@ def load_config(cls: type[T], path: str | Path | None = None, overrides: list[st
         data = _deep_merge(data, read_yaml(path))
     if overrides:
         data = _deep_merge(data, parse_overrides(overrides))
-    return validate_config(cls, data, source=str(path) if path else "overrides")
+    source = " with ".join(part for part in (str(path) if path else "", "command-line options" if overrides else "")
+                           if part) or "defaults"
+    return validate_config(cls, data, source=source)
 
 
 def validate_config(cls: type[T], data: dict[str, Any], source: str = "config") -> T:
@@ -134,4 +162,7 @@ def _describe(exc: ValidationError) -> str:
     key = ".".join(str(p) for p in err["loc"]) or "(top level)"
     if err["type"] == "extra_forbidden":
         return f"unknown key {key!r}"
+    if err["type"] == "string_pattern_mismatch" and "legendre-gauss" in str(err.get("ctx", {}).get("pattern", "")):
+        return (f"key {key!r}: expected a grid KIND:NLATxNLON with KIND equiangular or legendre-gauss, "
+                f"e.g. legendre-gauss:64x128 (got {err.get('input')!r})")
     return f"key {key!r}: {err['msg']} (got {err.get('input')!r})"

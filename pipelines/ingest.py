@@ -47,12 +47,15 @@ def time_chunk(ds: xr.Dataset, budget_bytes: int = CHUNK_BYTES) -> int:
 
 
 def expand_inputs(inputs: list[str]) -> list[Path]:
-    """Expand globs into a sorted list of NetCDF files and Zarr stores.
+    """Expand globs and directories into a sorted list of NetCDF files and Zarr stores.
+
+    A directory that is not a Zarr store stands for the NetCDF files (``*.nc``, ``*.nc4``)
+    and Zarr stores directly inside it.
 
     Raises
     ------
     InputError
-        If no input is given or a path/glob matches nothing.
+        If no input is given, a path/glob matches nothing or a directory holds no data.
     """
     if not inputs:
         raise InputError("no input files given; pass --input PATH (NetCDF files, globs or Zarr stores)")
@@ -62,7 +65,14 @@ def expand_inputs(inputs: list[str]) -> list[Path]:
         matches = [m for m in matches if Path(m).exists()]
         if not matches:
             raise InputError(f"input {item!r} matches no file or Zarr store")
-        paths.extend(Path(m) for m in matches)
+        for match in map(Path, matches):
+            if match.is_dir() and not is_zarr(match):
+                inside = sorted(p for p in match.iterdir() if p.suffix in (".nc", ".nc4") or is_zarr(p))
+                if not inside:
+                    raise InputError(f"input directory {match} holds no NetCDF file (*.nc) or Zarr store")
+                paths.extend(inside)
+            else:
+                paths.append(match)
     return list(dict.fromkeys(paths))
 
 

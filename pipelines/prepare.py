@@ -37,7 +37,7 @@ from pipelines.cluster import get_client
 from pipelines.config import PrepareConfig
 from pipelines.errors import InputError
 from pipelines.grids import Grid
-from pipelines.ingest import fill_nearest, nan_counts, nan_report, open_inputs, select_times, time_chunk
+from pipelines.ingest import expand_inputs, fill_nearest, nan_counts, nan_report, open_inputs, select_times, time_chunk
 from pipelines.regrid import regrid
 from pipelines.statistics import climatology, statistics
 from pipelines.store import consolidate, linked_copy, open_store, write_group
@@ -153,7 +153,7 @@ def _check_append(out: Path, data: xr.Dataset, target: Grid, config: PrepareConf
     overlap = new.intersection(store.times)
     if len(overlap):
         raise InputError(f"cannot append: {len(overlap)} time(s) are already in {out} ({overlap[0]} .. "
-                         f"{overlap[-1]}); select later times with --start")
+                         f"{overlap[-1]}); select later times with the override start=<ISO time> or pass only the new files")
     if new[0] <= store.times[-1]:
         raise InputError(f"cannot append: new times start at {new[0]}, before the store's last time "
                          f"{store.times[-1]}; append only adds later times")
@@ -191,6 +191,8 @@ def prepare(config: PrepareConfig, command: str | None = None) -> Path:
     out = Path(config.out)
     target = Grid.parse(config.grid)
     log.info("prepare: %s", config.model_dump_json())
+    if config.source == "files":
+        expand_inputs(list(config.inputs))   # a missing input fails before a cluster starts
     with get_client(config.scheduler, config.n_workers):
         ds, paths, source_grid = open_inputs(source_inputs(config))
         state = select(ds, list(config.variables))

@@ -43,7 +43,7 @@ def test_bad_config_key_is_a_one_line_error(tmp_path):
 def test_bad_override_value_names_the_key(tmp_path):
     proc = _run_cli("rollout", "members=lots")
     assert proc.returncode == 2
-    assert proc.stderr.startswith("error: overrides: key 'members'")
+    assert proc.stderr.startswith("error: command-line options: key 'members'")
     assert len(proc.stderr.strip().splitlines()) == 1
 
 

@@ -65,3 +65,15 @@ def test_negative_input_noise_is_refused_at_load(tmp_path):
     path.write_text("input_noise: -0.1\n")
     with pytest.raises(InputError, match=r"train.yaml: key 'input_noise'.*greater than or equal to 0"):
         load_config(TrainConfig, path)
+
+
+def test_the_config_literals_name_every_metric_and_region_of_verification():
+    """The config's Literal types (checked at load time) and the verification tables agree."""
+    from typing import get_args
+
+    from forecast.config import MetricName, RegionName
+    from forecast.verify.regions import REGIONS
+    from forecast.verify.workflow import METRICS
+
+    assert list(get_args(MetricName)) == list(METRICS)
+    assert list(get_args(RegionName)) == list(REGIONS)

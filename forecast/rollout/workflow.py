@@ -30,6 +30,7 @@ from forecast.rollout.io import (BackgroundWriter, ForecastLayout, ForecastWrite
                                  open_forecast, partial_path, remove_stale_temporaries)
 from forecast.rollout.perturbations import (BredVector, Centred, Compose, Identity, Perturbation,
                                             SphericalGaussian, amplitude_vector)
+from pipelines.config import config_differences
 from pipelines.errors import InputError
 from pipelines.grids import Grid
 from pipelines.locks import hold_lock, lock_path
@@ -364,18 +365,6 @@ def _saved_resolved(out: Path) -> dict[str, Any] | None:
     attrs = open_forecast(out).attrs
     provenance = json.loads(attrs.get("provenance", "{}"))
     return {"config_hash": attrs.get("config_hash"), "resolved": provenance.get("resolved")}
-
-
-def config_differences(old: dict[str, Any], new: dict[str, Any], prefix: str = "") -> list[str]:
-    """``["key: old -> new", ...]`` for the keys (dotted when nested) whose values differ."""
-    lines = []
-    for key in sorted(set(old) | set(new)):
-        a, b = old.get(key), new.get(key)
-        if isinstance(a, dict) and isinstance(b, dict):
-            lines += config_differences(a, b, f"{prefix}{key}.")
-        elif a != b:
-            lines.append(f"{prefix}{key}: {json.dumps(a)} -> {json.dumps(b)}")
-    return lines
 
 
 def config_hash(resolved: dict[str, Any]) -> str:

@@ -221,6 +221,8 @@ def verify(config: VerifyConfig) -> Path:
         Missing or unreadable inputs, a grid mismatch, no truth at any valid time,
         unknown metrics or regions, or a climatology baseline without a climatology.
     """
+    if Path(config.out).suffix != ".nc":
+        raise InputError(f"scores output {config.out} must end in .nc (scores are one NetCDF4 file with groups)")
     regions = check_regions(config.regions)
     metrics = list(config.metrics)
     for m in metrics:
