@@ -6,9 +6,9 @@ one-line errors naming the key and the file) and for the data-side configs.
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from pipelines.config import (GridSpec, Positive, PositiveInt, PrepareConfig, StrictModel, SWESourceConfig, load_config,
                               validate_config)
@@ -145,7 +145,11 @@ class PlotConfig(StrictModel):
 
 
 class RunConfig(StrictModel):
-    """The scheduled operational run (``configs/operational.yaml``)."""
+    """The scheduled operational run (``configs/operational.yaml``).
+
+    ``store`` is the default of ``rollout.initial`` and ``verify.truth`` (each may still be
+    set on its own).
+    """
 
     out: str = "operational"
     store: str = "data/store.zarr"
@@ -154,6 +158,18 @@ class RunConfig(StrictModel):
     verify: VerifyConfig = VerifyConfig()
     plot: PlotConfig = PlotConfig()
     lock_timeout_s: float = Field(0.0, ge=0)  # 0: refuse at once when another run holds the lock
+
+    @model_validator(mode="before")
+    @classmethod
+    def _store_is_the_default_input(cls, data: Any) -> Any:
+        if not isinstance(data, dict) or "store" not in data:
+            return data
+        data = dict(data)
+        for section, key in (("rollout", "initial"), ("verify", "truth")):
+            given = data.get(section) or {}
+            if isinstance(given, dict) and key not in given:
+                data[section] = {**given, key: data["store"]}
+        return data
 
 
 class DemoConfig(StrictModel):
