@@ -95,17 +95,17 @@ def test_killed_run_resumes_to_the_same_output(demo_dir, tmp_path):
     deadline = time.monotonic() + 120
     while not (partial / "progress.json").exists() and proc.poll() is None and time.monotonic() < deadline:
         time.sleep(0.005)
-    killed = proc.poll() is None
-    if killed:
-        proc.send_signal(signal.SIGKILL)
+    assert proc.poll() is None, "the run finished before it could be killed: nothing was interrupted"
+    proc.send_signal(signal.SIGKILL)
     proc.communicate()
+    assert partial.is_dir() and not (partial.parent / "forecast.zarr").exists()
     resumed = _forecast_cli("run", "--config", str(config_path), "--init", "2020-01-02T12:00")
     _, err = resumed.communicate(timeout=300)
     assert resumed.returncode == 0, err[-2000:]
     a, b = open_forecast(reference.forecast), open_forecast(tmp_path / "op" / "2020-01-02T1200" / "forecast.zarr")
     for name in a.data_vars:
         assert np.array_equal(a[name].values, b[name].values, equal_nan=True)
-    assert killed or not partial.exists()
+    assert not partial.exists()
 
 
 def test_bad_init_is_a_one_line_error(demo_dir, tmp_path):

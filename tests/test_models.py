@@ -161,8 +161,16 @@ def test_parameter_count_and_flops(architecture: str) -> None:
     n_params = count_parameters(model)
     flops = estimate_flops(model, grid, N_STATE, N_FORCING)
     assert n_params > 0 and flops > 0
-    # at least two flops per weight and grid point for the dense point-wise layers
-    assert estimate_flops(model, grid, N_STATE, N_FORCING, backward=True) == 3 * flops
+    # the training estimate (forward + backward) against a measured forward + backward pass:
+    # the "backward = 2x forward" rule holds for the weights' matmuls, not for the fixed
+    # Legendre/FFT transforms, so it overestimates a little (measured 8% SFNO, 12% AFNO)
+    from torch.utils.flop_counter import FlopCounterMode
+
+    counter = FlopCounterMode(display=False)
+    with counter:
+        model(torch.randn(1, N_STATE, grid.nlat, grid.nlon), torch.randn(1, N_FORCING, grid.nlat, grid.nlon)).sum().backward()
+    measured = counter.get_total_flops()
+    assert measured == pytest.approx(estimate_flops(model, grid, N_STATE, N_FORCING, backward=True), rel=0.2)
     wider = build_model(_config(architecture, embed_dim=32), grid, N_STATE, N_FORCING)
     assert estimate_flops(wider, grid, N_STATE, N_FORCING) > flops
     assert count_parameters(wider) > n_params

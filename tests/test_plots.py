@@ -81,8 +81,7 @@ def test_plot_run_writes_everything(run: Path) -> None:
 
 
 @pytest.mark.parametrize("request_, message", [({"lead_times_hours": [6.0, 999.0]}, "--lead 999 .hours. is not a lead time"),
-                                               ({"member": 9}, "--member 9 is not in the forecast"),
-                                               ({"member": -1}, "--member -1 is not in the forecast")])
+                                               ({"member": 9}, "--member 9 is not in the forecast")])
 def test_plot_run_refuses_leads_and_members_the_forecast_lacks(run: Path, tmp_path: Path, request_, message) -> None:
     with pytest.raises(InputError, match=message):
         plot_run(run / "fc.nc", run / "store.zarr", None, tmp_path / "out", PlotConfig(**request_))
@@ -102,4 +101,7 @@ def test_rmse_curves_show_the_ensemble_mean(run: Path, monkeypatch) -> None:
         "labels", [line.get_label() for line in fig.axes[0].get_lines()]) and Path(out))
     curves.plot_skill_curves(run / "scores.nc", "gh", "rmse", run / "rmse_labels.png")
     assert drawn["labels"] == ["forecast (members)", "persistence", "climatology", "forecast (ensemble mean)"]
-    curves.plot_skill_curves(run / "scores.nc", "gh", "acc", run / "acc_labels.png")  # not for other metrics
+    drawn.clear()
+    curves.plot_skill_curves(run / "scores.nc", "gh", "acc", run / "acc_labels.png")
+    assert "forecast (ensemble mean)" not in drawn["labels"] and "forecast (members)" not in drawn["labels"]
+    assert drawn["labels"][0] == "forecast"   # not for other metrics: one forecast curve

@@ -1,7 +1,6 @@
 """Training: both models learn, exact resume, schedules, dry run and input errors."""
 
 import csv
-import time
 from pathlib import Path
 
 import pytest
@@ -20,10 +19,8 @@ def store() -> Path:
 
 @pytest.mark.parametrize("architecture", ["sfno", "afno"])
 def test_model_learns_on_shallow_water(store, tmp_path, architecture):
-    start = time.perf_counter()
     config = tiny_train_config(store, tmp_path / "run", architecture, epochs=4, lr=3e-3)
     result = train(config)
-    assert time.perf_counter() - start < 60
     first, last = sum(result.losses[:3]) / 3, sum(result.losses[-3:]) / 3
     assert last < 0.5 * first, f"{architecture}: loss fell from {first:.3g} only to {last:.3g}"
     assert set(result.val_metrics) == {"val_loss", "val_rmse_gh", "val_rmse_u", "val_rmse_v", "val_rmse_vo"}
@@ -85,21 +82,19 @@ def test_resume_without_checkpoint_is_refused(store, tmp_path):
 
 
 def test_input_noise_is_reproducible_per_sample_and_epoch(store):
-    import numpy as np
-
     from forecast.train import load_run_data
 
     data = load_run_data(tiny_train_config(store, Path("unused")))
     train_set = data.splits.train
     clean = train_set[3]["state"]
+    clean_targets = train_set[3]["targets"].clone()
     train_set.set_input_noise(0.1, seed=7)
     noisy = train_set[3]["state"]
     assert torch.equal(noisy, train_set[3]["state"])                      # same sample, same noise
     assert float((noisy - clean).std()) == pytest.approx(0.1, rel=0.1)
     train_set.set_epoch(1)
     assert not torch.equal(noisy, train_set[3]["state"])                  # a new epoch draws anew
-    assert torch.equal(train_set[3]["targets"], train_set[3]["targets"])  # targets stay clean
-    assert np.array_equal(train_set[3]["targets"].numpy(), data.splits.train[3]["targets"].numpy())
+    assert torch.equal(train_set[3]["targets"], clean_targets)            # targets stay clean
 
 
 def test_residual_scale_is_the_tendency_std_and_travels_in_the_checkpoint(store, tmp_path):
