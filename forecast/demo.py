@@ -124,7 +124,9 @@ def demo(config: DemoConfig, quick: bool = False) -> DemoResult:
 
     with _stage("prepare", result.timings):
         prepare(PrepareConfig(source="swe", swe=config.swe, variables=VARIABLES, grid=config.grid,
-                              method=config.method, out=str(result.store), sources_dir=str(work / "sources")),
+                              method=config.method, out=str(result.store), sources_dir=str(work / "sources"),
+                              # statistics and climatology without the validation and held-back days
+                              statistics_end=f"-{config.test_days * 24 + 24:g}h"),
                 command="forecast demo")
     times = open_store(result.store).times
     test_start, inits = test_window(times, config)

@@ -63,6 +63,9 @@ class PrepareConfig(StrictModel):
     end: str | None = None
     fill: Literal["fail", "nearest"] = "fail"
     climatology_smoothing_days: float = Field(15.0, ge=0)
+    # statistics and climatology from the times up to this one: an ISO time, or "-5d" for
+    # "all but the last 5 days" (keep held-back verification days out); None: every time
+    statistics_end: str | None = None
     out: str = "data/store.zarr"
     append: bool = False
     scheduler: str | None = None      # None: LocalCluster; "tcp://...": existing; "threads"/"synchronous": no distributed

@@ -130,6 +130,15 @@ def _write_pass(path: Path, data: xr.Dataset, counts: xr.Dataset | None, append:
 def _statistics_pass(path: Path, config: PrepareConfig, target: Grid, step: pd.Timedelta) -> None:
     """Pass 2: statistics and climatology of the regridded data, one dask computation."""
     data = xr.open_zarr(path, consolidated=False)[list(config.variables)]
+    data = data.sel(time=slice(None, statistics_end(config.statistics_end, pd.DatetimeIndex(data["time"].values))))
+    if data.sizes["time"] < 2:
+        raise InputError(f"statistics_end={config.statistics_end!r} leaves {data.sizes['time']} time(s) for the "
+                         "statistics; at least 2 are needed")
+    span = pd.Timedelta(data["time"].values[-1] - data["time"].values[0])
+    if span < pd.Timedelta(days=365):
+        warnings.warn(f"the climatology comes from {span.total_seconds() / 86400:.0f} days of data, less than a year: "
+                      "it is close to the data themselves, so ACC and the climatology baseline say little",
+                      stacklevel=3)
     data = data.chunk({"time": time_chunk(data)})  # the store's one-step chunks make tiny tasks
     stats = statistics(data, target, step)
     clim = climatology(data, config.climatology_smoothing_days)
@@ -140,6 +149,18 @@ def _statistics_pass(path: Path, config: PrepareConfig, target: Grid, step: pd.T
         raise InputError(f"the statistics ({', '.join(bad)}) are not finite: the data hold non-finite values "
                          "that were not counted; nothing was written")
     write_group(path, "statistics", stats)
+
+
+def statistics_end(spec: str | None, times: pd.DatetimeIndex) -> pd.Timestamp | None:
+    """The last time of the statistics period: ``None`` (every time), ISO, or ``"-5d"`` (before the end)."""
+    if spec is None:
+        return None
+    try:
+        if spec.strip().startswith("-"):
+            return times[-1] + pd.Timedelta(spec.strip())
+        return pd.Timestamp(spec)
+    except ValueError:
+        raise InputError(f"statistics_end {spec!r} is neither an ISO time nor a negative duration like -5d") from None
 
 
 def _check_append(out: Path, data: xr.Dataset, target: Grid, config: PrepareConfig) -> None:

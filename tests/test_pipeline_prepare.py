@@ -159,3 +159,19 @@ def test_swe_source_goes_through_the_same_path(tmp_path):
     assert store.variables == ["gh", "vo"] and store.times.size == 6 and store.time_step == pd.Timedelta("1h")
     assert sorted(p.suffix for p in (tmp_path / "store.zarr.sources").iterdir()) == [".nc"]
     assert json.loads(store.data.attrs["provenance"])["source_grid"] == "legendre-gauss:32x64"
+
+
+def test_statistics_end_keeps_held_back_days_out_and_short_records_warn(tmp_path):
+    write_era5_like(tmp_path / "src", SOURCE, TIMES, ["t2m", "z"])
+    with pytest.warns(UserWarning, match="climatology comes from 1 days of data, less than a year"):
+        store = open_store(prepare(config(tmp_path, statistics_end="-12h")))
+    assert len(store.times) == 6                                    # the data keep every time
+    t2m = store.data["t2m"].astype(np.float64)
+    w = Grid.parse(TARGET).area_weights()
+    first4 = float((t2m.isel(time=slice(0, 4)) * w).mean(("lat", "lon")).mean())
+    every = float((t2m * w).mean(("lat", "lon")).mean())
+    mean = float(store.statistics["mean"].sel(variable="t2m"))
+    assert not np.isclose(every, first4, rtol=1e-6)                 # so the period matters
+    assert mean == pytest.approx(first4, rel=1e-6)
+    with pytest.raises(InputError, match="statistics_end 'soon'"):
+        prepare(config(tmp_path, statistics_end="soon", out=str(tmp_path / "other.zarr")))
