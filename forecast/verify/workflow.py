@@ -344,6 +344,9 @@ def _decode_categories(ds: xr.Dataset) -> xr.Dataset:
 
 def _encoding(ds: xr.Dataset) -> dict:
     enc: dict = {name: {"_FillValue": None} for name in ds.coords}
+    for name in ds.coords:   # CF 1.8 has no 64-bit integers: ranks and wavenumbers fit in 32 bits
+        if np.issubdtype(ds[name].dtype, np.integer):
+            enc[name]["dtype"] = "int32"
     if "lead_time" in ds.coords:
         enc["lead_time"] = {"units": "hours", "dtype": "float64", "_FillValue": None}
     for name in ds.data_vars:
