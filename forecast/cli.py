@@ -196,15 +196,25 @@ def rollout(
     seed: Optional[int] = typer.Option(None, help="Seed: the same seed gives a bit-identical ensemble."),
     out: Optional[str] = typer.Option(None, "--out", "-o", help="Output .zarr or .nc."),
     output_grid: Optional[str] = typer.Option(None, "--output-grid", help="Regrid the output, e.g. equiangular:181x360."),
-    overwrite: bool = typer.Option(False, "--overwrite", help="Replace a complete output instead of skipping."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an output made with other parameters."),
+    batch_members: Optional[int] = typer.Option(None, "--batch-members",
+                                                help="Members per forward pass and per work unit (fits a GPU; "
+                                                     "units are spread over torchrun processes)."),
+    device: Optional[str] = typer.Option(None, help="auto, cpu or cuda (under torchrun: the local rank's GPU)."),
     overrides: Optional[list[str]] = OverridesArg,
 ) -> None:
-    """Roll a model (or several) out autoregressively as an ensemble and stream CF output."""
+    """Roll a model (or several) out autoregressively as an ensemble and stream CF output.
+
+    Under `torchrun --nproc_per_node=N -m forecast.cli rollout ...` the (init time, member
+    block) units are spread over the N processes, each writing its own chunks of the one
+    output; the result is bit-identical to one process's.
+    """
     from forecast.config import RolloutConfig
     from forecast.rollout.workflow import rollout as run_rollout
 
     options = _options(checkpoints=checkpoint, initial=initial, init_times=_split(init, "--init"), lead=lead, members=members,
-                       seed=seed, out=out, output_grid=output_grid, overwrite=overwrite)
+                       seed=seed, out=out, output_grid=output_grid, overwrite=overwrite, batch_members=batch_members,
+                       device=device)
     if perturbation is not None:
         options.append(f"perturbation.kind={_split(perturbation, '--perturbation')}")
     cfg = _load(RolloutConfig, config, options, overrides)

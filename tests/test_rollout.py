@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 import xarray as xr
 from rollout_factories import VARIABLES, make_checkpoint, make_swe_store, rollout_config
 
@@ -228,7 +229,10 @@ def test_members_are_grouped_round_robin_then_chunked():
 
     engine = RolloutEngine([object(), object()], Grid.parse("legendre-gauss:16x32"), pd.Timedelta(hours=1),
                            None, batch_members=2, device="cpu")
-    groups = [(k, members.tolist()) for k, members in engine.groups(7)]
+    groups = [(k, members.tolist()) for k, members in engine.groups(torch.arange(7))]
     assert groups == [(0, [0, 2]), (0, [4, 6]), (1, [1, 3]), (1, [5])]
+    # a block of members 3..5 (a work unit): positions in the block, models of the global indices
+    block = [(k, members.tolist()) for k, members in engine.groups(torch.arange(3, 6))]
+    assert block == [(0, [1]), (1, [0, 2])]
     with pytest.raises(InputError, match="batch_members"):
         RolloutEngine([object()], Grid.parse("legendre-gauss:16x32"), pd.Timedelta(hours=1), None, 0, "cpu")

@@ -22,7 +22,7 @@ from rollout_factories import make_checkpoint, make_swe_store, rollout_config
 from test_rollout_resume import wait_for_leads
 
 from forecast.rollout import open_forecast, rollout
-from forecast.rollout.io import PROGRESS_FILE, is_complete, partial_path
+from forecast.rollout.io import is_complete, partial_path
 from pipelines.locks import lock_path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -65,7 +65,7 @@ def one_error_line(stderr: str) -> str:
 def test_a_second_rollout_to_the_same_output_is_refused_while_the_first_runs(setup, tmp_path):
     out = tmp_path / "fc.zarr"
     first = forecast_cli("rollout", "--config", str(write_config(setup, "a.yaml", out)), "--seed", "7")
-    wait_for_leads(first, partial_path(out) / PROGRESS_FILE, at_least=1)
+    wait_for_leads(first, partial_path(out), at_least=1)
     second = forecast_cli("rollout", "--config", str(write_config(setup, "a.yaml", out)), "--seed", "8")
     _, err = second.communicate(timeout=120)
     assert second.returncode == 1, err[-2000:]
@@ -89,7 +89,7 @@ def test_an_interrupted_rollout_is_not_resumed_with_other_parameters(setup, tmp_
     out = tmp_path / "fc.zarr"
     config = write_config(setup, "b.yaml", out)
     proc = forecast_cli("rollout", "--config", str(config))
-    completed = wait_for_leads(proc, partial_path(out) / PROGRESS_FILE, at_least=2)
+    completed = wait_for_leads(proc, partial_path(out), at_least=2)
     proc.send_signal(signal.SIGKILL)
     proc.wait(timeout=30)
     assert completed[0] < 1200 and not out.exists()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
@@ -16,7 +15,7 @@ import yaml
 from rollout_factories import make_checkpoint, make_swe_store, rollout_config
 
 from forecast.rollout import open_forecast, rollout
-from forecast.rollout.io import PROGRESS_FILE, partial_path
+from forecast.rollout.io import completed_leads, partial_path
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -28,16 +27,14 @@ def start_rollout(config_file: Path) -> subprocess.Popen:
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
 
 
-def wait_for_leads(proc: subprocess.Popen, progress: Path, at_least: int, timeout: float = 120.0) -> list[int]:
-    """Poll the progress marker until init time 0 has ``at_least`` complete lead times."""
+def wait_for_leads(proc: subprocess.Popen, partial: Path, at_least: int, timeout: float = 120.0) -> list[int]:
+    """Poll the partial output until init time 0 has ``at_least`` complete lead times."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            raise AssertionError(f"rollout ended before it could be killed: {proc.stderr.read().decode()[-2000:]}")
-        try:
-            completed = json.loads(progress.read_text())["completed_leads"]
-        except (FileNotFoundError, json.JSONDecodeError, KeyError):
-            completed = [-1]
+            err = proc.stderr.read()
+            raise AssertionError(f"rollout ended before it could be killed: {(err.decode() if isinstance(err, bytes) else err)[-2000:]}")
+        completed = completed_leads(partial) or [-1]
         if completed[0] >= at_least:
             return completed
         time.sleep(0.005)
@@ -60,7 +57,7 @@ def test_a_killed_rollout_resumes_bit_identical_to_an_uninterrupted_one(tmp_path
     config_file = tmp_path / "rollout.yaml"
     config_file.write_text(yaml.safe_dump(rollout_config([ckpt], store, out, **options).model_dump(mode="json")))
     proc = start_rollout(config_file)
-    completed = wait_for_leads(proc, partial_path(out) / PROGRESS_FILE, at_least=3)
+    completed = wait_for_leads(proc, partial_path(out), at_least=3)
     proc.send_signal(signal.SIGKILL)
     proc.wait(timeout=30)
     assert not out.exists() and partial_path(out).is_dir()

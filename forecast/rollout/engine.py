@@ -9,7 +9,8 @@ where :math:`g(t)` are the forcings at the *input* time (recomputed for every va
 time, :func:`forecast.forcings.compute_forcings`) and :math:`F_k` the :math:`K`
 checkpoints' models (members spread round-robin over them). The members of a model go
 through it in batches of at most ``batch_members``; the batches never depend on the
-lead time, so a resumed run computes exactly what an uninterrupted one does.
+lead time or on which process steps a block of members, so a resumed or distributed
+run computes exactly what an uninterrupted single-process one does.
 
 After each step :class:`BoundsCheck` stops the run on NaN, inf or values outside
 physical bounds, naming the member and variable.
@@ -123,13 +124,14 @@ class RolloutEngine:
         self._forcing_cache: tuple[np.datetime64, torch.Tensor] | None = None
         self.forward_seconds = 0.0  # time inside the models' forward passes (for benchmarks)
 
-    def groups(self, n_members: int) -> list[tuple[int, torch.Tensor]]:
-        """``(model index, member indices)`` batches: round-robin over models, then chunks."""
+    def groups(self, members: torch.Tensor) -> list[tuple[int, torch.Tensor]]:
+        """``(model index, positions in members)`` batches: member ``m`` goes through model
+        ``m mod K``; each model's members in chunks of at most ``batch_members``."""
         out = []
         for k in range(len(self.models)):
-            members = torch.arange(k, n_members, len(self.models))
-            size = self.batch_members or max(len(members), 1)
-            out.extend((k, chunk) for chunk in torch.split(members, size) if len(chunk))
+            positions = torch.nonzero(members % len(self.models) == k).flatten()
+            size = self.batch_members or max(len(positions), 1)
+            out.extend((k, chunk) for chunk in torch.split(positions, size) if len(chunk))
         return out
 
     def forcings(self, time: pd.Timestamp) -> torch.Tensor:
@@ -141,12 +143,17 @@ class RolloutEngine:
         return self._forcing_cache[1]
 
     @torch.inference_mode()
-    def step(self, state: torch.Tensor, time: pd.Timestamp) -> torch.Tensor:
-        """One step from ``time``: ``(M, C, H, W) -> (M, C, H, W)``."""
+    def step(self, state: torch.Tensor, time: pd.Timestamp, members: torch.Tensor | None = None) -> torch.Tensor:
+        """One step from ``time``: ``(B, C, H, W) -> (B, C, H, W)``.
+
+        ``members`` are the ensemble indices of the ``B`` states (default ``0 .. B-1``):
+        they choose each state's model, so a block of members steps as it would in the
+        whole ensemble.
+        """
         forcing = self.forcings(time)
-        groups = self.groups(state.shape[0])
-        if len(groups) == 1:
-            return self._forward(0, state, forcing)
+        groups = self.groups(torch.arange(state.shape[0]) if members is None else members)
+        if len(groups) == 1:   # one model, one batch: no copies
+            return self._forward(groups[0][0], state, forcing)
         out = torch.empty_like(state)
         for k, members in groups:
             idx = members.to(state.device)
@@ -161,8 +168,9 @@ class RolloutEngine:
         self.forward_seconds += _time.perf_counter() - start
         return out
 
-    def advance(self, state: torch.Tensor, time: pd.Timestamp, n_steps: int) -> torch.Tensor:
+    def advance(self, state: torch.Tensor, time: pd.Timestamp, n_steps: int,
+                members: torch.Tensor | None = None) -> torch.Tensor:
         """``n_steps`` steps from ``time``."""
         for i in range(n_steps):
-            state = self.step(state, pd.Timestamp(time) + i * self.time_step)
+            state = self.step(state, pd.Timestamp(time) + i * self.time_step, members)
         return state

@@ -27,18 +27,19 @@ recommendation to order dims T, Z, Y, X).
 Streaming and resume
 --------------------
 The whole structure is created up front in ``<out>.partial`` (a Zarr v3 directory,
-chunks ``(member, 1, 1, lat, lon)``: one chunk per variable, init and lead time), and
-each lead time is written into its own chunks as soon as it is produced. After each
-lead time the engine atomically replaces ``<out>.partial/state.pt`` (the normalised
-model state of that lead time, float32, with the progress) and then
-``<out>.partial/progress.json`` (``{"config_hash", "completed_leads": [per init time]}``,
--1 for none). A re-run with the same configuration continues after the last complete
-lead time from ``state.pt``, so its output is bit-identical to an uninterrupted run's.
-The partial directory is Zarr for both suffixes (:func:`open_forecast` reads it, so
-the complete lead times of a failed run can be inspected). When everything is written,
-the attributes are completed, the metadata consolidated and the directory renamed to
-``<out>`` (``.zarr``) or converted to NetCDF4 (``.nc``, written to a temporary sibling
-and renamed) and removed.
+chunks ``(B, 1, 1, lat, lon)``: one chunk per variable, init time, lead time and block
+of ``B`` members, the work unit of :mod:`forecast.rollout.shards`), with
+``progress.json`` (``config_hash``, the resolved configuration, the unit layout). Each
+unit writes each lead time into its own chunks as soon as it is produced, then
+atomically replaces ``units/<unit>.pt`` (its normalised model state, float32) and
+``units/<unit>.json`` (its last complete output lead). A re-run with the same
+configuration continues every unit after its last complete lead time, so the output is
+bit-identical to an uninterrupted run's, whichever processes ran which units. The
+partial directory is Zarr for both suffixes (:func:`open_forecast` reads it, so the
+complete lead times of a failed run can be inspected). When everything is written, the
+attributes are completed, the metadata consolidated and the directory renamed to
+``<out>`` (``.zarr``) or converted to NetCDF4 (``.nc``, written to a temporary sibling,
+marked complete, renamed) and removed.
 """
 
 from __future__ import annotations
@@ -62,14 +63,16 @@ import xarray as xr
 from pipelines.atomic import atomic_path, remove_path
 from pipelines.errors import InputError, WriteError
 from pipelines.grids import Grid
+from forecast.rollout.shards import WorkUnit, work_units
 from pipelines.variables import CF_ATTRS, canonical
 
 __all__ = ["ForecastLayout", "ForecastWriter", "open_forecast", "partial_path", "cf_attributes",
-           "is_complete", "remove_stale_temporaries", "OutputWriteError", "STATE_FILE", "PROGRESS_FILE"]
+           "is_complete", "remove_stale_temporaries", "OutputWriteError", "completed_leads", "UNITS_DIR",
+           "PROGRESS_FILE"]
 
 log = logging.getLogger(__name__)
 
-STATE_FILE = "state.pt"
+UNITS_DIR = "units"
 PROGRESS_FILE = "progress.json"
 TIME_UNITS = "hours since 1970-01-01 00:00:00"
 CALENDAR = "proleptic_gregorian"
@@ -112,12 +115,13 @@ class ForecastLayout:
     grid: Grid                                   # grid of the written fields
     variable_attrs: dict[str, dict[str, str]]
     attrs: dict[str, Any] = field(default_factory=dict)
+    member_chunk: int | None = None              # members per chunk (a work unit's block); None: all
 
     def empty_dataset(self) -> xr.Dataset:
         """The full dataset, data variables lazy (all-NaN dask arrays: never computed)."""
         m, n_init, n_lead = self.members, len(self.init_times), len(self.lead_times)
         shape = (m, n_init, n_lead, self.grid.nlat, self.grid.nlon)
-        chunks = (m, 1, 1, self.grid.nlat, self.grid.nlon)
+        chunks = (self.member_chunk or m, 1, 1, self.grid.nlat, self.grid.nlon)
         dims = ("member", "init_time", "lead_time", "lat", "lon")
         data = {v: (dims, da.full(shape, np.nan, dtype=np.float32, chunks=chunks), self.variable_attrs[v])
                 for v in self.variables}
@@ -139,11 +143,12 @@ def _encoding(ds: xr.Dataset, netcdf: bool) -> dict[str, dict]:
     enc: dict[str, dict] = {}
     for name, var in ds.data_vars.items():
         enc[name] = {"dtype": "float32", "_FillValue": np.float32(np.nan)}
+        members = var.chunks[0][0] if var.chunks else var.shape[0]   # a work unit's block
+        chunks = (members, 1, 1, var.shape[3], var.shape[4])
         if netcdf:
-            enc[name].update(zlib=True, complevel=1,
-                             chunksizes=(var.shape[0], 1, 1, var.shape[3], var.shape[4]))
+            enc[name].update(zlib=True, complevel=1, chunksizes=chunks)
         else:
-            enc[name]["chunks"] = (var.shape[0], 1, 1, var.shape[3], var.shape[4])
+            enc[name]["chunks"] = chunks
     for name in ("init_time", "valid_time"):
         enc[name] = {"units": TIME_UNITS, "calendar": CALENDAR, "dtype": "float64", "_FillValue": None}
     enc["lead_time"] = {"units": "hours", "dtype": "float64", "_FillValue": None}
@@ -178,19 +183,24 @@ class ForecastWriter:
         self._variables: list[str] = []
 
     # -- set-up and resume -------------------------------------------------------
-    def resume_state(self) -> dict[str, Any] | None:
-        """The saved progress of a partial output made with the same configuration, or None."""
-        state_file = self.partial / STATE_FILE
-        if not state_file.is_file():
-            return None
+    def matches(self) -> bool:
+        """Whether a partial output made with this configuration exists (then it is resumed)."""
+        saved = self.saved_config()
+        return saved is not None and saved["config_hash"] == self.config_hash
+
+    def unit_state(self, unit: WorkUnit) -> dict[str, Any] | None:
+        """``{"completed": k, "state": (B, C, H, W)}`` saved by ``unit``, or None."""
         try:
-            saved = torch.load(state_file, map_location="cpu", weights_only=True)
-        except Exception:  # a state file from an older, incompatible run: start afresh
+            saved = torch.load(self._unit_file(unit, ".pt"), map_location="cpu", weights_only=True)
+        except FileNotFoundError:
             return None
-        if saved.get("config_hash") != self.config_hash:
-            log.warning("%s was made with another configuration; starting afresh", self.partial)
+        except Exception:  # a state file cut short by a kill before its rename cannot exist; be safe
+            log.warning("unreadable resume state of %s; recomputing it", unit)
             return None
-        return saved
+        return saved if saved.get("config_hash") == self.config_hash else None
+
+    def _unit_file(self, unit: WorkUnit, suffix: str) -> Path:
+        return self.partial / UNITS_DIR / f"{unit.key}{suffix}"
 
     def saved_config(self) -> dict[str, Any] | None:
         """``{"config_hash", "resolved"}`` of the partial output, or None when there is none."""
@@ -201,7 +211,11 @@ class ForecastWriter:
         return {"config_hash": saved.get("config_hash"), "resolved": saved.get("resolved")}
 
     def create(self, layout: ForecastLayout) -> None:
-        """Create the empty structure in the partial directory (removing any old one)."""
+        """Create the empty structure in the partial directory (removing any old one).
+
+        ``progress.json`` records the configuration and the unit layout, which
+        :func:`completed_leads` needs.
+        """
         remove_path(self.partial)
         ds = layout.empty_dataset()
         try:
@@ -209,7 +223,10 @@ class ForecastWriter:
                        consolidated=False, zarr_format=3)
         except OSError as exc:
             raise OutputWriteError.of(exc, self.partial) from None
-        self.save_progress({"completed_leads": [-1] * len(layout.init_times)})
+        progress = {"config_hash": self.config_hash, "resolved": self.resolved, "members": layout.members,
+                    "member_chunk": layout.member_chunk or layout.members, "n_inits": len(layout.init_times)}
+        _atomic_write(self.partial / PROGRESS_FILE, lambda p: Path(p).write_text(json.dumps(progress)))
+        (self.partial / UNITS_DIR).mkdir(exist_ok=True)
 
     def open(self, variables: list[str]) -> None:
         import zarr
@@ -219,8 +236,9 @@ class ForecastWriter:
         self._arrays = {v: group[v] for v in variables}
 
     # -- streaming -----------------------------------------------------------------
-    def write_lead(self, init_index: int, lead_index: int, fields: np.ndarray) -> None:
-        """Write one lead time of one init time: ``fields`` ``(M, C, H, W)`` float32, physical units.
+    def write_lead(self, unit: WorkUnit, lead_index: int, fields: np.ndarray) -> None:
+        """Write one lead time of one unit: ``fields`` ``(B, C, H, W)`` float32, physical units,
+        into the unit's own chunks (members ``unit.start .. unit.stop - 1``).
 
         Raises
         ------
@@ -229,19 +247,19 @@ class ForecastWriter:
         """
         try:
             for c, name in enumerate(self._variables):
-                self._arrays[name][:, init_index, lead_index] = fields[:, c]
+                self._arrays[name][unit.start:unit.stop, unit.init_index, lead_index] = fields[:, c]
         except OSError as exc:
             raise OutputWriteError.of(exc, self.partial) from None
 
-    def save_progress(self, progress: dict[str, Any], state: torch.Tensor | None = None) -> None:
-        """Atomically save ``state.pt`` (with the state, if given) and then ``progress.json``."""
-        saved = {"config_hash": self.config_hash, **progress}
-        if state is not None:
-            saved["state"] = state.detach().to("cpu", torch.float32).contiguous()
-        _atomic_write(self.partial / STATE_FILE, lambda p: torch.save(saved, p))
-        summary = {"config_hash": self.config_hash, "resolved": self.resolved,
-                   "completed_leads": progress["completed_leads"]}
-        _atomic_write(self.partial / PROGRESS_FILE, lambda p: Path(p).write_text(json.dumps(summary)))
+    def save_unit(self, unit: WorkUnit, completed: int, state: torch.Tensor, rank: int = 0) -> None:
+        """Atomically save the unit's state after output lead ``completed``, then its ``.json``
+        marker (what :func:`completed_leads` reads)."""
+        self._unit_file(unit, ".pt").parent.mkdir(exist_ok=True)
+        saved = {"config_hash": self.config_hash, "completed": completed, "rank": rank,
+                 "state": state.detach().to("cpu", torch.float32).contiguous()}
+        _atomic_write(self._unit_file(unit, ".pt"), lambda p: torch.save(saved, p))
+        marker = {"completed": completed, "rank": rank}
+        _atomic_write(self._unit_file(unit, ".json"), lambda p: Path(p).write_text(json.dumps(marker)))
 
     # -- completion ----------------------------------------------------------------
     def finalise(self, attrs: dict[str, Any], overwrite: bool) -> Path:
@@ -252,7 +270,7 @@ class ForecastWriter:
             group = zarr.open_group(str(self.partial), mode="r+")
             # a .nc is converted from the partial: it is marked complete only once fully written
             group.attrs.update({**attrs, "complete": int(self.out.suffix == ".zarr")})
-            for name in (STATE_FILE, PROGRESS_FILE):
+            for name in (UNITS_DIR, PROGRESS_FILE):
                 remove_path(self.partial / name)
             with warnings.catch_warnings():  # "consolidated metadata is not part of the Zarr v3 spec"
                 warnings.simplefilter("ignore", UserWarning)
@@ -309,6 +327,27 @@ def _atomic_write(path: Path, write) -> None:
         os.replace(tmp, path)
     except OSError as exc:
         raise OutputWriteError.of(exc, path.parent) from None
+
+
+def completed_leads(partial: str | Path) -> list[int]:
+    """Per init time, the last output lead written by every one of its units (-1: none yet).
+
+    Reads ``progress.json`` and the units' markers; ``[]`` when there is no partial output.
+    """
+    partial = Path(partial)
+    try:
+        layout = json.loads((partial / PROGRESS_FILE).read_text())
+    except (FileNotFoundError, NotADirectoryError, json.JSONDecodeError):
+        return []
+    done = [None] * layout["n_inits"]
+    for unit in work_units(layout["n_inits"], layout["members"], layout["member_chunk"]):
+        try:
+            completed = int(json.loads((partial / UNITS_DIR / f"{unit.key}.json").read_text())["completed"])
+        except (FileNotFoundError, json.JSONDecodeError, KeyError):
+            completed = -1
+        previous = done[unit.init_index]
+        done[unit.init_index] = completed if previous is None else min(previous, completed)
+    return [-1 if d is None else d for d in done]
 
 
 def is_complete(path: str | Path) -> bool:

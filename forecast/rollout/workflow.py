@@ -9,10 +9,12 @@ autoregressively and hands every lead time to the writer as soon as it is produc
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -23,11 +25,14 @@ import pandas as pd
 import torch
 
 from forecast.config import RolloutConfig
+from forecast.distributed import (DistributedContext, all_gather_objects, broadcast_object, cleanup_distributed,
+                                  select_device, setup_distributed)
 from forecast.normalise import Normaliser
 from forecast.rollout.engine import BlowUpError, BoundsCheck, RolloutEngine
 from forecast.rollout.initial import InitialConditions, open_initial
-from forecast.rollout.io import (BackgroundWriter, ForecastLayout, ForecastWriter, cf_attributes, is_complete,
-                                 open_forecast, partial_path, remove_stale_temporaries)
+from forecast.rollout.io import (BackgroundWriter, ForecastLayout, ForecastWriter, cf_attributes, completed_leads,
+                                 is_complete, open_forecast, partial_path, remove_stale_temporaries)
+from forecast.rollout.shards import WorkUnit, member_block, units_of_rank, work_units
 from forecast.rollout.perturbations import (BredVector, Centred, Compose, Identity, Perturbation,
                                             SphericalGaussian, amplitude_vector)
 from pipelines.config import config_differences
@@ -86,14 +91,6 @@ def _hours(step: pd.Timedelta) -> str:
     return f"{step / pd.Timedelta(hours=1):g} h"
 
 
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise InputError("device 'cuda' requested but no CUDA GPU is available; use device=cpu or auto")
-    return torch.device(name)
-
-
 def load_models(paths: list[str], device: torch.device) -> tuple[list[torch.nn.Module], list[Any]]:
     """Load every checkpoint; refuse a set that disagrees on grid, variables, step or statistics."""
     from forecast.checkpoint import load_model
@@ -137,6 +134,7 @@ class RolloutPlan:
     config_hash: str = ""
     attrs: dict[str, Any] = field(default_factory=dict)
     _gaussian: SphericalGaussian | None = None
+    _initial: tuple[pd.Timestamp, torch.Tensor] | None = None   # the last init time's perturbed states
 
     @property
     def time_step(self) -> pd.Timedelta:
@@ -147,16 +145,19 @@ class RolloutPlan:
         every = self.config.output_every
         return pd.TimedeltaIndex(np.arange(0, self.n_steps + 1, every) * self.time_step)
 
+    @property
+    def block(self) -> int:
+        """Members per work unit (:func:`forecast.rollout.shards.member_block`)."""
+        return member_block(self.config.members, self.config.batch_members)
+
     @classmethod
-    def build(cls, config: RolloutConfig) -> "RolloutPlan":
-        device = resolve_device(config.device)
+    def build(cls, config: RolloutConfig, device: torch.device | None = None) -> "RolloutPlan":
+        device = device or select_device(config.device)
         models, ckpts = load_models(list(config.checkpoints), device)
         first = ckpts[0]
         grid, variables = first.grid, list(first.variables)
         step = pd.Timedelta(seconds=first.time_step_seconds)
         n_steps = parse_lead(config.lead, step)
-        if config.members < 1 or config.output_every < 1:
-            raise InputError(f"members and output_every must be >= 1, got {config.members} and {config.output_every}")
         if n_steps % config.output_every:
             raise InputError(f"lead {config.lead} ({n_steps} steps) is not a multiple of output_every={config.output_every}")
         init_times = parse_init_times(list(config.init_times))
@@ -214,7 +215,7 @@ class RolloutPlan:
                               init_times=pd.DatetimeIndex(self.init_times), lead_times=self.output_leads,
                               grid=self.output_grid, variable_attrs={v: cf_attributes(v, attrs.get(v))
                                                                      for v in self.variables},
-                              attrs=self.attrs)
+                              attrs=self.attrs, member_chunk=self.block)
 
 
 def _output_grid(config: RolloutConfig, grid: Grid) -> Grid:
@@ -299,31 +300,56 @@ def member_seed(seed: int, init_time: pd.Timestamp) -> int:
 def rollout(config: RolloutConfig) -> Path:
     """Run (or resume) the rollout that ``config`` describes and return the output path.
 
-    A complete output is kept as it is unless ``config.overwrite``; a partial one made
-    with the same configuration is resumed from its last complete lead time.
+    Under ``torchrun`` the (init time, member block) units are spread over the processes
+    (:mod:`forecast.rollout.shards`); the output is the same as one process's. Process 0
+    holds the output's lock for the whole run. A complete output made with the same
+    parameters is kept as it is, one made with others is refused, unless
+    ``config.overwrite``; a partial one made with the same parameters is resumed.
 
     Raises
     ------
     InputError
-        For a bad configuration, checkpoint or initial conditions (before anything is written).
+        For a bad configuration, checkpoint or initial conditions (before anything is
+        written), or an output made with other parameters.
+    LockedError
+        When another rollout is writing the same output.
     BlowUpError
         When the forecast becomes NaN, inf or leaves the physical bounds; the complete
         lead times stay in ``<out>.partial``.
     """
     out = check_output_path(config.out)
-    with hold_lock(lock_path(out), config.lock_timeout_s, f"another `forecast rollout` is writing {out}"):
-        removed = remove_stale_temporaries(out)
-        if removed:
-            log.info("removed %d temporary file(s) left by an earlier, killed run of %s", removed, out)
-        if out.exists() and not config.overwrite and not is_complete(out):
-            raise InputError(f"{out} exists but is not a complete forecast; pass --overwrite to replace it")
-        plan = RolloutPlan.build(config)
-        if not config.overwrite:
-            refuse_other_parameters(plan)
-            if out.exists():
+    created = not torch.distributed.is_initialized()
+    ctx = setup_distributed(config.device)
+    try:
+        with contextlib.ExitStack() as stack:
+            in_step(ctx, lambda: _claim_output(out, config, stack) if ctx.is_main else None)
+            plan = in_step(ctx, lambda: RolloutPlan.build(config, ctx.device))
+            skip = in_step(ctx, lambda: _already_done(plan) if ctx.is_main else None)
+            if broadcast_object(skip, ctx):
                 log.info("%s is complete and made with the same parameters; skipping (--overwrite recomputes it)", out)
                 return out
-        return run_plan(plan)
+            return run_plan(plan, ctx)
+    finally:
+        if created:
+            cleanup_distributed()
+
+
+def _claim_output(out: Path, config: RolloutConfig, stack: contextlib.ExitStack) -> None:
+    """Process 0: lock the output, remove a killed run's temporaries, refuse a broken output."""
+    stack.enter_context(hold_lock(lock_path(out), config.lock_timeout_s, f"another `forecast rollout` is writing {out}"))
+    removed = remove_stale_temporaries(out)
+    if removed:
+        log.info("removed %d temporary file(s) left by an earlier, killed run of %s", removed, out)
+    if out.exists() and not config.overwrite and not is_complete(out):
+        raise InputError(f"{out} exists but is not a complete forecast; pass --overwrite to replace it")
+
+
+def _already_done(plan: RolloutPlan) -> bool:
+    """Whether the output exists, complete and made with the same parameters (refuse other parameters)."""
+    if plan.config.overwrite:
+        return False
+    refuse_other_parameters(plan)
+    return Path(plan.config.out).exists()
 
 
 def check_output_path(out: str | Path) -> Path:
@@ -372,68 +398,111 @@ def config_hash(resolved: dict[str, Any]) -> str:
     return hashlib.sha256(json.dumps(resolved, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
-def run_plan(plan: RolloutPlan) -> Path:
-    """Create or resume the partial output of ``plan``, run every init time, finalise."""
+def run_plan(plan: RolloutPlan, ctx: DistributedContext | None = None) -> Path:
+    """Create or resume the partial output of ``plan``, run this process's units, finalise.
+
+    Process 0 creates the structure (or keeps a partial one made with the same
+    configuration) and, once every process has run its units, finalises the output.
+    """
+    ctx = ctx or setup_distributed(plan.device.type)
     config, out = plan.config, Path(plan.config.out)
-    log.info("rollout: %d member(s) x %d init time(s) x %d step(s) of %s on %s, grid %s -> %s",
-             config.members, len(plan.init_times), plan.n_steps, _hours(plan.time_step), plan.device,
-             plan.grid, out)
     writer = ForecastWriter(out, plan.config_hash, plan.resolved)
-    saved = writer.resume_state()
-    with BackgroundWriter() as background:
-        if saved is None:
-            saved = {"completed_leads": [-1] * len(plan.init_times)}
-            background.submit(writer.create, plan.layout())   # while the first states are computed
+    units = work_units(len(plan.init_times), config.members, plan.block)
+    mine = units_of_rank(units, ctx.rank, ctx.world_size)
+    if ctx.is_main:
+        log.info("rollout: %d member(s) x %d init time(s) x %d step(s) of %s, grid %s -> %s; %d unit(s) of <= %d "
+                 "member(s) over %d process(es)", config.members, len(plan.init_times), plan.n_steps,
+                 _hours(plan.time_step), plan.grid, out, len(units), plan.block, ctx.world_size)
+
+    def create_or_resume() -> None:
+        if writer.matches():
+            log.info("resuming %s: complete lead times per init time %s", writer.partial,
+                     completed_leads(writer.partial))
         else:
-            log.info("resuming %s: complete lead times per init time %s", writer.partial, saved["completed_leads"])
-        background.submit(writer.open, plan.variables)
-        run_all(plan, writer, background, saved)
-    return writer.finalise({}, overwrite=config.overwrite)
+            writer.create(plan.layout())
+
+    in_step(ctx, create_or_resume if ctx.is_main else lambda: None)
+    in_step(ctx, lambda: run_units(plan, writer, mine, ctx.rank))
+    return in_step(ctx, lambda: writer.finalise({}, overwrite=config.overwrite)) if ctx.is_main else \
+        in_step(ctx, lambda: out)
 
 
-def run_all(plan: RolloutPlan, writer: ForecastWriter, background: BackgroundWriter, saved: dict[str, Any]) -> None:
-    """Every init time; each lead time is handed to the background writer as soon as it exists."""
-    completed = list(saved["completed_leads"])
+def in_step(ctx: DistributedContext, fn: Callable[[], Any]) -> Any:
+    """Run ``fn`` on this process, then agree with the others: when any process failed,
+    every process raises (its own error, or one naming the failed process), so that none
+    waits forever for a partner that gave up."""
+    try:
+        result, error = fn(), None
+    except Exception as exc:  # noqa: BLE001 - re-raised below, after the others know
+        result, error = None, exc
+    reports = all_gather_objects(None if error is None else (type(error).__name__, str(error),
+                                                             isinstance(error, InputError)), ctx)
+    if error is not None:
+        raise error
+    failed = [(rank, report) for rank, report in enumerate(reports) if report is not None]
+    if failed:
+        rank, (kind, message, bad_input) = failed[0]
+        text = f"process {rank} failed: {kind}: {message}"
+        raise InputError(text) if bad_input else RuntimeError(text)
+    return result
+
+
+def run_units(plan: RolloutPlan, writer: ForecastWriter, units: list[WorkUnit], rank: int = 0) -> None:
+    """This process's units; each lead time is handed to the background writer as soon as it exists."""
     n_out = len(plan.output_leads)
-    bar = progress_bar(total=len(plan.init_times) * (n_out - 1), desc="rollout", unit="lead")
-    for i, init_time in enumerate(plan.init_times):
-        done = completed[i]
-        bar.update(max(done, 0))
-        if done == n_out - 1:
-            continue
-        if done >= 0 and saved.get("state_init") == i and "state" in saved:
-            state = saved["state"].to(plan.device)
-        else:
-            done, state = 0, initial_state(plan, init_time)
-            _emit(plan, writer, background, completed, i, 0, state)
-        run_init(plan, writer, background, completed, i, done, state, bar)
+    bar = progress_bar(total=len(units) * (n_out - 1), desc="rollout", unit="lead")
+    with BackgroundWriter() as background:
+        background.submit(writer.open, plan.variables)
+        for unit in units:
+            run_unit(plan, writer, background, unit, bar, rank)
     bar.close()
 
 
+def run_unit(plan: RolloutPlan, writer: ForecastWriter, background: BackgroundWriter, unit: WorkUnit, bar: Any,
+             rank: int = 0) -> None:
+    """Step one unit from its last complete output lead (or its perturbed initial state) to the end."""
+    saved = writer.unit_state(unit)
+    done = saved["completed"] if saved is not None else -1
+    bar.update(max(done, 0))
+    if done == len(plan.output_leads) - 1:
+        return
+    init_time = plan.init_times[unit.init_index]
+    if saved is not None and done >= 0:
+        state = saved["state"].to(plan.device)
+    else:
+        done, state = 0, initial_state(plan, init_time)[unit.start:unit.stop]
+        _emit(plan, writer, background, unit, 0, state, rank)
+    members = torch.arange(unit.start, unit.stop)
+    every = plan.config.output_every
+    for k in range(done + 1, len(plan.output_leads)):
+        for s in range((k - 1) * every, k * every):
+            state = plan.engine.step(state, init_time + s * plan.time_step, members)
+            _check(plan, state, init_time, s + 1, background, writer, unit.start)
+        _emit(plan, writer, background, unit, k, state, rank)
+        bar.update(1)
+
+
 def initial_state(plan: RolloutPlan, init_time: pd.Timestamp) -> torch.Tensor:
-    """The perturbed, normalised initial states of all members, ``(M, C, H, W)`` float32."""
+    """The perturbed, normalised initial states of all members, ``(M, C, H, W)`` float32.
+
+    Drawn for the whole ensemble from a generator seeded by the seed and the init time
+    only (a centred perturbation needs every member), then cut into units; the last init
+    time's states are kept, as several units of a process often share it.
+    """
+    if plan._initial is not None and plan._initial[0] == init_time:
+        return plan._initial[1]
     x0 = _normalised_analysis(plan, init_time)[None].expand(plan.config.members, -1, -1, -1).contiguous()
     generator = torch.Generator().manual_seed(member_seed(plan.config.seed, init_time))
     with torch.inference_mode():
         state = build_perturbation(plan, init_time, x0)(x0, generator)
     _check(plan, state, init_time, 0)
+    plan._initial = (init_time, state)
     return state
 
 
-def run_init(plan: RolloutPlan, writer: ForecastWriter, background: BackgroundWriter, completed: list[int],
-             i: int, done: int, state: torch.Tensor, bar: Any) -> None:
-    """Step one init time from output lead ``done`` to the end, emitting each output lead."""
-    every, init_time = plan.config.output_every, plan.init_times[i]
-    for k in range(done + 1, len(plan.output_leads)):
-        for s in range((k - 1) * every, k * every):
-            state = plan.engine.step(state, init_time + s * plan.time_step)
-            _check(plan, state, init_time, s + 1, background, writer)
-        _emit(plan, writer, background, completed, i, k, state)
-        bar.update(1)
-
-
 def _check(plan: RolloutPlan, state: torch.Tensor, init_time: pd.Timestamp, step: int,
-           background: BackgroundWriter | None = None, writer: ForecastWriter | None = None) -> None:
+           background: BackgroundWriter | None = None, writer: ForecastWriter | None = None,
+           first_member: int = 0) -> None:
     bad = plan.bounds.violation(state)
     if bad is None:
         return
@@ -442,24 +511,21 @@ def _check(plan: RolloutPlan, state: torch.Tensor, init_time: pd.Timestamp, step
     member, variable, what = bad
     lead = step * plan.time_step
     where = f"; the complete lead times are kept in {writer.partial}" if writer is not None else ""
-    raise BlowUpError(f"forecast blew up ({what}) at init time {init_time.isoformat()}, member {member}, lead time "
-                      f"{_hours(lead)} (step {step}, valid {(init_time + lead).isoformat()}), variable "
+    raise BlowUpError(f"forecast blew up ({what}) at init time {init_time.isoformat()}, member {first_member + member}, "
+                      f"lead time {_hours(lead)} (step {step}, valid {(init_time + lead).isoformat()}), variable "
                       f"{variable!r}{where}")
 
 
-def _emit(plan: RolloutPlan, writer: ForecastWriter, background: BackgroundWriter, completed: list[int],
-          i: int, k: int, state: torch.Tensor) -> None:
-    """Queue output lead ``k`` of init ``i``: physical fields, then the resume state and progress."""
+def _emit(plan: RolloutPlan, writer: ForecastWriter, background: BackgroundWriter, unit: WorkUnit, k: int,
+          state: torch.Tensor, rank: int) -> None:
+    """Queue output lead ``k`` of ``unit``: physical fields, then the unit's resume state."""
     physical = plan.normaliser.denormalise(state).to("cpu", torch.float32).numpy()
-    state_cpu = state.to("cpu")
-    completed[i] = k
-    progress = {"completed_leads": list(completed), "state_init": i}
-    background.submit(_write, plan, writer, i, k, physical, progress, state_cpu)
+    background.submit(_write, plan, writer, unit, k, physical, state.to("cpu"), rank)
 
 
-def _write(plan: RolloutPlan, writer: ForecastWriter, i: int, k: int, physical: np.ndarray,
-           progress: dict[str, Any], state: torch.Tensor) -> None:
+def _write(plan: RolloutPlan, writer: ForecastWriter, unit: WorkUnit, k: int, physical: np.ndarray,
+           state: torch.Tensor, rank: int) -> None:
     if plan.regridder is not None:
         physical = plan.regridder.apply(physical).astype(np.float32)
-    writer.write_lead(i, k, physical)
-    writer.save_progress(progress, state)
+    writer.write_lead(unit, k, physical)
+    writer.save_unit(unit, k, state, rank)
