@@ -10,13 +10,18 @@ that it stays finite for the lengths used; speed does not depend on the weights)
 2. the fraction of a full rollout's wall time (streaming to Zarr, perturbations, forcings,
    blow-up checks) spent outside the model's forward passes (goal: < 10 %);
 3. peak memory (host RSS, and CUDA allocations on a GPU) of rollouts of ``--memory-leads``
-   lead times, each in a fresh process (goal: flat).
+   lead times, each in a fresh process (goal: flat);
+4. member-steps per second of the same rollout under ``torchrun`` with each of
+   ``--processes`` (default 1 and 2; gloo on CPU, NCCL on GPUs), the rate the rollout logs
+   (start-up excluded), and the ratio to one process.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
+import re
 import resource
 import subprocess
 import sys
@@ -26,6 +31,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import yaml
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
@@ -119,6 +125,40 @@ def overhead(args: argparse.Namespace, initial: Path, ckpt: Path, workdir: Path)
     return best
 
 
+_RATE = re.compile(r"rollout: (\d+) member-steps in ([\d.]+) s \(([\d.]+) member-steps/s over (\d+) process")
+
+
+def processes(args: argparse.Namespace, initial: Path, ckpt: Path, workdir: Path) -> dict:
+    """The whole rollout command under ``torchrun`` with 1, 2, ... processes (two member blocks
+    per init time, four init times, so that every count divides the work evenly)."""
+    torchrun = Path(sys.executable).with_name("torchrun")
+    cfg = config(args, initial, ckpt, workdir / "unused.zarr", args.steps, batch_members=max(1, args.members // 2))
+    rates = {}
+    for n in args.processes:
+        out = workdir / f"processes-{n}.zarr"
+        run = cfg.model_copy(update={"out": str(out), "init_times": [INIT, "2020-01-01T07:00", "2020-01-01T08:00",
+                                                                     "2020-01-01T09:00"]})
+        config_file = workdir / f"processes-{n}.yaml"
+        config_file.write_text(yaml.safe_dump(run.model_dump(mode="json")))
+        threads = max(1, (os.cpu_count() or 1) // n)
+        env = {**os.environ, "FORECAST_PROGRESS": "0", "OMP_NUM_THREADS": str(threads), "PYTHONPATH": str(REPO)}
+        proc = subprocess.run([str(torchrun), "--standalone", f"--nproc_per_node={n}", "-m", "forecast.cli",
+                               "rollout", "--config", str(config_file)], env=env, capture_output=True, text=True,
+                              check=True)
+        rates[n] = float(_RATE.search(proc.stderr).group(3))
+    base = rates[args.processes[0]]
+    return {"processes": {str(n): {"member_steps_per_s": r, "ratio_to_first": r / base} for n, r in rates.items()}}
+
+
+def peak_rss_mib() -> float:
+    """This process's own peak resident memory (``VmHWM``; ``ru_maxrss`` survives fork+exec,
+    so a child would report its parent's peak)."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
 def memory_child(args: argparse.Namespace) -> None:
     """(In a fresh process) one rollout of ``args.child_leads`` lead times; print the peaks as JSON."""
     workdir = Path(args.workdir)
@@ -126,7 +166,7 @@ def memory_child(args: argparse.Namespace) -> None:
                                     workdir / f"memory-{args.child_leads}.zarr", args.child_leads))
     run_plan(plan)
     peak_cuda = torch.cuda.max_memory_allocated() if plan.device.type == "cuda" else 0
-    print(json.dumps({"leads": args.child_leads, "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+    print(json.dumps({"leads": args.child_leads, "peak_rss_mib": peak_rss_mib(),
                       "peak_cuda_mib": peak_cuda / 2**20}))
 
 
@@ -156,6 +196,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--layers", type=int, default=4)
     parser.add_argument("--weight-scale", type=float, default=0.3)
     parser.add_argument("--repeats", type=int, default=3, help="timings are the best of this many runs")
+    parser.add_argument("--processes", type=int, nargs="*", default=[1, 2], help="torchrun process counts")
     parser.add_argument("--json", type=Path, default=None, help="also write the results here")
     parser.add_argument("--child-leads", type=int, default=None, help=argparse.SUPPRESS)
     parser.add_argument("--workdir", default=None, help=argparse.SUPPRESS)
@@ -175,7 +216,7 @@ def main(argv: list[str] | None = None) -> dict:
         results = {"device": args.device, "grid": str(grid), "members": args.members, "steps": args.steps,
                    "model": model.model_dump(), "torch_threads": torch.get_num_threads(),
                    **batching(args, initial, ckpt, workdir), **overhead(args, initial, ckpt, workdir),
-                   "memory": memory(args, workdir)}
+                   "memory": memory(args, workdir), **processes(args, initial, ckpt, workdir)}
     print(json.dumps(results, indent=2))
     if args.json:
         args.json.write_text(json.dumps(results, indent=2))

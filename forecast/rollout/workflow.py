@@ -14,6 +14,7 @@ import hashlib
 import json
 import logging
 import re
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -422,7 +423,13 @@ def run_plan(plan: RolloutPlan, ctx: DistributedContext | None = None) -> Path:
             writer.create(plan.layout())
 
     in_step(ctx, create_or_resume if ctx.is_main else lambda: None)
-    in_step(ctx, lambda: run_units(plan, writer, mine, ctx.rank))
+    start = time.perf_counter()
+    stepped = in_step(ctx, lambda: run_units(plan, writer, mine, ctx.rank))
+    total = sum(all_gather_objects(stepped, ctx))
+    if ctx.is_main and total:
+        seconds = time.perf_counter() - start
+        log.info("rollout: %d member-steps in %.2f s (%.1f member-steps/s over %d process(es))", total, seconds,
+                 total / seconds, ctx.world_size)
     return in_step(ctx, lambda: writer.finalise({}, overwrite=config.overwrite)) if ctx.is_main else \
         in_step(ctx, lambda: out)
 
@@ -447,25 +454,27 @@ def in_step(ctx: DistributedContext, fn: Callable[[], Any]) -> Any:
     return result
 
 
-def run_units(plan: RolloutPlan, writer: ForecastWriter, units: list[WorkUnit], rank: int = 0) -> None:
-    """This process's units; each lead time is handed to the background writer as soon as it exists."""
+def run_units(plan: RolloutPlan, writer: ForecastWriter, units: list[WorkUnit], rank: int = 0) -> int:
+    """This process's units; each lead time is handed to the background writer as soon as it
+    exists. Returns the member-steps computed."""
     n_out = len(plan.output_leads)
     bar = progress_bar(total=len(units) * (n_out - 1), desc="rollout", unit="lead")
     with BackgroundWriter() as background:
         background.submit(writer.open, plan.variables)
-        for unit in units:
-            run_unit(plan, writer, background, unit, bar, rank)
+        stepped = sum(run_unit(plan, writer, background, unit, bar, rank) for unit in units)
     bar.close()
+    return stepped
 
 
 def run_unit(plan: RolloutPlan, writer: ForecastWriter, background: BackgroundWriter, unit: WorkUnit, bar: Any,
-             rank: int = 0) -> None:
-    """Step one unit from its last complete output lead (or its perturbed initial state) to the end."""
+             rank: int = 0) -> int:
+    """Step one unit from its last complete output lead (or its perturbed initial state) to the
+    end; returns the member-steps computed."""
     saved = writer.unit_state(unit)
     done = saved["completed"] if saved is not None else -1
     bar.update(max(done, 0))
     if done == len(plan.output_leads) - 1:
-        return
+        return 0
     init_time = plan.init_times[unit.init_index]
     if saved is not None and done >= 0:
         state = saved["state"].to(plan.device)
@@ -480,6 +489,7 @@ def run_unit(plan: RolloutPlan, writer: ForecastWriter, background: BackgroundWr
             _check(plan, state, init_time, s + 1, background, writer, unit.start)
         _emit(plan, writer, background, unit, k, state, rank)
         bar.update(1)
+    return unit.size * (len(plan.output_leads) - 1 - max(done, 0)) * every
 
 
 def initial_state(plan: RolloutPlan, init_time: pd.Timestamp) -> torch.Tensor:
