@@ -201,6 +201,9 @@ def rollout(
                                                 help="Members per forward pass and per work unit (fits a GPU; "
                                                      "units are spread over torchrun processes)."),
     device: Optional[str] = typer.Option(None, help="auto, cpu or cuda (under torchrun: the local rank's GPU)."),
+    variables: Optional[str] = typer.Option(None, help="Variables to write, comma list (the model steps all)."),
+    output_every: Optional[str] = typer.Option(None, "--output-every",
+                                               help="Write every n-th step (3) or every duration (24h)."),
     overrides: Optional[list[str]] = OverridesArg,
 ) -> None:
     """Roll a model (or several) out autoregressively as an ensemble and stream CF output.
@@ -214,7 +217,8 @@ def rollout(
 
     options = _options(checkpoints=checkpoint, initial=initial, init_times=_split(init, "--init"), lead=lead, members=members,
                        seed=seed, out=out, output_grid=output_grid, overwrite=overwrite, batch_members=batch_members,
-                       device=device)
+                       device=device, variables=_split(variables, "--variables"),
+                       output_every=int(output_every) if output_every and output_every.isdigit() else output_every)
     if perturbation is not None:
         options.append(f"perturbation.kind={_split(perturbation, '--perturbation')}")
     cfg = _load(RolloutConfig, config, options, overrides)

@@ -110,7 +110,8 @@ class RolloutConfig(StrictModel):
     out: str = "forecast.zarr"
     output_grid: GridSpec | None = None
     batch_members: PositiveInt | None = None          # None: all members in one batch
-    output_every: PositiveInt = 1                     # write every n-th step
+    variables: Annotated[list[str], Field(min_length=1)] | None = None   # written subset (the model steps every variable); None: all
+    output_every: PositiveInt | str = 1       # write every n-th step, or a duration such as "24h"
     overwrite: bool = False
     lock_timeout_s: float = Field(0.0, ge=0.0)  # wait for another rollout writing the same out; 0 refuses at once
     device: Literal["auto", "cpu", "cuda"] = "auto"

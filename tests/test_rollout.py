@@ -236,3 +236,18 @@ def test_members_are_grouped_round_robin_then_chunked():
     assert block == [(0, [1]), (1, [0, 2])]
     with pytest.raises(InputError, match="batch_members"):
         RolloutEngine([object()], Grid.parse("legendre-gauss:16x32"), pd.Timedelta(hours=1), None, 0, "cpu")
+
+
+def test_a_subset_of_variables_and_lead_times_is_the_full_run_thinned(setup):
+    root, store, a, _ = setup
+    full = open_forecast(rollout(rollout_config([a], store, root / "full.zarr", lead="4h")))
+    thin = open_forecast(rollout(rollout_config([a], store, root / "thin.zarr", lead="4h", variables=["gh", "u"],
+                                                output_every="2h")))
+    assert list(thin.data_vars) == ["gh", "u"]
+    assert (thin["lead_time"].values == full["lead_time"].values[::2]).all()
+    for name in ("gh", "u"):
+        np.testing.assert_array_equal(thin[name].values, full[name].values[:, :, ::2])
+    with pytest.raises(InputError, match="variables msl are not the model's"):
+        rollout(rollout_config([a], store, root / "bad.zarr", variables=["msl"]))
+    with pytest.raises(InputError, match="lead '90min'|not a multiple"):
+        rollout(rollout_config([a], store, root / "bad2.zarr", output_every="90min"))

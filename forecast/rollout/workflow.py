@@ -142,9 +142,18 @@ class RolloutPlan:
         return self.engine.time_step
 
     @property
+    def every(self) -> int:
+        """Model steps between written lead times (``output_every``: steps or a duration)."""
+        return output_every_steps(self.config.output_every, self.time_step)
+
+    @property
     def output_leads(self) -> pd.TimedeltaIndex:
-        every = self.config.output_every
-        return pd.TimedeltaIndex(np.arange(0, self.n_steps + 1, every) * self.time_step)
+        return pd.TimedeltaIndex(np.arange(0, self.n_steps + 1, self.every) * self.time_step)
+
+    @property
+    def written(self) -> list[str]:
+        """The variables written (``config.variables``, default all); the model steps all of them."""
+        return list(self.config.variables) if self.config.variables else list(self.variables)
 
     @property
     def block(self) -> int:
@@ -159,8 +168,13 @@ class RolloutPlan:
         grid, variables = first.grid, list(first.variables)
         step = pd.Timedelta(seconds=first.time_step_seconds)
         n_steps = parse_lead(config.lead, step)
-        if n_steps % config.output_every:
-            raise InputError(f"lead {config.lead} ({n_steps} steps) is not a multiple of output_every={config.output_every}")
+        every = output_every_steps(config.output_every, step)
+        if n_steps % every:
+            raise InputError(f"lead {config.lead} ({n_steps} steps) is not a multiple of output_every="
+                             f"{config.output_every} ({every} step(s))")
+        unknown = [v for v in config.variables or [] if v not in variables]
+        if unknown:
+            raise InputError(f"variables {', '.join(unknown)} are not the model's; it has {', '.join(variables)}")
         init_times = parse_init_times(list(config.init_times))
         check_perturbation(config, variables, step)
         initial = open_initial(config.initial, grid, variables, config.regrid_method)
@@ -212,11 +226,20 @@ class RolloutPlan:
 
     def layout(self) -> ForecastLayout:
         attrs = self.initial.variable_attrs()
-        return ForecastLayout(variables=self.variables, members=self.config.members,
+        return ForecastLayout(variables=self.written, members=self.config.members,
                               init_times=pd.DatetimeIndex(self.init_times), lead_times=self.output_leads,
                               grid=self.output_grid, variable_attrs={v: cf_attributes(v, attrs.get(v))
-                                                                     for v in self.variables},
+                                                                     for v in self.written},
                               attrs=self.attrs, member_chunk=self.block)
+
+
+def output_every_steps(every: int | str, step: pd.Timedelta) -> int:
+    """``output_every`` in model steps: an int is steps, a string a duration (``"24h"``) that
+    must be a positive multiple of the model step."""
+    if isinstance(every, int):
+        return every
+    steps = parse_lead(every, step)   # the same rules: positive, units, a multiple of the step
+    return steps
 
 
 def _output_grid(config: RolloutConfig, grid: Grid) -> Grid:
@@ -460,7 +483,7 @@ def run_units(plan: RolloutPlan, writer: ForecastWriter, units: list[WorkUnit], 
     n_out = len(plan.output_leads)
     bar = progress_bar(total=len(units) * (n_out - 1), desc="rollout", unit="lead")
     with BackgroundWriter() as background:
-        background.submit(writer.open, plan.variables)
+        background.submit(writer.open, plan.written)
         stepped = sum(run_unit(plan, writer, background, unit, bar, rank) for unit in units)
     bar.close()
     return stepped
@@ -482,7 +505,7 @@ def run_unit(plan: RolloutPlan, writer: ForecastWriter, background: BackgroundWr
         done, state = 0, initial_state(plan, init_time)[unit.start:unit.stop]
         _emit(plan, writer, background, unit, 0, state, rank)
     members = torch.arange(unit.start, unit.stop)
-    every = plan.config.output_every
+    every = plan.every
     for k in range(done + 1, len(plan.output_leads)):
         for s in range((k - 1) * every, k * every):
             state = plan.engine.step(state, init_time + s * plan.time_step, members)
@@ -530,6 +553,8 @@ def _emit(plan: RolloutPlan, writer: ForecastWriter, background: BackgroundWrite
           state: torch.Tensor, rank: int) -> None:
     """Queue output lead ``k`` of ``unit``: physical fields, then the unit's resume state."""
     physical = plan.normaliser.denormalise(state).to("cpu", torch.float32).numpy()
+    if plan.written != plan.variables:
+        physical = physical[:, [plan.variables.index(v) for v in plan.written]]
     background.submit(_write, plan, writer, unit, k, physical, state.to("cpu"), rank)
 
 
