@@ -38,7 +38,7 @@ OverridesArg = typer.Argument(None, help="KEY=VALUE overrides applied after the 
 
 
 @app.callback()
-def main(
+def global_options(
     verbose: bool = typer.Option(False, "--verbose", "-v", help="Debug logging."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Warnings only, no progress bars."),
     debug: bool = typer.Option(False, "--debug", help="Show tracebacks on errors."),

@@ -132,6 +132,8 @@ class VerifyConfig(StrictModel):
     baselines: list[Literal["persistence", "climatology"]] = ["persistence", "climatology"]
     metrics: list[MetricName] = ["rmse", "mse", "mae", "bias", "acc", "ens_rmse", "ens_mae", "spread", "spread_skill", "crps", "crps_fair"]
     regions: list[RegionName] = ["global", "nh-extratropics", "tropics", "sh-extratropics"]
+    init_chunk: PositiveInt = 8               # init times scored at once: peak memory ~ init_chunk x members
+    scheduler: str | None = None              # dask.distributed scheduler address for reading the inputs
     out: str = "scores.nc"
 
 

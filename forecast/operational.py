@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from forecast.config import RunConfig, VerifyConfig
+from forecast.config import RunConfig
 from pipelines.atomic import atomic_path
 from pipelines.errors import InputError
 from pipelines.locks import LockedError, hold_lock

@@ -5,7 +5,6 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
-import xarray as xr
 
 from factories import make_era5_like, write_era5_like
 from pipelines.errors import InputError

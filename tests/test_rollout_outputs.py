@@ -109,7 +109,7 @@ def test_a_netcdf_temporary_is_never_marked_complete_and_stale_ones_are_removed(
     out = tmp_path / "fc.nc"
     stale = tmp_path / f".tmp-{out.name}-0badc0de"   # as a run killed during the conversion leaves it
     stale.write_bytes(b"half a file")
-    other = tmp_path / f".tmp-other.nc-0badc0de"     # another output's: not ours to remove
+    other = tmp_path / ".tmp-other.nc-0badc0de"     # another output's: not ours to remove
     other.write_bytes(b"")
     seen: list[int] = []
     to_netcdf = xr.Dataset.to_netcdf

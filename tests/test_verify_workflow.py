@@ -211,3 +211,35 @@ def test_every_group_of_the_scores_passes_the_cf_checker(scored, tmp_path) -> No
             raw.to_netcdf(tmp_path / f"{group}.nc", encoding={v: {"_FillValue": raw[v].attrs.pop("_FillValue", None)}
                                                              for v in raw.variables})
         assert cf_failures(tmp_path / f"{group}.nc", tmp_path) == [], group
+
+
+def test_scores_streamed_over_init_chunks_equal_scores_in_one_chunk(tmp_path: Path) -> None:
+    """Chunks of 1 and 2 init times give the scores of one chunk (NaN holes included: the last
+    init's late leads have no truth and one member has a hole), and an independent xarray
+    weighted mean confirms the pooled RMSE and the ensemble-mean RMSE."""
+    truth = make_store(tmp_path / "store.zarr")
+    fc = make_forecast(tmp_path / "fc.nc", truth, members=3, inits=[0, 3, 7, 12], leads=6)
+    fc["gh"][1, 2, 3, :2, :5] = np.nan
+    fc.to_netcdf(tmp_path / "holes.nc")
+    base = dict(forecast=str(tmp_path / "holes.nc"), truth=str(tmp_path / "store.zarr"))
+    whole = open_scores(verify(VerifyConfig(**base, init_chunk=100, out=str(tmp_path / "whole.nc"))))
+    for chunk in (1, 2):
+        part = open_scores(verify(VerifyConfig(**base, init_chunk=chunk, out=str(tmp_path / f"c{chunk}.nc"))))
+        for v in VARIABLES:
+            np.testing.assert_allclose(part[v].values, whole[v].values, rtol=1e-10, atol=1e-12, equal_nan=True)
+        for group in ("rank_histogram", "spectra"):
+            a, b = open_scores(tmp_path / f"c{chunk}.nc", group), open_scores(tmp_path / "whole.nc", group)
+            np.testing.assert_allclose(a["gh"].values, b["gh"].values, rtol=1e-10, equal_nan=True)
+    lead = 3
+    valid = fc["valid_time"].isel(lead_time=lead).values
+    t = truth["gh"].reindex(time=valid).rename(time="init_time").assign_coords(init_time=fc["init_time"].values)
+    f = fc["gh"].isel(lead_time=lead).astype(float)
+    err2 = (f - t) ** 2
+    w = GRID.area_weights() * xr.ones_like(err2)
+    expected = float(np.sqrt(err2.weighted(w.where(err2.notnull(), 0.0)).mean()))
+    got = whole["gh"].sel(model="forecast", metric="rmse", region="global").isel(lead_time=lead)
+    assert float(got) == pytest.approx(expected, rel=1e-9)
+    mean_err2 = (f.mean("member", skipna=False) - t) ** 2
+    wm = (GRID.area_weights() * xr.ones_like(mean_err2)).where(mean_err2.notnull(), 0.0)
+    got = whole["gh"].sel(model="forecast", metric="ens_rmse", region="global").isel(lead_time=lead)
+    assert float(got) == pytest.approx(float(np.sqrt(mean_err2.weighted(wm).mean())), rel=1e-9)

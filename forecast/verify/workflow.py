@@ -46,9 +46,7 @@ import pandas as pd
 import xarray as xr
 
 from forecast.config import VerifyConfig
-from forecast.verify import deterministic as det
-from forecast.verify import ensemble as ens
-from forecast.verify.deterministic import X
+from forecast.verify.accumulate import Accumulator, finalise, lead_partials, rank_counts
 from forecast.verify.baselines import climatology_forecast, persistence, valid_times
 from forecast.verify.regions import check_regions, regional_weights
 from forecast.verify.spectra import power_spectrum, squared_units
@@ -59,7 +57,7 @@ from pipelines.progress import progress
 
 log = logging.getLogger(__name__)
 
-__all__ = ["verify", "score_lead", "open_scores", "metric_units", "METRICS"]
+__all__ = ["verify", "open_scores", "metric_units", "METRICS"]
 
 MEMBER = "member"
 SPACE = ("lat", "lon")
@@ -88,61 +86,6 @@ def metric_units(metric: str, units: str) -> str:
     if kind == "squared":
         return squared_units(units)
     return units
-
-
-# -- one lead time ------------------------------------------------------------------------
-def _metric_fn(metric: str) -> Callable[..., X]:
-    """``f(fc, truth, clim, weights) -> Dataset`` without dims; ``fc`` has a ``member`` dim."""
-    pooled = (MEMBER, "init_time", *SPACE)
-    pooled_det = {"rmse": det.rmse, "mse": det.mse, "mae": det.mae, "bias": det.bias}
-    if metric in pooled_det:
-        return lambda fc, t, c, w: pooled_det[metric](fc, t, w, pooled)
-    if metric == "acc":
-        return lambda fc, t, c, w: det.acc(fc, t, c, w, SPACE).mean((MEMBER, "init_time"))
-    ens_dims = ("init_time", *SPACE)
-    table = {
-        "ens_rmse": lambda fc, t, c, w: ens.ensemble_mean_rmse(fc, t, w, ens_dims),
-        "ens_mae": lambda fc, t, c, w: ens.ensemble_mean_mae(fc, t, w, ens_dims),
-        "spread": lambda fc, t, c, w: ens.spread(fc, w, ens_dims, truth=t),
-        "spread_skill": lambda fc, t, c, w: ens.spread_skill_ratio(fc, t, w, ens_dims),
-        "crps": lambda fc, t, c, w: ens.crps_ensemble(fc, t, w, ens_dims),
-        "crps_fair": lambda fc, t, c, w: ens.crps_ensemble(fc, t, w, ens_dims, fair=True),
-    }
-    if metric not in table:
-        raise InputError(f"unknown metric {metric!r}; expected some of {', '.join(METRICS)}")
-    return table[metric]
-
-
-def score_lead(forecast: X, truth: X, climatology: X | None, weights: xr.DataArray, metrics: list[str]) -> X:
-    """Scores of one lead time: dims ``(metric, *weights' extra dims)`` per variable.
-
-    ``forecast`` has dims ``(member, init_time, lat, lon)``, ``truth`` and ``climatology``
-    ``(init_time, lat, lon)`` (the truth and climatology at the valid times); ``weights``
-    has dims ``(region, lat)`` (:func:`~forecast.verify.regions.regional_weights`).
-    """
-    rows = []
-    for metric in metrics:
-        if metric == "acc" and climatology is None:
-            template = forecast.isel({MEMBER: 0, "init_time": 0, "lat": 0, "lon": 0}, drop=True)
-            value = (xr.zeros_like(template, dtype=float) + weights.isel(lat=0, drop=True)) * np.nan
-        else:
-            with np.errstate(invalid="ignore", divide="ignore"):
-                value = _metric_fn(metric)(forecast, truth, climatology, weights)
-        rows.append(value.drop_vars([c for c in value.coords if c not in value.dims]))
-    out = xr.concat(rows, dim="metric", coords="minimal", compat="override", join="override")
-    return out.assign_coords(metric=list(metrics), region=weights["region"].values)
-
-
-def rank_histogram_lead(forecast: X, truth: X, weights: xr.DataArray) -> X:
-    """Area-weighted rank-histogram frequencies of one lead time, dims ``(region, rank)``."""
-    return ens.rank_histogram(forecast, truth, ("init_time", *SPACE), weights, normalise=True).transpose(..., "region", "rank")
-
-
-def spectra_lead(forecast: X, truth: X, grid: Grid) -> X:
-    """Global power spectra of one lead time, dims ``(source, wavenumber)``."""
-    pf = power_spectrum(forecast, grid).mean((MEMBER, "init_time"))
-    pt = power_spectrum(truth, grid).mean("init_time")
-    return xr.concat([pf, pt], dim="source").assign_coords(source=["forecast", "truth"])
 
 
 # -- inputs --------------------------------------------------------------------------------
@@ -225,8 +168,6 @@ def verify(config: VerifyConfig) -> Path:
         raise InputError(f"scores output {config.out} must end in .nc (scores are one NetCDF4 file with groups)")
     regions = check_regions(config.regions)
     metrics = list(config.metrics)
-    for m in metrics:
-        _metric_fn(m)
     forecast = standardise_latlon(_open_forecast(config.forecast))
     truth_all, store_clim = _open_truth(config.truth)
     truth_all = standardise_latlon(truth_all)
@@ -254,7 +195,8 @@ def verify(config: VerifyConfig) -> Path:
     if "climatology" in config.baselines:
         models["climatology"] = climatology_forecast(clim, init, lead).expand_dims({MEMBER: [0]})
     clim_valid = climatology_forecast(clim, init, lead) if clim is not None else None
-    scores, hists, spectra = _score_all(models, truth_all, clim_valid, valid, grid, metrics, regions)
+    scores, hists, spectra = _score_all(models, truth_all, clim_valid, valid, grid, metrics, regions,
+                                        config.init_chunk)
     return _write(config, scores, hists, spectra, forecast, truth_all)
 
 
@@ -264,34 +206,48 @@ def _on_grid(ds: xr.Dataset, grid: Grid) -> xr.Dataset:
     return ds.assign_coords(grid.coords())
 
 
-def _load(ds: xr.Dataset, lead: int | None) -> xr.DataArray:
-    """One lead time of every variable in memory, float64, stacked along ``variable``
-    (one xarray operation per metric instead of one per variable)."""
+def _load(ds: xr.Dataset, lead: int | None, inits: slice) -> xr.DataArray:
+    """One lead time and one chunk of init times of every variable in memory, float64, stacked
+    along ``variable`` (one xarray operation per metric instead of one per variable)."""
     ds = ds.isel(lead_time=lead) if lead is not None else ds
+    ds = ds.isel(init_time=inits)
     ds = ds.drop_vars([c for c in ds.coords if c not in ds.dims])
     return ds.astype(np.float64).load().to_dataarray("variable")
 
 
 def _score_all(models: dict[str, xr.Dataset], truth_all: xr.Dataset, clim_valid: xr.Dataset | None,
-               valid: xr.DataArray, grid: Grid, metrics: list[str], regions: list[str]):
-    """Stream over lead times: load one lead of every input, score it, keep only the scores."""
+               valid: xr.DataArray, grid: Grid, metrics: list[str], regions: list[str], init_chunk: int):
+    """Stream over lead times and chunks of ``init_chunk`` init times: load one chunk of every
+    input, add its partial sums (:mod:`forecast.verify.accumulate`), keep only the sums.
+    Peak memory is one chunk of every member, whatever the number of init times."""
     weights = regional_weights(grid.area_weights(), regions)
     n_members = models["forecast"].sizes[MEMBER]
+    n_init = valid.sizes["init_time"]
+    chunks = [slice(a, min(a + init_chunk, n_init)) for a in range(0, n_init, init_chunk)]
     per_lead, hists, spectra = [], [], []
     for i in progress(range(valid.sizes["lead_time"]), desc="verify"):
-        times = valid.isel(lead_time=i).values
-        truth = _load(truth_all.reindex(time=times).rename(time="init_time"), None)
-        truth = truth.assign_coords(init_time=valid["init_time"].values)
-        clim = _load(clim_valid, i) if clim_valid is not None else None
-        by_model = []
-        for name, model in models.items():
-            fc = _load(model, i).assign_coords(init_time=valid["init_time"].values)
-            by_model.append(score_lead(fc, truth, clim, weights, metrics))
-            if name == "forecast":
-                spectra.append(spectra_lead(fc, truth, grid))
-                if n_members > 1:
-                    hists.append(rank_histogram_lead(fc, truth, weights))
-        per_lead.append(xr.concat(by_model, dim="model").assign_coords(model=list(models)))
+        sums = {name: Accumulator() for name in models}
+        counts, power, template = None, None, None
+        for inits in chunks:
+            times = valid.isel(lead_time=i, init_time=inits)
+            truth = _load(truth_all.reindex(time=times.values).rename(time="init_time"), None, slice(None))
+            truth = truth.assign_coords(init_time=times["init_time"].values)
+            clim = _load(clim_valid, i, inits) if clim_valid is not None else None
+            for name, model in models.items():
+                fc = _load(model, i, inits).assign_coords(init_time=times["init_time"].values)
+                sums[name].add(lead_partials(fc, truth, clim, weights, metrics))
+                if name == "forecast":
+                    template = xr.dot(truth.isel(init_time=0, lon=0, drop=True), weights, dim="lat")
+                    power = _add(power, _power_sums(fc, truth, grid))
+                    if n_members > 1:
+                        counts = _add(counts, rank_counts(fc, truth, weights))
+        per_lead.append(xr.concat([finalise(sums[name], metrics, models[name].sizes[MEMBER], template)
+                                   for name in models], dim="model").assign_coords(model=list(models)))
+        if counts is not None:
+            hists.append(counts / counts.sum("rank"))
+        spectra.append(xr.concat([power[k][0] / power[k][1] for k in ("forecast", "truth")], dim="source")
+                       .assign_coords(source=["forecast", "truth"]))
+
     def _stack(parts: list[xr.DataArray], *dims: str) -> xr.Dataset:
         out = xr.concat(parts, dim="lead_time").assign_coords(lead_time=valid["lead_time"].values)
         return out.transpose("variable", *dims).to_dataset("variable")
@@ -299,6 +255,23 @@ def _score_all(models: dict[str, xr.Dataset], truth_all: xr.Dataset, clim_valid:
     return (_stack(per_lead, "model", "metric", "lead_time", "region"),
             _stack(hists, "lead_time", "region", "rank") if hists else None,
             _stack(spectra, "source", "lead_time", "wavenumber"))
+
+
+def _power_sums(fc: xr.DataArray, truth: xr.DataArray, grid: Grid) -> dict[str, tuple[xr.DataArray, xr.DataArray]]:
+    """``{"forecast"|"truth": (sum of spectra, number of spectra)}`` over members and init times
+    (a field with a NaN has a NaN spectrum and is left out)."""
+    pf, pt = power_spectrum(fc, grid), power_spectrum(truth, grid)
+    return {"forecast": (pf.sum((MEMBER, "init_time")), pf.notnull().sum((MEMBER, "init_time"))),
+            "truth": (pt.sum("init_time"), pt.notnull().sum("init_time"))}
+
+
+def _add(total, part):
+    """Add a chunk's sums (a DataArray, or a dict of (sum, count) pairs) to the running total."""
+    if total is None:
+        return part
+    if isinstance(part, dict):
+        return {k: (total[k][0] + v[0], total[k][1] + v[1]) for k, v in part.items()}
+    return total + part
 
 
 # -- output --------------------------------------------------------------------------------
