@@ -235,6 +235,10 @@ def verify(
     climatology: Optional[str] = typer.Option(None, help="Store whose climatology is used (default: the truth's)."),
     baselines: Optional[str] = typer.Option(None, help="Comma list: persistence, climatology."),
     out: Optional[str] = typer.Option(None, "--out", "-o", help="Output scores NetCDF."),
+    metrics: Optional[str] = typer.Option(None, help="Comma list, e.g. rmse,acc,crps (default: all)."),
+    regions: Optional[str] = typer.Option(None, help="Comma list: global, nh-extratropics, tropics, sh-extratropics."),
+    init_chunk: Optional[int] = typer.Option(None, "--init-chunk", help="Init times scored at once (memory)."),
+    scheduler: Optional[str] = typer.Option(None, help="dask.distributed scheduler address (default: threads)."),
     overrides: Optional[list[str]] = OverridesArg,
 ) -> None:
     """Score a forecast against truth and baselines (RMSE, ACC, CRPS, spread/skill, ...)."""
@@ -242,7 +246,10 @@ def verify(
     from forecast.verify.workflow import verify as run_verify
 
     cfg = _load(VerifyConfig, config, _options(forecast=forecast, truth=truth, climatology=climatology,
-                                                 baselines=_split(baselines, "--baselines"), out=out), overrides)
+                                                 baselines=_split(baselines, "--baselines"), out=out,
+                                                 metrics=_split(metrics, "--metrics"),
+                                                 regions=_split(regions, "--regions"), init_chunk=init_chunk,
+                                                 scheduler=scheduler), overrides)
     path = run_verify(cfg)
     typer.echo(f"scores: {path}")
 

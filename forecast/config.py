@@ -134,6 +134,8 @@ class VerifyConfig(StrictModel):
     regions: list[RegionName] = ["global", "nh-extratropics", "tropics", "sh-extratropics"]
     init_chunk: PositiveInt = 8               # init times scored at once: peak memory ~ init_chunk x members
     scheduler: str | None = None              # dask.distributed scheduler address for reading the inputs
+    # truth/climatology on another grid than the forecast are regridded onto it; None refuses
+    regrid_method: Literal["conservative", "bilinear", "spectral"] | None = "conservative"
     out: str = "scores.nc"
 
 

@@ -164,8 +164,8 @@ def test_bad_inputs(tmp_path: Path) -> None:
         validate_config(VerifyConfig, {**base, "regions": ["arctic"]})
     other = Grid("equiangular", 9, 16)
     make_store(tmp_path / "other.zarr", grid=other)
-    with pytest.raises(InputError, match="differs from truth grid"):
-        verify(VerifyConfig(**{**base, "truth": str(tmp_path / "other.zarr")}))
+    with pytest.raises(InputError, match="truth's grid equiangular:9x16 differs from the forecast grid"):
+        verify(VerifyConfig(**{**base, "truth": str(tmp_path / "other.zarr"), "regrid_method": None}))
     assert not (tmp_path / "s.nc").exists()
 
 
@@ -243,3 +243,39 @@ def test_scores_streamed_over_init_chunks_equal_scores_in_one_chunk(tmp_path: Pa
     wm = (GRID.area_weights() * xr.ones_like(mean_err2)).where(mean_err2.notnull(), 0.0)
     got = whole["gh"].sel(model="forecast", metric="ens_rmse", region="global").isel(lead_time=lead)
     assert float(got) == pytest.approx(float(np.sqrt(mean_err2.weighted(wm).mean())), rel=1e-9)
+
+
+def test_forecast_on_another_grid_is_scored_against_the_regridded_truth(tmp_path: Path) -> None:
+    from pipelines.regrid import regrid
+
+    truth = make_store(tmp_path / "store.zarr")
+    fine = Grid.parse("equiangular:17x32")
+    on_fine = regrid(truth, fine, "conservative", source=GRID)
+    fc = make_forecast(tmp_path / "unused.nc", truth, members=2, inits=[0, 4], leads=3)
+    valid = fc["valid_time"].values
+    fields = {v: (("member", "init_time", "lead_time", "lat", "lon"),
+                  np.broadcast_to(on_fine[v].reindex(time=valid.ravel()).values.reshape(2, 3, *fine.shape)[None],
+                                  (2, 2, 3, *fine.shape)).astype("float32"), {"units": VARIABLES[v]})
+              for v in VARIABLES}
+    xr.Dataset(fields, coords={"member": [0, 1], "init_time": fc["init_time"].values, "lead_time": fc["lead_time"].values,
+                               "valid_time": fc["valid_time"], **fine.coords()}).to_netcdf(tmp_path / "fine.nc")
+    base = dict(forecast=str(tmp_path / "fine.nc"), truth=str(tmp_path / "store.zarr"), baselines=["persistence"])
+    ds = open_scores(verify(VerifyConfig(**base, out=str(tmp_path / "s.nc"))))
+    # the forecast is the truth regridded with the same operator: no error at any lead time
+    np.testing.assert_allclose(ds["gh"].sel(model="forecast", metric="rmse"), 0.0, atol=1e-3)
+    assert float(ds["gh"].sel(model="persistence", metric="rmse", region="global").isel(lead_time=2)) > 0.1
+    with pytest.raises(InputError, match="truth's grid legendre-gauss:8x16 differs .* set regrid_method"):
+        verify(VerifyConfig(**base, regrid_method=None, out=str(tmp_path / "t.nc")))
+
+
+def test_verify_on_a_dask_distributed_cluster_gives_the_same_scores(scored, tmp_path: Path) -> None:
+    from distributed import LocalCluster
+
+    out, _, _ = scored
+    config = VerifyConfig(forecast=str(out.with_name("fc.nc")), truth=str(out.with_name("store.zarr")),
+                          out=str(tmp_path / "cluster.nc"), init_chunk=1)
+    with LocalCluster(n_workers=1, threads_per_worker=1, processes=True, dashboard_address=None) as cluster:
+        on_cluster = open_scores(verify(config.model_copy(update={"scheduler": cluster.scheduler_address})))
+    here = open_scores(out)
+    for v in VARIABLES:
+        np.testing.assert_allclose(on_cluster[v].values, here[v].values, rtol=1e-10, equal_nan=True)

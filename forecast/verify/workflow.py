@@ -148,38 +148,62 @@ def _check_inputs(forecast: xr.Dataset, truth: xr.Dataset, config: VerifyConfig)
     variables = [str(v) for v in forecast.data_vars if set(forecast[v].dims) >= set(SPACE)]
     if not variables:
         raise InputError(f"{config.forecast} has no (lat, lon) data variable to verify")
-    fgrid, tgrid = Grid.from_coords(forecast), Grid.from_coords(truth)
-    if fgrid != tgrid:
-        raise InputError(f"forecast grid {fgrid} differs from truth grid {tgrid}; regrid one of them first")
-    return variables, fgrid
+    return variables, Grid.from_coords(forecast)
+
+
+def _onto(ds: xr.Dataset, grid: Grid, method: str | None, what: str) -> xr.Dataset:
+    """``ds`` on the forecast's ``grid``: regridded (lazily) with the pipeline's regridder when
+    its grid differs, e.g. a forecast written with ``--output-grid`` against a store."""
+    source = Grid.from_coords(ds)
+    if source == grid:
+        return _on_grid(ds, grid)
+    if method is None:
+        raise InputError(f"the {what}'s grid {source} differs from the forecast grid {grid}; set regrid_method "
+                         "(conservative, bilinear or spectral) to regrid it")
+    from pipelines.regrid import regrid
+
+    log.info("regridding the %s from %s onto the forecast grid %s (%s)", what, source, grid, method)
+    return regrid(ds, grid, method, source=source)
 
 
 # -- the command ---------------------------------------------------------------------------
 def verify(config: VerifyConfig) -> Path:
     """Score ``config.forecast`` and the baselines against ``config.truth``; write ``config.out``.
 
+    Streams over lead times and chunks of ``config.init_chunk`` init times (peak memory does
+    not grow with the number of init times); reads the inputs through a ``dask.distributed``
+    cluster when ``config.scheduler`` names one. Truth and climatology on another grid than
+    the forecast are regridded onto it with ``config.regrid_method``.
+
     Raises
     ------
     InputError
-        Missing or unreadable inputs, a grid mismatch, no truth at any valid time,
-        unknown metrics or regions, or a climatology baseline without a climatology.
+        Missing or unreadable inputs, a grid mismatch without ``regrid_method``, no truth
+        at any valid time, or a climatology baseline without a climatology.
     """
     if Path(config.out).suffix != ".nc":
         raise InputError(f"scores output {config.out} must end in .nc (scores are one NetCDF4 file with groups)")
+    if config.scheduler is None:
+        return _verify(config)
+    from pipelines.cluster import get_client
+
+    with get_client(config.scheduler):
+        return _verify(config)
+
+
+def _verify(config: VerifyConfig) -> Path:
     regions = check_regions(config.regions)
     metrics = list(config.metrics)
     forecast = standardise_latlon(_open_forecast(config.forecast))
     truth_all, store_clim = _open_truth(config.truth)
     truth_all = standardise_latlon(truth_all)
     variables, grid = _check_inputs(forecast, truth_all, config)
-    truth_all = _on_grid(_select_truth_variables(truth_all, variables), grid)
+    truth_all = _onto(_select_truth_variables(truth_all, variables), grid, config.regrid_method, "truth")
     forecast = _on_grid(forecast, grid)
     clim = _open_climatology(config.climatology, store_clim)
     if clim is not None:
         clim = standardise_latlon(clim)
-        if Grid.from_coords(clim) != grid:
-            raise InputError(f"the climatology's grid {Grid.from_coords(clim)} differs from the forecast grid {grid}")
-        clim = _on_grid(_select_truth_variables(clim, variables), grid)
+        clim = _onto(_select_truth_variables(clim, variables), grid, config.regrid_method, "climatology")
     if "climatology" in config.baselines and clim is None:
         raise InputError(f"the climatology baseline needs a climatology: {config.truth} has none; pass --climatology STORE")
     forecast = forecast[variables]
