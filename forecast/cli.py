@@ -288,6 +288,35 @@ def plot(
 
 @app.command()
 @handle_errors
+def export(
+    forecast: Path = typer.Argument(..., help="A complete forecast written by `forecast rollout` (.zarr or .nc)."),
+    out: Path = typer.Option(..., "--out", "-o", help="Directory for the exported files."),
+    format: str = typer.Option("cdo", "--format", help="cdo: one NetCDF per init time and member, time first."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Rewrite files that exist."),
+) -> None:
+    """Export a forecast for CDO, NCO and ncview (one CF NetCDF per init time and member)."""
+    from forecast.export import export_cdo
+
+    if format != "cdo":
+        raise InputError(f"--format {format!r} is not known; the one export format is cdo")
+    paths = export_cdo(forecast, out, overwrite=overwrite)
+    typer.echo(f"{len(paths)} file(s) in {out}")
+
+
+@app.command()
+@handle_errors
+def inspect(
+    path: Path = typer.Argument(..., help="A store, checkpoint, forecast, scores file or any NetCDF/Zarr."),
+) -> None:
+    """Summarise a store, checkpoint, forecast or scores file in a few lines."""
+    from forecast.inspect import inspect_path
+
+    for line in inspect_path(path):
+        typer.echo(line)
+
+
+@app.command()
+@handle_errors
 def run(
     config: Path = typer.Option(PROJECT_CONFIGS / "operational.yaml", "--config", "-c",
                                 help="Operational config YAML (default: the project's configs/operational.yaml).",

@@ -121,7 +121,7 @@ def verify_ready(out: Path, config: RunConfig, truth_times: pd.DatetimeIndex, su
 
 
 def _headline_skill(scores_path: Path) -> dict[str, dict[str, float]]:
-    from forecast.verify.workflow import open_scores
+    from forecast.verify.scores_file import open_scores
 
     ds = open_scores(scores_path)
     skill: dict[str, dict[str, float]] = {}

@@ -30,7 +30,7 @@ def _value(da, model: str, metric: str, lead_h: float) -> float:
 
 def skill_rows(scores_path: Path, model_name: str) -> list[str]:
     """Markdown table rows: one per variable and lead time."""
-    from forecast.verify.workflow import open_scores
+    from forecast.verify.scores_file import open_scores
 
     ds = open_scores(scores_path)
     rows = []

@@ -9,13 +9,14 @@ from typer.testing import CliRunner
 from forecast.cli import app
 
 COMMANDS = ["prepare", "train", "rollout", "verify", "plot", "run", "demo"]
+TOOLS = ["export", "inspect"]   # work on one file: no config
 runner = CliRunner()
 
 
 def test_top_level_help_lists_every_command():
     result = runner.invoke(app, ["--help"])
     assert result.exit_code == 0
-    for command in COMMANDS:
+    for command in COMMANDS + TOOLS:
         assert command in result.output
 
 
@@ -60,3 +61,10 @@ def test_missing_config_file():
     proc = _run_cli("verify", "--config", "does/not/exist.yaml")
     assert proc.returncode == 2
     assert "does not exist" in proc.stderr
+
+
+@pytest.mark.parametrize("command", TOOLS)
+def test_file_tools_have_help(command):
+    result = runner.invoke(app, [command, "--help"])
+    assert result.exit_code == 0, result.output
+    assert "--help" in result.output and "Usage: forecast " + command in result.output

@@ -73,7 +73,7 @@ def test_the_config_literals_name_every_metric_and_region_of_verification():
 
     from forecast.config import MetricName, RegionName
     from forecast.verify.regions import REGIONS
-    from forecast.verify.workflow import METRICS
+    from forecast.verify.registry import METRICS
 
     assert list(get_args(MetricName)) == list(METRICS)
     assert list(get_args(RegionName)) == list(REGIONS)

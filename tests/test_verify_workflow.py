@@ -10,6 +10,8 @@ import pandas as pd
 import pytest
 import xarray as xr
 
+from cf_check import cf_failures
+
 from forecast.config import VerifyConfig, validate_config
 from forecast.verify import climatology_at, persistence, rmse
 from forecast.verify.workflow import open_scores, verify
@@ -181,20 +183,6 @@ def test_truth_as_era5_convention_files(tmp_path: Path) -> None:
     np.testing.assert_allclose(ds["gh"].sel(model="forecast", metric="rmse").isel(lead_time=0), 0.0, atol=1e-5)
     assert np.isnan(ds["gh"].sel(metric="acc")).all()  # no climatology: ACC undefined
     assert np.isfinite(ds["gh"].sel(model="forecast", metric="crps")).all()
-
-
-def cf_failures(path: Path, tmp: Path) -> list[str]:
-    """High- and medium-priority messages of the IOOS compliance checker (cf:1.8) on ``path``."""
-    import json
-
-    from compliance_checker.runner import CheckSuite, ComplianceChecker
-
-    CheckSuite.load_all_available_checkers()
-    report = tmp / f"{path.stem}.json"
-    ComplianceChecker.run_checker(str(path), ["cf:1.8"], 0, "normal", output_filename=str(report), output_format="json")
-    results = json.loads(report.read_text())["cf:1.8"]
-    return [msg for level in ("high_priorities", "medium_priorities") for check in results[level]
-            for msg in check.get("msgs", [])]
 
 
 def test_every_group_of_the_scores_passes_the_cf_checker(scored, tmp_path) -> None:

@@ -1,7 +1,7 @@
 """Figures from ``scores.nc``: skill curves, spread-skill, rank histograms, spectra.
 
 Each function takes the scores (a path, or the Dataset/group from
-:func:`forecast.verify.workflow.open_scores`), a variable and an output path
+:func:`forecast.verify.scores_file.open_scores`), a variable and an output path
 (``.png``/``.pdf``), and returns the path written.
 """
 
@@ -13,7 +13,8 @@ import numpy as np
 import xarray as xr
 
 from forecast.plots.style import NoDataToPlot, colorbar_label, figure, format_units, lead_hours, save_figure
-from forecast.verify.workflow import metric_units, open_scores
+from forecast.verify.registry import metric_units
+from forecast.verify.scores_file import open_scores
 from pipelines.errors import InputError
 
 __all__ = ["plot_skill_curves", "plot_spread_skill", "plot_rank_histogram", "plot_spectra"]

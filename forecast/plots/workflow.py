@@ -11,7 +11,7 @@ from forecast.config import PlotConfig
 from forecast.plots.curves import plot_rank_histogram, plot_skill_curves, plot_spectra, plot_spread_skill
 from forecast.plots.maps import plot_map
 from forecast.plots.style import NoDataToPlot
-from forecast.verify.workflow import open_scores
+from forecast.verify.scores_file import open_scores
 from pipelines.errors import InputError
 
 log = logging.getLogger(__name__)

@@ -27,21 +27,14 @@ import xarray as xr
 
 from forecast.verify import deterministic as det
 from forecast.verify import ensemble as ens
+from forecast.verify.registry import METRICS
 
-__all__ = ["lead_partials", "Accumulator", "finalise", "PARTIALS"]
+__all__ = ["lead_partials", "Accumulator", "finalise", "rank_counts"]
 
 MEMBER = "member"
 SPACE = ("lat", "lon")
 POOLED = (MEMBER, "init_time", *SPACE)
 ENSEMBLE = ("init_time", *SPACE)
-
-# metric -> the partial sums it needs (each a (numerator, denominator) pair)
-PARTIALS: dict[str, tuple[str, ...]] = {
-    "rmse": ("se",), "mse": ("se",), "mae": ("ae",), "bias": ("e",), "acc": ("acc",),
-    "ens_rmse": ("ens_se",), "ens_mae": ("ens_ae",), "spread": ("var",), "spread_skill": ("var", "ens_se"),
-    "crps": ("crps",), "crps_fair": ("crps_fair",),
-}
-
 
 def _sums(x: xr.DataArray, weights: xr.DataArray, dims: tuple[str, ...]) -> tuple[xr.DataArray, xr.DataArray]:
     """``(sum w x, sum w)`` over ``dims``, NaNs and their weights left out."""
@@ -52,7 +45,7 @@ def _sums(x: xr.DataArray, weights: xr.DataArray, dims: tuple[str, ...]) -> tupl
 def lead_partials(forecast: xr.DataArray, truth: xr.DataArray, climatology: xr.DataArray | None,
                   weights: xr.DataArray, metrics: list[str]) -> dict[str, tuple[xr.DataArray, xr.DataArray]]:
     """The partial sums ``metrics`` need, for one lead time and one chunk of init times."""
-    needed = {p for m in metrics for p in PARTIALS[m]}
+    needed = {p for m in metrics for p in METRICS[m].partials}
     error = forecast - truth
     out: dict[str, tuple[xr.DataArray, xr.DataArray]] = {}
     with np.errstate(invalid="ignore", divide="ignore"):

@@ -37,7 +37,6 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -47,46 +46,21 @@ import xarray as xr
 
 from forecast.config import VerifyConfig
 from forecast.verify.accumulate import Accumulator, finalise, lead_partials, rank_counts
+from forecast.verify.registry import METRICS, metric_units
+from forecast.verify.scores_file import open_scores, write_scores
 from forecast.verify.baselines import climatology_forecast, persistence, valid_times
 from forecast.verify.regions import check_regions, regional_weights
 from forecast.verify.spectra import power_spectrum, squared_units
-from pipelines.atomic import atomic_path
 from pipelines.errors import InputError
 from pipelines.grids import Grid, standardise_latlon
 from pipelines.progress import progress
 
 log = logging.getLogger(__name__)
 
-__all__ = ["verify", "open_scores", "metric_units", "METRICS"]
+__all__ = ["verify", "open_scores", "metric_units", "METRICS"]   # the last three re-exported
 
 MEMBER = "member"
 SPACE = ("lat", "lon")
-
-# name -> (long name, units kind: "same" | "squared" | "1")
-METRICS: dict[str, tuple[str, str]] = {
-    "rmse": ("root mean squared error (members pooled)", "same"),
-    "mse": ("mean squared error (members pooled)", "squared"),
-    "mae": ("mean absolute error (members pooled)", "same"),
-    "bias": ("mean error, forecast minus truth (members pooled)", "same"),
-    "acc": ("uncentred anomaly correlation coefficient (members and init times averaged)", "1"),
-    "ens_rmse": ("root mean squared error of the ensemble mean", "same"),
-    "ens_mae": ("mean absolute error of the ensemble mean", "same"),
-    "spread": ("ensemble spread sqrt((M+1)/M * mean unbiased variance)", "same"),
-    "spread_skill": ("spread / ensemble-mean RMSE", "1"),
-    "crps": ("continuous ranked probability score (ensemble, standard)", "same"),
-    "crps_fair": ("continuous ranked probability score (ensemble, fair)", "same"),
-}
-
-
-def metric_units(metric: str, units: str) -> str:
-    """Units of ``metric`` for a variable in ``units`` (``"m"`` -> ``"m2"`` for ``mse``)."""
-    kind = METRICS[metric][1]
-    if kind == "1":
-        return "1"
-    if kind == "squared":
-        return squared_units(units)
-    return units
-
 
 # -- inputs --------------------------------------------------------------------------------
 def _open_forecast(path: str) -> xr.Dataset:
@@ -299,68 +273,6 @@ def _add(total, part):
 
 
 # -- output --------------------------------------------------------------------------------
-CATEGORIES = ("model", "metric", "region", "source")
-# dims in the order users get them from open_scores; on disk lead_time comes first (CDO's time axis)
-LAYOUT = {None: ("model", "metric", "lead_time", "region"), "rank_histogram": ("lead_time", "region", "rank"),
-          "spectra": ("source", "lead_time", "wavenumber")}
-COORD_ATTRS = {
-    "model": {"long_name": "forecast system (the model's forecast or a baseline)"},
-    "metric": {"long_name": "verification metric"},
-    "region": {"long_name": "verification region (latitude band)"},
-    "lead_time": {"long_name": "lead time", "standard_name": "forecast_period"},
-    "rank": {"long_name": "number of members below the truth", "units": "1"},
-    "source": {"long_name": "forecast (members and init times averaged) or truth"},
-    "wavenumber": {"long_name": "total spherical wavenumber l", "units": "1"},
-}
-
-
-def _encode_categories(ds: xr.Dataset) -> xr.Dataset:
-    """String labels -> int32 codes with CF ``flag_values``/``flag_meanings`` (CDO, ncview and
-    the CF checker do not read string coordinates); :func:`open_scores` decodes them back."""
-    for dim in CATEGORIES:
-        if dim in ds.coords:
-            names = [str(x) for x in ds[dim].values]
-            codes = np.arange(len(names), dtype=np.int32)
-            attrs = {**COORD_ATTRS[dim], "flag_values": codes, "flag_meanings": " ".join(names)}
-            if dim == "metric":
-                attrs["comment"] = "; ".join(f"{m}: {METRICS[m][0]}" for m in names)
-            ds = ds.assign_coords({dim: (dim, codes, attrs)})
-    for dim, attrs in COORD_ATTRS.items():
-        if dim in ds.coords and dim not in CATEGORIES:
-            ds[dim].attrs.update(attrs)
-    return ds
-
-
-def _decode_categories(ds: xr.Dataset) -> xr.Dataset:
-    for dim in CATEGORIES:
-        if dim in ds.coords and "flag_meanings" in ds[dim].attrs:
-            names = str(ds[dim].attrs["flag_meanings"]).split()
-            ds = ds.assign_coords({dim: (dim, [names[int(c)] for c in ds[dim].values], {"long_name": COORD_ATTRS[dim]["long_name"]})})
-    return ds
-
-
-def _encoding(ds: xr.Dataset) -> dict:
-    enc: dict = {name: {"_FillValue": None} for name in ds.coords}
-    for name in ds.coords:   # CF 1.8 has no 64-bit integers: ranks and wavenumbers fit in 32 bits
-        if np.issubdtype(ds[name].dtype, np.integer):
-            enc[name]["dtype"] = "int32"
-    if "lead_time" in ds.coords:
-        enc["lead_time"] = {"units": "hours", "dtype": "float64", "_FillValue": None}
-    for name in ds.data_vars:
-        enc[name] = {"_FillValue": np.nan, "dtype": "float64"}
-    return enc
-
-
-def _for_disk(ds: xr.Dataset, group: str | None, attrs: dict, var_attrs: Callable[[str], dict]) -> xr.Dataset:
-    ds = ds.copy()
-    for name in ds.data_vars:
-        ds[name].attrs = var_attrs(str(name))
-    ds.attrs = attrs
-    ds = _encode_categories(ds)
-    order = ("lead_time", *[d for d in LAYOUT[group] if d != "lead_time"])
-    return ds.transpose(*order)
-
-
 def _global_attrs(forecast: xr.Dataset, config: VerifyConfig) -> dict:
     stamp = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
     return {
@@ -377,7 +289,7 @@ def _global_attrs(forecast: xr.Dataset, config: VerifyConfig) -> dict:
                           "ensembles (the baselines, a one-member forecast); acc without a climatology; "
                           "lead times whose valid times have no truth",
         "comment": "categorical dims (model, metric, region, source) are stored as integer codes with CF "
-                   "flag_meanings; forecast.verify.workflow.open_scores decodes them to labels. Groups "
+                   "flag_meanings; forecast.verify.scores_file.open_scores decodes them to labels. Groups "
                    "rank_histogram and spectra hold rank histograms and power spectra.",
     }
 
@@ -396,35 +308,6 @@ def _write(config: VerifyConfig, scores: xr.Dataset, hists: xr.Dataset | None, s
         "spectra": (spectra, lambda v: {"long_name": f"power spectrum of {v} (members and init times averaged)",
                                         "units": f"{squared_units(units[v])} sr"}),
     }
-    attrs = _global_attrs(forecast, config)
-    with atomic_path(out) as tmp:
-        for group, (ds, var_attrs) in parts.items():
-            if ds is None:
-                continue
-            disk = _for_disk(ds, group, attrs if group is None else {"title": f"{group} of {config.forecast}"}, var_attrs)
-            disk.to_netcdf(tmp, mode="w" if group is None else "a", group=group, format="NETCDF4",
-                           encoding=_encoding(disk))
+    write_scores(out, parts, _global_attrs(forecast, config), str(config.forecast))
     log.info("scores written to %s", out)
     return out
-
-
-def open_scores(path: str | Path, group: str | None = None) -> xr.Dataset:
-    """Open ``scores.nc`` (root) or one of its groups (``rank_histogram``, ``spectra``), loaded,
-    with labelled categorical coords and dims in the documented order."""
-    path = Path(path)
-    if not path.exists():
-        raise InputError(f"scores file {path} does not exist; create it with `forecast verify`")
-    if path.is_dir():
-        raise InputError(f"{path} is a directory, not a scores file; pass the scores.nc written by `forecast verify`")
-    try:
-        with xr.open_dataset(path, group=group, engine="netcdf4", decode_timedelta=True) as ds:
-            ds = ds.load()
-    except Exception as exc:  # the backends raise many types for a file that is not NetCDF
-        raise InputError(f"cannot read group {group or '/'} of {path} as scores written by `forecast verify` "
-                         f"({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})") from None
-    expected = set(LAYOUT.get(group, ()))
-    if not expected <= set(ds.dims):
-        raise InputError(f"{path} is not a scores file of `forecast verify`: group {group or '/'} lacks the dims "
-                         f"{', '.join(sorted(expected - set(ds.dims)))}")
-    ds = _decode_categories(ds)
-    return ds.transpose(*LAYOUT.get(group, ()), ...) if set(LAYOUT.get(group, ())) <= set(ds.dims) else ds

@@ -1,0 +1,18 @@
+"""The IOOS compliance checker (cf:1.8) as a test helper."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+
+def cf_failures(path: Path, tmp: Path) -> list[str]:
+    """High- and medium-priority messages of the compliance checker on ``path`` (empty: passes)."""
+    from compliance_checker.runner import CheckSuite, ComplianceChecker
+
+    CheckSuite.load_all_available_checkers()
+    report = tmp / f"{path.stem}.cf.json"
+    ComplianceChecker.run_checker(str(path), ["cf:1.8"], 0, "normal", output_filename=str(report), output_format="json")
+    results = json.loads(report.read_text())["cf:1.8"]
+    return [msg for level in ("high_priorities", "medium_priorities") for check in results[level]
+            for msg in check.get("msgs", [])]
