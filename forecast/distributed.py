@@ -28,6 +28,7 @@ class DistributedContext:
     world_size: int
     local_rank: int
     device: torch.device
+    owns_group: bool = False   # this context joined the process group (and leaves it in cleanup_distributed)
 
     @property
     def is_main(self) -> bool:
@@ -65,16 +66,17 @@ def setup_distributed(device_preference: str = "auto") -> DistributedContext:
     device = select_device(device_preference, local_rank)
     if device.type == "cuda":
         torch.cuda.set_device(device)
-    if world_size > 1 and not dist.is_initialized():
+    owns = world_size > 1 and not dist.is_initialized()
+    if owns:
         backend = "nccl" if device.type == "cuda" else "gloo"
         dist.init_process_group(backend=backend, rank=rank, world_size=world_size)
         log.info("rank %d/%d joined the %s process group on %s", rank, world_size, backend, device)
-    return DistributedContext(rank=rank, world_size=world_size, local_rank=local_rank, device=device)
+    return DistributedContext(rank=rank, world_size=world_size, local_rank=local_rank, device=device, owns_group=owns)
 
 
-def cleanup_distributed() -> None:
-    """Leave the process group (if any)."""
-    if dist.is_initialized():
+def cleanup_distributed(ctx: DistributedContext) -> None:
+    """Leave the process group if ``ctx`` joined it (a group the caller set up stays)."""
+    if ctx.owns_group and dist.is_initialized():
         dist.destroy_process_group()
 
 

@@ -118,3 +118,10 @@ def test_residual_scale_is_the_tendency_std_and_travels_in_the_checkpoint(store,
     result = train(config)
     model, _ = load_model(result.checkpoint)
     np.testing.assert_allclose(model.residual_scale.numpy(), scale, rtol=1e-6)
+
+
+def test_training_leaves_the_process_wide_torch_settings_as_it_found_them(store, tmp_path):
+    before = torch.are_deterministic_algorithms_enabled()
+    assert before is False   # pytest's default; the run must not leave it switched on
+    train(tiny_train_config(store, tmp_path / "run", max_steps=2))
+    assert torch.are_deterministic_algorithms_enabled() is before

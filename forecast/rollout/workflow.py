@@ -342,7 +342,6 @@ def rollout(config: RolloutConfig) -> Path:
         lead times stay in ``<out>.partial``.
     """
     out = check_output_path(config.out)
-    created = not torch.distributed.is_initialized()
     ctx = setup_distributed(config.device)
     try:
         with contextlib.ExitStack() as stack:
@@ -354,8 +353,7 @@ def rollout(config: RolloutConfig) -> Path:
                 return out
             return run_plan(plan, ctx)
     finally:
-        if created:
-            cleanup_distributed()
+        cleanup_distributed(ctx)
 
 
 def _claim_output(out: Path, config: RolloutConfig, stack: contextlib.ExitStack) -> None:

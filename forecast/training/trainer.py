@@ -1,0 +1,249 @@
+"""The training loop of one process: model, DDP, optimiser, schedule, multi-step loss,
+validation, and the train state a checkpoint saves and restores (see :mod:`forecast.train`)."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import shutil
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DataLoader
+
+from forecast.checkpoint import Checkpoint, check_compatible, save_checkpoint
+from forecast.config import TrainConfig
+from forecast.data import TrajectoryDataset
+from forecast.distributed import DistributedContext, all_gather_objects, all_reduce_sum, barrier
+from forecast.losses import AreaWeightedMSE, squared_error_sums, variable_weight_vector
+from forecast.training.metrics import MetricsWriter
+from forecast.training.run_data import ResumableSampler, RunData
+from forecast.training.schedule import capture_rng_state, lr_factor, restore_rng_state, rollout_steps_for_epoch
+from pipelines.atomic import atomic_path
+from pipelines.errors import InputError
+
+__all__ = ["Trainer", "Rollout", "TrainResult"]
+
+log = logging.getLogger("forecast.train")
+
+
+@dataclass
+class TrainResult:
+    """What a run did: last step and epoch, the per-step training losses of this
+    invocation, the last checkpoint, the last validation metrics (``val_rmse_<var>`` in
+    physical units, ``val_loss``), the parameter count and the estimated FLOPs per step."""
+
+    step: int
+    epoch: int
+    losses: list[float] = field(default_factory=list)
+    checkpoint: Path | None = None
+    val_metrics: dict[str, float] = field(default_factory=dict)
+    n_parameters: int = 0
+    flops_per_step: int | None = None
+
+
+class Rollout(nn.Module):
+    """``n`` autoregressive steps of a one-step model in one forward (one DDP forward per backward).
+
+    ``state (B, C, H, W)``, ``forcings (B, n, F, H, W)`` -> predictions ``(B, n, C, H, W)``.
+    """
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, state: torch.Tensor, forcings: torch.Tensor) -> torch.Tensor:
+        outputs = []
+        for s in range(forcings.shape[1]):
+            state = self.model(state, forcings[:, s])
+            outputs.append(state)
+        return torch.stack(outputs, dim=1)
+
+
+
+class Trainer:
+    """State of one training run on one process."""
+
+    def __init__(self, config: TrainConfig, world: DistributedContext, data: RunData) -> None:
+        if config.batch_size % world.world_size:
+            raise InputError(f"batch_size={config.batch_size} is not divisible by the {world.world_size} processes")
+        self.config, self.world, self.data = config, world, data
+        self.out = Path(config.out)
+        self.batch_per_rank = config.batch_size // world.world_size
+        self.steps_per_epoch = len(data.splits.train) // config.batch_size
+        if self.steps_per_epoch == 0:
+            raise InputError(f"the training period has {len(data.splits.train)} samples, fewer than "
+                             f"batch_size={config.batch_size}")
+        self.total_steps = config.epochs * self.steps_per_epoch
+        self.max_steps = self.total_steps if config.max_steps is None else min(config.max_steps, self.total_steps)
+        if config.checkpoint_every < 1:
+            raise InputError(f"checkpoint_every={config.checkpoint_every} must be at least 1")
+        self.model = self._build_model()
+        self.rollout = Rollout(self.model).to(world.device)
+        self.ddp = (DistributedDataParallel(self.rollout, device_ids=[world.device.index] if world.device.type == "cuda"
+                                            else None) if world.distributed else self.rollout)
+        self.step_fn = torch.compile(self.ddp) if config.compile else self.ddp
+        self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, self._lr_lambda())
+        weights = variable_weight_vector(data.variables, config.variable_weights)
+        self.loss_fn = AreaWeightedMSE(data.grid, weights).to(world.device)
+        self.sampler = ResumableSampler(data.splits.train, world, config.seed, self.batch_per_rank)
+        self.loader_generator = torch.Generator()
+        self.step, self.epoch, self.batch_in_epoch = 0, 0, 0
+        self.saved_step = 0
+        self.last_val: dict[str, float] = {}
+
+    def _build_model(self) -> nn.Module:
+        from forecast.models import build_model
+
+        model = build_model(self.config.model, self.data.grid, len(self.data.variables), self.data.n_forcing)
+        if self.config.model.residual and self.config.model.tendency_scaling:
+            from forecast.data import tendency_scale
+
+            scale = tendency_scale(self.data.splits.train)
+            log.info("residual scale (std of the normalised %g h tendency): %s", self.data.time_step_seconds / 3600,
+                     ", ".join(f"{v} {s:.3g}" for v, s in zip(self.data.variables, scale)))
+            model.set_residual_scale(scale)
+        return model.to(self.world.device)
+
+    def _lr_lambda(self) -> Callable[[int], float]:
+        warmup, total = self.config.warmup_steps, self.total_steps
+        return lambda step: lr_factor(step, warmup, total)
+
+    def autocast(self) -> contextlib.AbstractContextManager:
+        if self.world.device.type == "cuda" and self.config.amp in ("auto", "bf16"):
+            return torch.autocast("cuda", dtype=torch.bfloat16)
+        return contextlib.nullcontext()
+
+    # -- checkpoints --------------------------------------------------------------------
+    def checkpoint(self) -> Checkpoint:
+        return Checkpoint(
+            model_config=self.config.model, train_config=self.config.model_dump(), grid=self.data.grid,
+            variables=self.data.variables, static_names=self.data.static_names, static=self.data.static,
+            mean=self.data.normaliser.mean, std=self.data.normaliser.std,
+            time_step_seconds=self.data.time_step_seconds, step=self.step, epoch=self.epoch,
+            batch_in_epoch=self.batch_in_epoch, model_state=self.model.state_dict(),
+            optimizer_state=self.optimizer.state_dict(), scheduler_state=self.scheduler.state_dict(),
+            rng_state=[])
+
+    def save(self) -> Path:
+        """Gather every rank's RNG state; process 0 writes ``step_XXXXXXX.pt`` and ``latest.pt``."""
+        rng = all_gather_objects(capture_rng_state(), self.world)
+        path = self.out / "checkpoints" / f"step_{self.step:07d}.pt"
+        if self.world.is_main:
+            ckpt = self.checkpoint()
+            ckpt.rng_state = rng
+            save_checkpoint(path, ckpt)
+            latest = path.with_name("latest.pt")
+            for src, dst in ((path, latest), (path.with_name(path.name + ".sha256"), latest.with_name("latest.pt.sha256"))):
+                with atomic_path(dst) as tmp:
+                    shutil.copyfile(src, tmp)
+            log.info("checkpoint %s", path)
+        barrier(self.world)
+        self.saved_step = self.step
+        return path
+
+    def restore(self, ckpt: Checkpoint) -> None:
+        check_compatible(ckpt, self.data.grid, self.data.variables)
+        self.model.load_state_dict(ckpt.model_state)
+        self.optimizer.load_state_dict(ckpt.optimizer_state)
+        self.scheduler.load_state_dict(ckpt.scheduler_state)
+        self.step, self.epoch, self.batch_in_epoch = ckpt.step, ckpt.epoch, ckpt.batch_in_epoch
+        self.saved_step = ckpt.step
+        if self.batch_in_epoch >= self.steps_per_epoch:
+            self.epoch, self.batch_in_epoch = self.epoch + 1, 0
+        if len(ckpt.rng_state) == self.world.world_size:
+            restore_rng_state(ckpt.rng_state[self.world.rank])
+        else:
+            log.warning("checkpoint was written by %d processes, this run has %d: RNG streams restart from rank 0's",
+                        len(ckpt.rng_state), self.world.world_size)
+            restore_rng_state(ckpt.rng_state[0])
+
+    # -- one epoch ------------------------------------------------------------------------
+    def loader(self, dataset: TrajectoryDataset, sampler: Any, seed: int, drop_last: bool = True) -> DataLoader:
+        # a private generator: creating the loader's iterator must not draw from the global RNG
+        self.loader_generator.manual_seed(seed)
+        return DataLoader(dataset, batch_size=self.batch_per_rank, sampler=sampler, drop_last=drop_last,
+                          num_workers=self.config.num_workers, generator=self.loader_generator,
+                          persistent_workers=False)
+
+    def train_step(self, batch: dict[str, torch.Tensor]) -> float:
+        device = self.world.device
+        state, forcings, targets = (batch[k].to(device, non_blocking=True) for k in ("state", "forcings", "targets"))
+        self.ddp.train()
+        with self.autocast():
+            predictions = self.step_fn(state, forcings)
+        n = targets.shape[1]
+        loss = sum(self.loss_fn(predictions[:, s], targets[:, s]) for s in range(n)) / n
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if self.config.grad_clip > 0:
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.config.grad_clip)
+        self.optimizer.step()
+        self.scheduler.step()
+        mean_loss = all_reduce_sum(loss.detach().double().reshape(1), self.world) / self.world.world_size
+        return float(mean_loss.item())
+
+    @torch.no_grad()
+    def validate(self) -> dict[str, float]:
+        """One-step area-weighted RMSE per variable (physical units) and the weighted loss."""
+        dataset = self.data.splits.val
+        if dataset is None:
+            return {}
+        self.model.eval()
+        shard = list(range(self.world.rank, len(dataset), self.world.world_size))
+        sums = torch.zeros(len(self.data.variables) + 1, dtype=torch.float64, device=self.world.device)
+        lat_w = self.loss_fn.weights.new_tensor(self.data.grid.area_weights().values)
+        for batch in self.loader(dataset, shard, self.config.seed, drop_last=False):
+            state, forcings, targets = (batch[k].to(self.world.device) for k in ("state", "forcings", "targets"))
+            with self.autocast():
+                prediction = self.model(state, forcings[:, 0])
+            sums[:-1] += squared_error_sums(prediction, targets[:, 0], lat_w)
+            sums[-1] += state.shape[0]
+        all_reduce_sum(sums, self.world)
+        mse = (sums[:-1] / sums[-1]).cpu().numpy()
+        weights = variable_weight_vector(self.data.variables, self.config.variable_weights)
+        metrics = {f"val_rmse_{v}": float(np.sqrt(m) * s) for v, m, s in zip(self.data.variables, mse, self.data.normaliser.std)}
+        metrics["val_loss"] = float((weights * mse).mean())
+        return metrics
+
+    def run_epoch(self, metrics: MetricsWriter | None, bar: Any, result: TrainResult) -> bool:
+        """Train from ``batch_in_epoch`` to the end of ``self.epoch``; False once ``max_steps`` is reached."""
+        n = rollout_steps_for_epoch(self.epoch, self.config.rollout_steps, self.config.curriculum_epochs)
+        self.data.splits.train.set_rollout_steps(n)
+        self.data.splits.train.set_input_noise(self.config.input_noise, self.config.seed)
+        self.data.splits.train.set_epoch(self.epoch)
+        self.sampler.set_epoch(self.epoch)
+        self.sampler.start_batch = self.batch_in_epoch
+        max_steps = self.max_steps
+        for batch in self.loader(self.data.splits.train, self.sampler, self.config.seed + self.epoch):
+            lr = self.optimizer.param_groups[0]["lr"]
+            loss = self.train_step(batch)
+            self.step, self.batch_in_epoch = self.step + 1, self.batch_in_epoch + 1
+            result.losses.append(loss)
+            row: dict[str, Any] = {"step": self.step, "epoch": self.epoch, "rollout_steps": n, "lr": lr, "loss": repr(loss)}
+            if self.batch_in_epoch == self.steps_per_epoch:
+                self.last_val = self.validate()
+                row.update({k: repr(v) for k, v in self.last_val.items()})
+                self._log_epoch(loss)
+            if metrics is not None:
+                metrics.write(row)
+                bar.update(1)
+                bar.set_postfix(epoch=self.epoch, loss=f"{loss:.4g}")
+            if self.step % self.config.checkpoint_every == 0 or self.step >= max_steps:
+                result.checkpoint = self.save()
+            if self.step >= max_steps:
+                return False
+        self.epoch, self.batch_in_epoch = self.epoch + 1, 0
+        return self.epoch < self.config.epochs
+
+    def _log_epoch(self, loss: float) -> None:
+        if self.world.is_main:
+            text = ", ".join(f"{k.removeprefix('val_rmse_')} {v:.4g}" for k, v in self.last_val.items() if k.startswith("val_rmse_"))
+            log.info("epoch %d (step %d): loss %.4g; validation RMSE %s", self.epoch, self.step, loss, text or "n/a")
