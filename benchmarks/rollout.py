@@ -53,7 +53,7 @@ def make_inputs(workdir: Path, grid: Grid, model: ModelConfig, weight_scale: flo
     initial = workdir / "swe.nc"
     data.to_netcdf(initial)
     variables = list(data.data_vars)
-    w = grid.quadrature_weights / grid.quadrature_weights.mean()
+    w = grid.latitude_weights
     values = np.stack([data[v].values for v in variables], axis=1).astype(np.float64)   # (T, C, H, W)
     mean = (values * w[:, None]).mean(axis=(0, 2, 3))
     std = np.sqrt((((values - mean[:, None, None]) ** 2) * w[:, None]).mean(axis=(0, 2, 3)))
@@ -97,7 +97,7 @@ def batching(args: argparse.Namespace, initial: Path, ckpt: Path, workdir: Path)
              for name, b in (("batched", None), ("looped", 1))}
     state = initial_state(plans["batched"], plans["batched"].init_times[0])
     best = {name: float("inf") for name in plans}
-    for name, plan in plans.items():
+    for plan in plans.values():
         plan.engine.advance(state, plan.init_times[0], 2)      # warm-up (allocations, caches)
     for _ in range(args.repeats):
         for name, plan in plans.items():

@@ -140,7 +140,7 @@ def normalise_static(static: xr.Dataset | None, grid: Grid) -> tuple[list[str], 
     if static is None or not static.data_vars:
         return [], None
     names = sorted(str(name) for name in static.data_vars)
-    weights = (grid.quadrature_weights / grid.quadrature_weights.mean())[:, None]
+    weights = grid.latitude_weights[:, None]
     fields = []
     for name in names:
         values = np.asarray(static[name].transpose("lat", "lon").values, dtype=np.float64)

@@ -52,6 +52,7 @@ import yaml
 
 from forecast.checkpoint import Checkpoint, load_checkpoint
 from forecast.config import TrainConfig
+from forecast.models import count_parameters
 from forecast.distributed import DistributedContext, all_gather_objects, cleanup_distributed, setup_distributed
 from forecast.training.metrics import MetricsWriter
 from forecast.training.run_data import RunData, load_run_data
@@ -141,7 +142,7 @@ def broadcast_checked(fn: Callable[[], Any], world: DistributedContext) -> Any:
 
 def _run(trainer: Trainer) -> TrainResult:
     config, world = trainer.config, trainer.world
-    result = TrainResult(step=trainer.step, epoch=trainer.epoch, n_parameters=sum(p.numel() for p in trainer.model.parameters()))
+    result = TrainResult(step=trainer.step, epoch=trainer.epoch, n_parameters=count_parameters(trainer.model))
     metrics = bar = None
     if world.is_main:
         _write_config(config)

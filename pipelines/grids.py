@@ -154,13 +154,17 @@ class Grid:
         per_lat = self.quadrature_weights * (2.0 * math.pi / self.nlon) * radius**2
         return np.repeat(per_lat[:, None], self.nlon, axis=1)
 
+    @property
+    def latitude_weights(self) -> np.ndarray:
+        """``(nlat,)`` quadrature weights normalised to mean 1 (the values of :meth:`area_weights`)."""
+        return self.quadrature_weights / self.quadrature_weights.mean()
+
     def area_weights(self) -> xr.DataArray:
         """Latitude weights with dim ``lat``, normalised to mean 1 over latitudes.
 
         A global area-weighted mean of ``x(lat, lon)`` is ``(x * w).mean(("lat", "lon"))``.
         """
-        w = self.quadrature_weights / self.quadrature_weights.mean()
-        return xr.DataArray(w, dims=("lat",), coords={"lat": self.lat}, name="area_weight",
+        return xr.DataArray(self.latitude_weights, dims=("lat",), coords={"lat": self.lat}, name="area_weight",
                             attrs={"long_name": "quadrature area weight (mean 1 over latitudes)", "units": "1"})
 
     def coords(self) -> dict[str, xr.DataArray]:

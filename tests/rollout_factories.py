@@ -7,6 +7,8 @@ shallow-water store made by :func:`train_factories.make_swe_store`.
 
 from __future__ import annotations
 
+import subprocess
+import time
 from pathlib import Path
 
 import numpy as np
@@ -16,13 +18,14 @@ from forecast.checkpoint import Checkpoint, save_checkpoint
 from forecast.config import ModelConfig, PerturbationConfig, RolloutConfig
 from forecast.forcings import forcing_names
 from forecast.models import build_model
+from forecast.rollout.io import completed_leads
 from pipelines.grids import Grid
 from pipelines.store import open_store
 from train_factories import VARIABLES, make_swe_store
 
 TINY_MODEL = ModelConfig(architecture="sfno", embed_dim=8, num_layers=1, scale_factor=1)
 
-__all__ = ["make_swe_store", "make_checkpoint", "rollout_config", "VARIABLES", "TINY_MODEL"]
+__all__ = ["make_swe_store", "make_checkpoint", "rollout_config", "wait_for_leads", "VARIABLES", "TINY_MODEL"]
 
 
 def make_checkpoint(path: str | Path, store: str | Path, seed: int = 0, model: ModelConfig = TINY_MODEL,
@@ -61,3 +64,17 @@ def rollout_config(checkpoints: list[Path], store: Path, out: Path, **overrides)
                   seed=1, out=str(out), device="cpu")
     values.update(overrides)
     return RolloutConfig(**values)
+
+
+def wait_for_leads(proc: subprocess.Popen, partial: Path, at_least: int, timeout: float = 120.0) -> list[int]:
+    """Poll the partial output until init time 0 has ``at_least`` complete lead times."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            err = proc.stderr.read()
+            raise AssertionError(f"rollout ended before it could be killed: {(err.decode() if isinstance(err, bytes) else err)[-2000:]}")
+        completed = completed_leads(partial) or [-1]
+        if completed[0] >= at_least:
+            return completed
+        time.sleep(0.005)
+    raise AssertionError("rollout made no progress")

@@ -16,7 +16,7 @@ GRID = Grid.parse("legendre-gauss:16x32")
 
 
 def lat_weights(grid: Grid) -> torch.Tensor:
-    return torch.as_tensor(grid.quadrature_weights / grid.quadrature_weights.mean(), dtype=torch.float32)
+    return torch.as_tensor(grid.latitude_weights, dtype=torch.float32)
 
 
 def gen(seed: int = 0) -> torch.Generator:

@@ -17,7 +17,7 @@ from forecast.plots.workflow import plot_run
 from forecast.verify.workflow import verify
 from pipelines.errors import InputError
 from pipelines.store import open_store
-from test_verify_workflow import make_forecast, make_store
+from verify_factories import make_forecast, make_store
 
 
 @pytest.fixture(scope="module")

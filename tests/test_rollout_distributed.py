@@ -13,8 +13,7 @@ from pathlib import Path
 import numpy as np
 import torch
 import yaml
-from rollout_factories import make_checkpoint, make_swe_store, rollout_config
-from test_rollout_resume import wait_for_leads
+from rollout_factories import make_checkpoint, make_swe_store, rollout_config, wait_for_leads
 
 from forecast.rollout import open_forecast, rollout
 from forecast.rollout.io import UNITS_DIR, completed_leads, is_complete, partial_path

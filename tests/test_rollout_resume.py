@@ -6,16 +6,15 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
 import torch
 import yaml
-from rollout_factories import make_checkpoint, make_swe_store, rollout_config
+from rollout_factories import make_checkpoint, make_swe_store, rollout_config, wait_for_leads
 
 from forecast.rollout import open_forecast, rollout
-from forecast.rollout.io import completed_leads, partial_path
+from forecast.rollout.io import partial_path
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -25,20 +24,6 @@ def start_rollout(config_file: Path) -> subprocess.Popen:
            "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
     return subprocess.Popen([sys.executable, "-m", "forecast.rollout", str(config_file)], cwd=REPO, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-
-
-def wait_for_leads(proc: subprocess.Popen, partial: Path, at_least: int, timeout: float = 120.0) -> list[int]:
-    """Poll the partial output until init time 0 has ``at_least`` complete lead times."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            err = proc.stderr.read()
-            raise AssertionError(f"rollout ended before it could be killed: {(err.decode() if isinstance(err, bytes) else err)[-2000:]}")
-        completed = completed_leads(partial) or [-1]
-        if completed[0] >= at_least:
-            return completed
-        time.sleep(0.005)
-    raise AssertionError("rollout made no progress")
 
 
 def test_a_killed_rollout_resumes_bit_identical_to_an_uninterrupted_one(tmp_path):

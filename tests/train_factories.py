@@ -1,59 +1,46 @@
 """Small training stores for the training tests, made with torch-harmonics' shallow-water solver.
 
-``make_swe_store`` integrates :class:`torch_harmonics.examples.ShallowWaterSolver` from a
-random initial condition on a tiny grid and writes the states with
+``make_swe_store`` integrates the pipeline's shallow-water source
+(:mod:`pipelines.sources.swe`, torch-harmonics' solver from a balanced random initial
+condition) on a tiny grid and writes the states with
 :func:`pipelines.store.write_store`, with the statistics the pipeline would compute
 (area-weighted mean and standard deviation, standard deviation of one-step tendencies).
 """
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import torch
 import xarray as xr
-from torch_harmonics.examples import ShallowWaterSolver
 
 from forecast.config import ModelConfig, TrainConfig
 from pipelines.grids import Grid
+from pipelines.sources.swe import simulate_swe as simulate_source
 from pipelines.store import write_store
 
-GRAVITY = 9.80616
 VARIABLES = ["gh", "u", "v", "vo"]
 
 
 def simulate_swe(grid: Grid, n_times: int, step_hours: float = 1.0, substep_seconds: float | None = None,
                  seed: int = 0, spinup_steps: int = 6) -> np.ndarray:
-    """States ``(n_times, 4, nlat, nlon)`` float32: gh (m), u, v (m s-1), vo (s-1).
+    """States ``(n_times, 4, nlat, nlon)`` float32: gh (m), u, v (m s-1), vo (s-1), from the
+    pipeline's own shallow-water source (:func:`pipelines.sources.swe.simulate_swe`).
 
-    ``substep_seconds`` defaults to 1800 s on grids of up to 16 latitudes and 450 s
-    (stable up to 64x128) on finer ones.
+    ``substep_seconds`` defaults to 1800 s on grids of up to 16 latitudes (stable there and
+    4x cheaper) and to the source's 450 s on finer ones.
     """
     substep_seconds = substep_seconds or (1800.0 if grid.nlat <= 16 else 450.0)
-    substeps = max(1, round(step_hours * 3600.0 / substep_seconds))
-    lmax = math.ceil(grid.nlat / 3)
-    solver = ShallowWaterSolver(grid.nlat, grid.nlon, step_hours * 3600.0 / substeps, lmax=lmax, mmax=lmax,
-                                grid=grid.kind).to(torch.float64)
-    with torch.random.fork_rng():
-        torch.manual_seed(seed)
-        uspec = solver.random_initial_condition(mach=0.2)
-    states = []
-    with torch.no_grad():
-        uspec = solver.timestep(uspec, spinup_steps * substeps)
-        for _ in range(n_times):
-            grid_values = solver.spec2grid(uspec)               # phi, vorticity, divergence
-            uv = solver.getuv(uspec[1:])
-            states.append(torch.stack([grid_values[0] / GRAVITY, uv[0], uv[1], grid_values[1]]).numpy())
-            uspec = solver.timestep(uspec, substeps)
-    return np.stack(states).astype(np.float32)
+    ds = simulate_source(grid, n_times, output_step_hours=step_hours, substep_seconds=substep_seconds,
+                         spinup_hours=spinup_steps * step_hours, seed=seed)
+    assert np.allclose(ds["latitude"].values, grid.lat), "the source writes latitudes north to south, as the grid"
+    return np.stack([ds[v].values for v in VARIABLES], axis=1).astype(np.float32)
 
 
 def store_statistics(states: np.ndarray, grid: Grid, variables: list[str]) -> xr.Dataset:
     """Area-weighted mean, std and one-step tendency std per variable, dims ``(variable,)``."""
-    w = (grid.quadrature_weights / grid.quadrature_weights.mean())[None, :, None]
+    w = grid.latitude_weights[None, :, None]
     x = states.astype(np.float64)
     mean = np.array([(x[:, c] * w).mean() for c in range(x.shape[1])])
     std = np.array([np.sqrt((((x[:, c] - mean[c]) ** 2) * w).mean()) for c in range(x.shape[1])])

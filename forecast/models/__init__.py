@@ -37,7 +37,4 @@ def build_model(config: ModelConfig, grid: Grid, n_state: int, n_forcing: int) -
     except KeyError:
         raise InputError(f"unknown model architecture {config.architecture!r}; expected one of "
                          f"{', '.join(sorted(ARCHITECTURES))}") from None
-    if n_state < 1 or n_forcing < 0:
-        raise InputError(f"a model needs at least one state variable and no negative forcing count "
-                         f"(got n_state={n_state}, n_forcing={n_forcing})")
     return cls.from_config(config, grid, n_state, n_forcing)

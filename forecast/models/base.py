@@ -24,6 +24,7 @@ import torch.nn as nn
 from torch.utils.flop_counter import FlopCounterMode
 
 from forecast.config import ModelConfig
+from pipelines.errors import InputError
 from pipelines.grids import Grid
 
 __all__ = ["PrognosticModel", "count_parameters", "estimate_flops"]
@@ -45,7 +46,8 @@ class PrognosticModel(nn.Module, ABC):
     def __init__(self, grid: Grid, n_state: int, n_forcing: int, residual: bool) -> None:
         super().__init__()
         if n_state < 1 or n_forcing < 0:
-            raise ValueError(f"need n_state >= 1 and n_forcing >= 0, got {n_state} and {n_forcing}")
+            raise InputError(f"a model needs at least one state variable and no negative forcing count "
+                             f"(got n_state={n_state}, n_forcing={n_forcing})")
         self.grid = grid
         self.n_state = n_state
         self.n_forcing = n_forcing

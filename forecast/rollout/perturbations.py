@@ -86,8 +86,7 @@ def weighted_rms(x: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
 
 
 def _lat_weights(grid: Grid, device: torch.device | str = "cpu") -> torch.Tensor:
-    w = grid.quadrature_weights / grid.quadrature_weights.mean()
-    return torch.as_tensor(w, dtype=torch.float32, device=device)
+    return torch.as_tensor(grid.latitude_weights, dtype=torch.float32, device=device)
 
 
 class Identity:
