@@ -27,7 +27,7 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from forecast.rollout.io import TIME_UNITS, is_complete, open_forecast
+from forecast.forecast_file import TIME_UNITS, is_complete, open_forecast
 from pipelines.atomic import atomic_path
 from pipelines.errors import InputError
 from pipelines.progress import progress

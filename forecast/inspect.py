@@ -95,7 +95,8 @@ def _checkpoint(path: Path) -> list[str]:
 
 
 def _forecast(path: Path) -> list[str]:
-    from forecast.rollout.io import completed_leads, open_forecast
+    from forecast.forecast_file import open_forecast
+    from forecast.rollout.io import completed_leads
 
     ds = open_forecast(path)
     lead = pd.TimedeltaIndex(ds["lead_time"].values)

@@ -99,7 +99,7 @@ def verify_ready(out: Path, config: RunConfig, truth_times: pd.DatetimeIndex, su
     A forecast with no truth yet after lead 0 (the newest init time, in a scheduled run)
     is left for a later run: it gets scored once its first lead times have truth.
     """
-    from forecast.rollout.io import is_complete, open_forecast
+    from forecast.forecast_file import is_complete, open_forecast
     from forecast.verify.workflow import verify
 
     truth_end = truth_times[-1].isoformat()
@@ -135,7 +135,7 @@ def _headline_skill(scores_path: Path) -> dict[str, dict[str, float]]:
 def run(config: RunConfig, init: str = "latest") -> RunSummary:
     """Run the scheduled job for ``init`` (``latest`` or an ISO time); see the module docstring."""
     from forecast.plots.workflow import plot_run
-    from forecast.rollout.io import is_complete
+    from forecast.forecast_file import is_complete
     from forecast.rollout.workflow import rollout
     from pipelines.store import open_store
 

@@ -31,7 +31,7 @@ def _variables(ds: xr.Dataset, wanted: str | None) -> list[str]:
 
 
 def _maps(forecast_path: str | Path, truth_path: str | Path, out: Path, config: PlotConfig) -> list[Path]:
-    from forecast.rollout.io import open_forecast
+    from forecast.forecast_file import open_forecast
     from pipelines.store import open_store
 
     forecast, truth = open_forecast(forecast_path), open_store(truth_path).data

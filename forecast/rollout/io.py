@@ -64,6 +64,7 @@ from pipelines.atomic import atomic_path, remove_path
 from pipelines.errors import InputError, WriteError
 from pipelines.grids import Grid
 from forecast.rollout.shards import WorkUnit, work_units
+from forecast.forecast_file import CALENDAR, TIME_UNITS, is_complete, open_forecast, partial_path
 from pipelines.variables import CF_ATTRS, canonical
 
 __all__ = ["ForecastLayout", "ForecastWriter", "open_forecast", "partial_path", "cf_attributes",
@@ -74,8 +75,6 @@ log = logging.getLogger(__name__)
 
 UNITS_DIR = "units"
 PROGRESS_FILE = "progress.json"
-TIME_UNITS = "hours since 1970-01-01 00:00:00"
-CALENDAR = "proleptic_gregorian"
 
 _LEVEL_NAME = re.compile(r"^([a-z_]*[a-z])(\d+)$")
 
@@ -97,11 +96,6 @@ def cf_attributes(name: str, source_attrs: dict[str, Any] | None = None) -> dict
     attrs.setdefault("units", "1")
     attrs.setdefault("long_name", name)
     return attrs
-
-
-def partial_path(out: str | Path) -> Path:
-    out = Path(out)
-    return out.with_name(out.name + ".partial")
 
 
 @dataclass
@@ -348,48 +342,6 @@ def completed_leads(partial: str | Path) -> list[int]:
         previous = done[unit.init_index]
         done[unit.init_index] = completed if previous is None else min(previous, completed)
     return [-1 if d is None else d for d in done]
-
-
-def is_complete(path: str | Path) -> bool:
-    """Whether ``path`` is a complete forecast (exists, readable, attribute ``complete`` set)."""
-    path = Path(path)
-    if not path.exists():
-        return False
-    try:
-        ds = open_forecast(path)
-    except InputError:
-        return False
-    return int(ds.attrs.get("complete", 0)) == 1
-
-
-def open_forecast(path: str | Path) -> xr.Dataset:
-    """Open a forecast written by ``forecast rollout`` (``.zarr``, ``.nc`` or a ``.partial``) lazily.
-
-    Returns a Dataset with dims ``(member, init_time, lead_time, lat, lon)``, ``lead_time``
-    as timedelta64 and ``init_time``/``valid_time`` as datetime64.
-
-    Raises
-    ------
-    InputError
-        If ``path`` does not exist or is not a forecast.
-    """
-    path = Path(path)
-    if not path.exists():
-        raise InputError(f"forecast {path} does not exist; create it with `forecast rollout`")
-    try:
-        if path.is_dir():
-            with warnings.catch_warnings():  # a partial output: not consolidated, holds side files
-                warnings.simplefilter("ignore", UserWarning)
-                warnings.simplefilter("ignore", RuntimeWarning)
-                ds = xr.open_zarr(path, consolidated=None, decode_timedelta=True)
-        else:
-            ds = xr.open_dataset(path, engine="netcdf4", chunks={}, decode_timedelta=True)
-    except Exception as exc:  # the backends raise many types for a broken file
-        raise InputError(f"{path} is not a readable forecast ({type(exc).__name__}: {exc})") from None
-    missing = {"member", "init_time", "lead_time", "lat", "lon"} - set(ds.dims)
-    if missing:
-        raise InputError(f"{path} is not a forecast: it lacks the dims {', '.join(sorted(missing))}")
-    return ds
 
 
 class BackgroundWriter:

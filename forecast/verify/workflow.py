@@ -45,6 +45,7 @@ import pandas as pd
 import xarray as xr
 
 from forecast.config import VerifyConfig
+from forecast.forecast_file import open_forecast
 from forecast.verify.accumulate import Accumulator, finalise, lead_partials, rank_counts
 from forecast.verify.registry import METRICS, metric_units
 from forecast.verify.scores_file import open_scores, write_scores
@@ -63,17 +64,6 @@ MEMBER = "member"
 SPACE = ("lat", "lon")
 
 # -- inputs --------------------------------------------------------------------------------
-def _open_forecast(path: str) -> xr.Dataset:
-    try:
-        from forecast.rollout.io import open_forecast
-    except ImportError:  # the rollout helper's reader is not there yet
-        p = Path(path)
-        if not p.exists():
-            raise InputError(f"forecast {p} does not exist; create it with `forecast rollout`") from None
-        return xr.open_zarr(p) if p.is_dir() else xr.open_dataset(p, chunks={})
-    return open_forecast(path)
-
-
 def _open_truth(path: str) -> tuple[xr.Dataset, xr.Dataset | None]:
     """Truth ``(time, lat, lon)`` and its climatology (None when it has none).
 
@@ -168,7 +158,7 @@ def verify(config: VerifyConfig) -> Path:
 def _verify(config: VerifyConfig) -> Path:
     regions = check_regions(config.regions)
     metrics = list(config.metrics)
-    forecast = standardise_latlon(_open_forecast(config.forecast))
+    forecast = standardise_latlon(open_forecast(config.forecast))
     truth_all, store_clim = _open_truth(config.truth)
     truth_all = standardise_latlon(truth_all)
     variables, grid = _check_inputs(forecast, truth_all, config)
