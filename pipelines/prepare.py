@@ -47,13 +47,13 @@ log = logging.getLogger(__name__)
 
 
 def source_inputs(config: PrepareConfig) -> list[str]:
-    """The input paths: ``config.inputs``, or the NetCDF files the shallow-water source writes."""
+    """The input paths: ``config.inputs``, or the files a generated source writes (:mod:`pipelines.sources`)."""
     if config.source == "files":
         return list(config.inputs)
-    from pipelines.sources.swe import generate_swe
+    from pipelines.sources import source_for
 
     out_dir = Path(config.sources_dir or f"{config.out}.sources")
-    return [str(p) for p in generate_swe(config.swe, out_dir)]
+    return [str(p) for p in source_for(config.source)(config, out_dir)]
 
 
 def select(ds: xr.Dataset, names: list[str], static: bool = False) -> xr.Dataset:

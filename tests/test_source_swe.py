@@ -12,7 +12,7 @@ import xarray as xr
 from pipelines.config import SWESourceConfig
 from pipelines.errors import InputError
 from pipelines.grids import Grid
-from pipelines.sources import SimulationError, generate_swe, simulate_swe
+from pipelines.sources.swe import SimulationError, generate_swe, simulate_swe
 from pipelines.sources.swe import SWEParameters, build_solver, initial_condition
 
 GRID = "legendre-gauss:16x32"

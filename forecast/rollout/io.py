@@ -52,7 +52,7 @@ import warnings
 from concurrent.futures import CancelledError
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import dask.array as da
 import numpy as np
@@ -67,7 +67,7 @@ from forecast.rollout.shards import WorkUnit, work_units
 from forecast.forecast_file import CALENDAR, TIME_UNITS, is_complete, open_forecast, partial_path
 from pipelines.variables import CF_ATTRS, canonical
 
-__all__ = ["ForecastLayout", "ForecastWriter", "open_forecast", "partial_path", "cf_attributes",
+__all__ = ["ForecastLayout", "ForecastSink", "ForecastWriter", "open_forecast", "partial_path", "cf_attributes",
            "is_complete", "remove_stale_temporaries", "OutputWriteError", "completed_leads", "UNITS_DIR",
            "PROGRESS_FILE"]
 
@@ -150,6 +150,26 @@ def _encoding(ds: xr.Dataset, netcdf: bool) -> dict[str, dict]:
     for name in ("lat", "lon"):
         enc[name] = {"dtype": "float64", "_FillValue": None}
     return enc
+
+
+class ForecastSink(Protocol):
+    """Where a rollout streams its lead times (:class:`ForecastWriter` is the Zarr/NetCDF one).
+
+    The workflow calls, on process 0, :meth:`matches` and :meth:`create`; on every
+    process :meth:`open`, then per unit :meth:`unit_state`, :meth:`write_lead` and
+    :meth:`save_unit` for each output lead; on process 0 at the end :meth:`finalise`.
+    A new output backend implements these methods in a module of its own.
+    """
+
+    partial: Path
+
+    def matches(self) -> bool: ...
+    def create(self, layout: ForecastLayout) -> None: ...
+    def open(self, variables: list[str]) -> None: ...
+    def unit_state(self, unit: WorkUnit) -> dict[str, Any] | None: ...
+    def write_lead(self, unit: WorkUnit, lead_index: int, fields: np.ndarray) -> None: ...
+    def save_unit(self, unit: WorkUnit, completed: int, state: torch.Tensor, rank: int = 0) -> None: ...
+    def finalise(self, attrs: dict[str, Any], overwrite: bool) -> Path: ...
 
 
 class ForecastWriter:

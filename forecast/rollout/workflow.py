@@ -31,8 +31,8 @@ from forecast.distributed import (DistributedContext, all_gather_objects, broadc
 from forecast.normalise import Normaliser
 from forecast.rollout.engine import BlowUpError, BoundsCheck, RolloutEngine
 from forecast.rollout.initial import InitialConditions, open_initial
-from forecast.rollout.io import (BackgroundWriter, ForecastLayout, ForecastWriter, cf_attributes, completed_leads,
-                                 is_complete, open_forecast, partial_path, remove_stale_temporaries)
+from forecast.rollout.io import (BackgroundWriter, ForecastLayout, ForecastSink, ForecastWriter, cf_attributes,
+                                 completed_leads, is_complete, open_forecast, partial_path, remove_stale_temporaries)
 from forecast.rollout.shards import WorkUnit, member_block, units_of_rank, work_units
 from forecast.rollout.perturbations import (BredVector, Centred, Compose, Identity, Perturbation,
                                             SphericalGaussian, amplitude_vector)
@@ -475,7 +475,7 @@ def in_step(ctx: DistributedContext, fn: Callable[[], Any]) -> Any:
     return result
 
 
-def run_units(plan: RolloutPlan, writer: ForecastWriter, units: list[WorkUnit], rank: int = 0) -> int:
+def run_units(plan: RolloutPlan, writer: ForecastSink, units: list[WorkUnit], rank: int = 0) -> int:
     """This process's units; each lead time is handed to the background writer as soon as it
     exists. Returns the member-steps computed."""
     n_out = len(plan.output_leads)
@@ -487,7 +487,7 @@ def run_units(plan: RolloutPlan, writer: ForecastWriter, units: list[WorkUnit], 
     return stepped
 
 
-def run_unit(plan: RolloutPlan, writer: ForecastWriter, background: BackgroundWriter, unit: WorkUnit, bar: Any,
+def run_unit(plan: RolloutPlan, writer: ForecastSink, background: BackgroundWriter, unit: WorkUnit, bar: Any,
              rank: int = 0) -> int:
     """Step one unit from its last complete output lead (or its perturbed initial state) to the
     end; returns the member-steps computed."""
@@ -532,7 +532,7 @@ def initial_state(plan: RolloutPlan, init_time: pd.Timestamp) -> torch.Tensor:
 
 
 def _check(plan: RolloutPlan, state: torch.Tensor, init_time: pd.Timestamp, step: int,
-           background: BackgroundWriter | None = None, writer: ForecastWriter | None = None,
+           background: BackgroundWriter | None = None, writer: ForecastSink | None = None,
            first_member: int = 0) -> None:
     bad = plan.bounds.violation(state)
     if bad is None:
@@ -547,7 +547,7 @@ def _check(plan: RolloutPlan, state: torch.Tensor, init_time: pd.Timestamp, step
                       f"{variable!r}{where}")
 
 
-def _emit(plan: RolloutPlan, writer: ForecastWriter, background: BackgroundWriter, unit: WorkUnit, k: int,
+def _emit(plan: RolloutPlan, writer: ForecastSink, background: BackgroundWriter, unit: WorkUnit, k: int,
           state: torch.Tensor, rank: int) -> None:
     """Queue output lead ``k`` of ``unit``: physical fields, then the unit's resume state."""
     physical = plan.normaliser.denormalise(state).to("cpu", torch.float32).numpy()
@@ -556,7 +556,7 @@ def _emit(plan: RolloutPlan, writer: ForecastWriter, background: BackgroundWrite
     background.submit(_write, plan, writer, unit, k, physical, state.to("cpu"), rank)
 
 
-def _write(plan: RolloutPlan, writer: ForecastWriter, unit: WorkUnit, k: int, physical: np.ndarray,
+def _write(plan: RolloutPlan, writer: ForecastSink, unit: WorkUnit, k: int, physical: np.ndarray,
            state: torch.Tensor, rank: int) -> None:
     if plan.regridder is not None:
         physical = plan.regridder.apply(physical).astype(np.float32)
