@@ -262,7 +262,7 @@ def plot(
     truth: Optional[str] = typer.Option(None, help="Truth store, for the truth and error panels of maps."),
     scores: Optional[str] = typer.Option(None, help="Scores written by `forecast verify` (skill curves, spread-skill, "
                                                     "rank histograms, spectra)."),
-    out: Path = typer.Option(Path("plots"), "--out", "-o", help="Output directory."),
+    out: Optional[str] = typer.Option(None, "--out", "-o", help="Output directory (default: plots)."),
     variable: Optional[str] = typer.Option(None, help="Variable to map (default: every variable)."),
     lead: Optional[str] = typer.Option(None, help="Lead times to map, comma list in hours or with units, e.g. 24,72 or 1d,3d."),
     member: Optional[int] = typer.Option(None, help="Ensemble member to map."),
@@ -273,14 +273,15 @@ def plot(
     from forecast.config import PlotConfig
     from forecast.plots.workflow import plot_run
 
-    if forecast is None and scores is None:
-        raise InputError("nothing to plot: give --forecast (maps) and/or --scores (skill figures)")
     leads = [_lead_hours(x) for x in _split(lead, "--lead") or []] or None
-    cfg = _load(PlotConfig, config, _options(variable=variable, lead_times_hours=leads, member=member,
+    cfg = _load(PlotConfig, config, _options(forecast=forecast, truth=truth, scores=scores, out=out, variable=variable,
+                                               lead_times_hours=leads, member=member,
                                                formats=_split(formats, "--format")), overrides)
-    paths = plot_run(forecast, truth, scores, out, cfg)
+    if cfg.forecast is None and cfg.scores is None:
+        raise InputError("nothing to plot: give --forecast (maps) and/or --scores (skill figures)")
+    paths = plot_run(cfg.forecast, cfg.truth, cfg.scores, cfg.out, cfg)
     if not paths:
-        raise InputError(f"nothing was plotted into {out}: the truth has no data at the requested valid times "
+        raise InputError(f"nothing was plotted into {cfg.out}: the truth has no data at the requested valid times "
                          "and the scores no lead time with data")
     for path in paths:
         typer.echo(str(path))

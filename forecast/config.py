@@ -140,8 +140,12 @@ class VerifyConfig(StrictModel):
 
 
 class PlotConfig(StrictModel):
-    """Figures (``forecast plot``)."""
+    """Figures (``forecast plot``): a config file can describe a whole plot job."""
 
+    forecast: str | None = None               # maps need a forecast and the truth
+    truth: str | None = None
+    scores: str | None = None                 # skill curves, spread-skill, rank histograms, spectra
+    out: str = "plots"
     formats: list[Literal["png", "pdf"]] = ["png"]
     variable: str | None = None
     lead_times_hours: list[Annotated[float, Field(ge=0)]] = [24.0]

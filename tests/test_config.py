@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from forecast.config import DemoConfig, ModelConfig, RolloutConfig, RunConfig, TrainConfig, VerifyConfig
+from forecast.config import DemoConfig, ModelConfig, PlotConfig, RolloutConfig, RunConfig, TrainConfig, VerifyConfig
 from pipelines.config import PrepareConfig, load_config, parse_overrides
 from pipelines.errors import InputError
 
@@ -12,7 +12,7 @@ CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 KINDS = {
     "data/era5.yaml": PrepareConfig, "data/swe.yaml": PrepareConfig, "models/sfno.yaml": ModelConfig,
     "models/afno.yaml": ModelConfig, "train.yaml": TrainConfig, "rollout.yaml": RolloutConfig,
-    "verify.yaml": VerifyConfig, "operational.yaml": RunConfig, "demo.yaml": DemoConfig,
+    "verify.yaml": VerifyConfig, "operational.yaml": RunConfig, "demo.yaml": DemoConfig, "plot.yaml": PlotConfig,
 }
 
 
