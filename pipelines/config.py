@@ -40,7 +40,7 @@ class SWESourceConfig(StrictModel):
     days: Positive = 4.0
     output_step_hours: Positive = 1.0
     substep_seconds: Positive = 450.0
-    spinup_days: float = Field(0.5, ge=0)
+    spinup_days: Annotated[float, Field(ge=0)] = 0.5
     seed: int = 0
     wind_rms: Positive = 15.0         # m s-1, root-mean-square wind of the initial flow
     peak_wavenumber: Positive = 6.0   # total wavenumber of the initial kinetic-energy peak
@@ -62,7 +62,7 @@ class PrepareConfig(StrictModel):
     start: str | None = None
     end: str | None = None
     fill: Literal["fail", "nearest"] = "fail"
-    climatology_smoothing_days: float = Field(15.0, ge=0)
+    climatology_smoothing_days: Annotated[float, Field(ge=0)] = 15.0
     # statistics and climatology from the times up to this one: an ISO time, or "-5d" for
     # "all but the last 5 days" (keep held-back verification days out); None: every time
     statistics_end: str | None = None

@@ -31,13 +31,15 @@ import math
 import re
 from dataclasses import dataclass
 from functools import cached_property
-from typing import Literal
+from typing import Literal, TypeVar
 
 import numpy as np
 import xarray as xr
 from torch_harmonics.quadrature import _precompute_latitudes
 
 from pipelines.errors import InputError
+
+XarrayT = TypeVar("XarrayT", xr.Dataset, xr.DataArray)
 
 GridKind = Literal["equiangular", "legendre-gauss"]
 GRID_KINDS: tuple[str, ...] = ("equiangular", "legendre-gauss")
@@ -194,7 +196,7 @@ def _find_coord(obj: xr.Dataset | xr.DataArray, names: tuple[str, ...], what: st
     )
 
 
-def standardise_latlon(obj: xr.Dataset | xr.DataArray) -> xr.Dataset | xr.DataArray:
+def standardise_latlon(obj: XarrayT) -> XarrayT:
     """Rename latitude/longitude to ``lat``/``lon``, sort latitude north to south and
     wrap longitude into 0..360 ascending.
 

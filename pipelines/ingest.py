@@ -299,7 +299,8 @@ def nan_counts(ds: xr.Dataset) -> xr.Dataset:
     out = xr.Dataset()
     for name, da in ds.data_vars.items():
         spatial = [d for d in da.dims if d != "time"]
-        out[name] = xr.concat([da.isnull().sum(spatial), np.isinf(da).sum(spatial)],
+        infinite = (da == np.inf) | (da == -np.inf)
+        out[name] = xr.concat([da.isnull().sum(spatial), infinite.sum(spatial)],
                               dim=pd.Index(["nan", "inf"], name="kind")).transpose("time", "kind").astype(np.int64)
         out[name].attrs["field_size"] = int(np.prod([da.sizes[d] for d in spatial]))
     return out

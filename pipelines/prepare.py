@@ -65,7 +65,7 @@ def select(ds: xr.Dataset, names: list[str], static: bool = False) -> xr.Dataset
             da = da.isel(time=0, drop=True)
         extra = set(da.dims) - {"time", "lat", "lon"}
         if extra:
-            raise InputError(f"variable {name!r} has extra dims {sorted(extra)}; select a level like {name}500")
+            raise InputError(f"variable {name!r} has extra dims {sorted(map(str, extra))}; select a level like {name}500")
         out[name] = da.transpose(*[d for d in ("time", "lat", "lon") if d in da.dims])
     return xr.Dataset(out)
 
@@ -191,7 +191,7 @@ def _append(out: Path, data: xr.Dataset, counts: xr.Dataset | None, config: Prep
         data = data.drop_vars(["lat", "lon"]).assign_attrs(open_store(out).data.attrs)  # append rewrites root attrs
         _write_pass(tmp, data, counts, append=True)
         root = zarr.open_group(str(tmp), mode="r+", zarr_format=3)
-        appended = json.loads(root.attrs.get("appended", "[]"))
+        appended = json.loads(str(root.attrs.get("appended", "[]")))
         appended.append({"start": str(times[0]), "end": str(times[-1]), "n_times": len(times), "command": command})
         root.attrs.update({"appended": json.dumps(appended),
                            "history": f"{root.attrs.get('history', '')}\n"

@@ -109,8 +109,9 @@ def periodic_overlap(n_target: int, n_source: int) -> np.ndarray:
     """Fraction of each target longitude cell covered by each source cell, ``(n_t, n_s)``, rows sum to 1."""
     dt, ds = 360.0 / n_target, 360.0 / n_source
     ct, cs = np.arange(n_target) * dt, np.arange(n_source) * ds
-    total = sum(_overlap(ct + dt / 2, ct - dt / 2, cs + ds / 2 + shift, cs - ds / 2 + shift)
-                for shift in (-360.0, 0.0, 360.0))
+    total = np.zeros((n_target, n_source))
+    for shift in (-360.0, 0.0, 360.0):   # a cell may wrap around the 0/360 meridian
+        total += _overlap(ct + dt / 2, ct - dt / 2, cs + ds / 2 + shift, cs - ds / 2 + shift)
     return total / dt
 
 

@@ -34,7 +34,7 @@ def _pooled(x: xr.DataArray, weights: xr.DataArray) -> tuple[xr.DataArray, xr.Da
     """Lazy area-weighted mean and std over (time, lat, lon)."""
     m1 = _spatial_mean(x, weights).mean("time")
     m2 = _spatial_mean(x.astype(np.float64) ** 2, weights).mean("time")
-    return m1, np.sqrt(np.maximum(m2 - m1**2, 0.0))
+    return m1, (m2 - m1**2).clip(min=0.0) ** 0.5
 
 
 def tendency(x: xr.DataArray, step: pd.Timedelta) -> xr.DataArray:

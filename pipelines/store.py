@@ -102,10 +102,11 @@ def write_group(path: str | Path, group: str | None, ds: xr.Dataset, chunks: dic
     enc = _encoding(ds)
     for name, var in ds.data_vars.items():
         if chunks:
-            enc[name]["chunks"] = tuple(n if chunks.get(d, n) == -1 else chunks.get(d, enc[name]["chunks"][i])
+            enc[name]["chunks"] = tuple(n if chunks.get(str(d), n) == -1 else chunks.get(str(d), enc[name]["chunks"][i])
                                         for i, (d, n) in enumerate(zip(var.dims, var.shape)))
-    return ds.to_zarr(path, group=group, mode="w" if group is None else "a", encoding=enc, consolidated=False,
-                      zarr_format=3, compute=compute)
+    # compute is a bool; to_zarr's overloads want a Literal
+    return ds.to_zarr(path, group=group, mode="w" if group is None else "a", encoding=enc,  # type: ignore[call-overload]
+                      consolidated=False, zarr_format=3, compute=compute)
 
 
 def linked_copy(source: str | Path, target: str | Path, link_dirs: list[str]) -> None:
