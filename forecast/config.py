@@ -47,6 +47,8 @@ class ModelConfig(StrictModel):
     # hidden layers of the encoder/decoder MLPs (0: linear maps, as torch-harmonics' example SFNO)
     encoder_layers: int = Field(1, ge=0)
     drop_path_rate: float = Field(0.0, ge=0, lt=1)
+    # SFNO only: noise channels of a stochastic (noise-conditioned) SFNO; 0 is deterministic
+    noise_channels: int = Field(0, ge=0)
     # AFNO only
     patch_size: Annotated[list[PositiveInt], Field(min_length=2, max_length=2)] = [4, 4]
     num_blocks: PositiveInt = 8

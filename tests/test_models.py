@@ -174,3 +174,54 @@ def test_parameter_count_and_flops(architecture: str) -> None:
     wider = build_model(_config(architecture, embed_dim=32), grid, N_STATE, N_FORCING)
     assert estimate_flops(wider, grid, N_STATE, N_FORCING) > flops
     assert count_parameters(wider) > n_params
+
+
+def _stochastic_pair(noise_channels: int = 3):
+    grid = Grid.parse("legendre-gauss:16x32")
+    torch.manual_seed(0)
+    deterministic = build_model(_config("sfno", scale_factor=2), grid, N_STATE, N_FORCING)
+    stochastic = build_model(_config("sfno", scale_factor=2, noise_channels=noise_channels), grid, N_STATE, N_FORCING)
+    missing, unexpected = stochastic.load_state_dict(deterministic.state_dict(), strict=False)
+    assert not unexpected and all(".noise." in name for name in missing)
+    return grid, deterministic.eval(), stochastic.eval()
+
+
+def test_an_untrained_stochastic_sfno_is_exactly_the_deterministic_one() -> None:
+    grid, deterministic, stochastic = _stochastic_pair()
+    state, forcings = _inputs(grid)
+    noise = stochastic.draw_noise([torch.Generator().manual_seed(s) for s in range(state.shape[0])])
+    with torch.no_grad():
+        expected = deterministic(state, forcings)
+        assert torch.equal(stochastic(state, forcings, noise), expected)   # zero-initialised modulation
+        assert torch.equal(stochastic(state, forcings), expected)          # no noise: the noise-free step
+
+
+def test_stochastic_sfno_steps_depend_on_the_seeded_noise_only() -> None:
+    grid, _, stochastic = _stochastic_pair()
+    with torch.no_grad():
+        for p in stochastic.parameters():
+            if p.dim() == 2 and p.shape[1] == 3:   # the noise modulations (dim x K)
+                p.normal_(0.0, 0.3)
+    state, forcings = _inputs(grid)
+
+    def step(seeds):
+        noise = stochastic.draw_noise([torch.Generator().manual_seed(s) for s in seeds])
+        with torch.no_grad():
+            return stochastic(state, forcings, noise)
+
+    a, b, c = step([1, 2]), step([1, 2]), step([1, 3])
+    assert torch.equal(a, b)                                   # same seeds, same step
+    assert torch.equal(a[0], c[0]) and not torch.allclose(a[1], c[1])   # each sample its own generator
+
+
+def test_noise_fields_are_unit_variance_on_every_block_grid() -> None:
+    grid, _, stochastic = _stochastic_pair(noise_channels=4)
+    noise = stochastic.draw_noise([torch.Generator().manual_seed(s) for s in range(64)])
+    for block in (stochastic.blocks[0], stochastic.blocks[1]):   # full grid and the coarser internal grid
+        fields = block.isht(noise) * block.noise_scale
+        assert float(fields.std()) == pytest.approx(1.0, rel=0.05)
+
+
+def test_the_afno_refuses_noise_channels() -> None:
+    with pytest.raises(InputError, match="noise_channels is for the SFNO"):
+        build_model(_config("afno", noise_channels=2), Grid.parse("legendre-gauss:16x32"), N_STATE, N_FORCING)

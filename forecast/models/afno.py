@@ -164,13 +164,17 @@ class AFNO(PrognosticModel):
 
     @classmethod
     def from_config(cls, config: ModelConfig, grid: Grid, n_state: int, n_forcing: int) -> "AFNO":
+        if config.noise_channels:
+            raise InputError("model.noise_channels is for the SFNO; the AFNO is deterministic (set it to 0)")
         return cls(grid, n_state, n_forcing, embed_dim=config.embed_dim, num_layers=config.num_layers,
                    patch_size=tuple(config.patch_size), mlp_ratio=config.mlp_ratio, num_blocks=config.num_blocks,
                    sparsity_threshold=config.sparsity_threshold,
                    hard_thresholding_fraction=config.hard_thresholding_fraction, activation=config.activation,
                    residual=config.residual, pos_embed=config.pos_embed, drop_path_rate=config.drop_path_rate)
 
-    def network(self, x: torch.Tensor) -> torch.Tensor:
+    def network(self, x: torch.Tensor, noise: torch.Tensor | None = None) -> torch.Tensor:
+        if noise is not None:
+            raise ValueError("the AFNO is deterministic: it takes no noise")
         nlat, nlon = self.grid.shape
         pad_lat, pad_lon = self.padded[0] - nlat, self.padded[1] - nlon
         if pad_lon:  # periodic in longitude

@@ -60,14 +60,28 @@ class PrognosticModel(nn.Module, ABC):
         """Build the model that ``config`` describes."""
 
     @abstractmethod
-    def network(self, x: torch.Tensor) -> torch.Tensor:
-        """The learned map ``f``: ``(B, C + F, H, W) -> (B, C, H, W)``."""
+    def network(self, x: torch.Tensor, noise: torch.Tensor | None = None) -> torch.Tensor:
+        """The learned map ``f``: ``(B, C + F, H, W) -> (B, C, H, W)``; ``noise`` conditions a
+        stochastic model (:attr:`noise_channels` > 0) and is None for a deterministic one."""
 
-    def forward(self, state: torch.Tensor, forcings: torch.Tensor) -> torch.Tensor:
-        """Next state ``(B, C, H, W)`` from ``state (B, C, H, W)`` and ``forcings (B, F, H, W)``."""
+    @property
+    def noise_channels(self) -> int:
+        """Channels of the noise a stochastic model takes (0: deterministic)."""
+        return 0
+
+    def draw_noise(self, generators: list[torch.Generator]) -> torch.Tensor:
+        """Noise for a batch, one generator per sample (a stochastic model overrides this)."""
+        raise NotImplementedError(f"{type(self).__name__} takes no noise")
+
+    def forward(self, state: torch.Tensor, forcings: torch.Tensor, noise: torch.Tensor | None = None) -> torch.Tensor:
+        """Next state ``(B, C, H, W)`` from ``state (B, C, H, W)`` and ``forcings (B, F, H, W)``.
+
+        ``noise`` (from :meth:`draw_noise`) makes a stochastic model's step random; without
+        it (None) the step is the model's noise-free, deterministic one.
+        """
         self._check_inputs(state, forcings)
         x = torch.cat([state, forcings], dim=1) if self.n_forcing else state
-        out = self.network(x)
+        out = self.network(x, noise) if noise is not None else self.network(x)
         return state + out * self.residual_scale.to(out.dtype).view(1, -1, 1, 1) if self.residual else out
 
     def set_residual_scale(self, scale) -> None:

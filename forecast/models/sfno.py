@@ -188,6 +188,37 @@ class SpectralConvS2(nn.Module):
         return f"lmax={self.lmax}, in_channels={self.in_channels}, out_channels={self.out_channels}"
 
 
+class NoiseConditioning(nn.Module):
+    r"""Conditional modulation of a block's normalised activations by noise fields
+    (ACE2S's conditional layer norm):
+
+    .. math:: h \mapsto h \odot (1 + W_s n) + W_b n ,
+
+    with :math:`n` ``K`` isotropic noise fields on the block's grid and :math:`W_s, W_b`
+    point-wise ``K -> C`` maps initialised at zero, so an untrained stochastic SFNO is
+    exactly the deterministic one and training starts from it.
+    """
+
+    def __init__(self, noise_channels: int, dim: int) -> None:
+        super().__init__()
+        self.scale = nn.Linear(noise_channels, dim, bias=False)
+        self.shift = nn.Linear(noise_channels, dim, bias=False)
+        nn.init.zeros_(self.scale.weight)
+        nn.init.zeros_(self.shift.weight)
+
+    def forward(self, h: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
+        return h * (1.0 + self.scale(noise)) + self.shift(noise)
+
+
+def white_noise_scale(isht: "ChannelsLastInverseRealSHT") -> float:
+    r"""``1 / std`` of a field synthesised by ``isht`` from unit-normal coefficients (real and
+    imaginary parts, :math:`m = 0` real): the pointwise variance
+    :math:`\sum_l P_{l0}^2 + 4 \sum_{m>0} \sum_l P_{lm}^2`, averaged over latitudes."""
+    pct = isht.pct.double()
+    variance = pct[0].square().sum(-1) + 4.0 * pct[1:].square().sum(dim=(0, 2))
+    return float(1.0 / variance.mean().sqrt())
+
+
 class SFNOBlock(nn.Module):
     r"""One SFNO block, channels-last ``(B, H, W, C)`` -> ``(B, H', W', C)``:
     :math:`u' = S(u) + \mathrm{DropPath}(\mathrm{MLP}(\mathrm{Norm}(\mathcal K u)))`.
@@ -198,7 +229,8 @@ class SFNOBlock(nn.Module):
     """
 
     def __init__(self, sht: ChannelsLastRealSHT, isht: ChannelsLastInverseRealSHT, dim: int,
-                 mlp_ratio: float, activation: type[nn.Module], normalization: str, drop_path: float) -> None:
+                 mlp_ratio: float, activation: type[nn.Module], normalization: str, drop_path: float,
+                 noise_channels: int = 0) -> None:
         super().__init__()
         self.sht, self.isht = sht, isht
         self.resample = (sht.nlat, sht.nlon, sht.grid) != (isht.nlat, isht.nlon, isht.grid)
@@ -206,14 +238,20 @@ class SFNOBlock(nn.Module):
         self.norm = make_norm(normalization, dim)
         self.mlp = MLP(dim, int(dim * mlp_ratio), dim, activation=activation, gain=1.0)
         self.drop_path = DropPath(drop_path)
+        self.noise = NoiseConditioning(noise_channels, dim) if noise_channels else None
+        self.noise_scale = white_noise_scale(isht) if noise_channels else 1.0
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, noise: torch.Tensor | None = None) -> torch.Tensor:
+        """``noise``: spherical-harmonic coefficients ``(M, L, B, 2, K)`` (:meth:`SFNO.draw_noise`)."""
         coeffs = self.sht(x)
         if self.resample:
             y, skip = self.isht(torch.cat([self.conv(coeffs), coeffs], dim=2)).chunk(2, dim=0)
         else:
             y, skip = self.isht(self.conv(coeffs)), x
-        return skip + self.drop_path(self.mlp(self.norm(y)))
+        h = self.norm(y)
+        if self.noise is not None and noise is not None:
+            h = self.noise(h, self.isht(noise.to(h.dtype)) * self.noise_scale)   # unit-variance fields on this grid
+        return skip + self.drop_path(self.mlp(h))
 
 
 class PositionEmbedding(nn.Module):
@@ -264,8 +302,9 @@ class SFNO(PrognosticModel):
                  scale_factor: int = 2, mlp_ratio: float = 2.0, hard_thresholding_fraction: float = 1.0,
                  normalization: str = "none", activation: str = "gelu", residual: bool = True,
                  big_skip: bool = True, pos_embed: str | None = "lat", drop_path_rate: float = 0.0,
-                 encoder_layers: int = 1) -> None:
+                 encoder_layers: int = 1, noise_channels: int = 0) -> None:
         super().__init__(grid, n_state, n_forcing, residual)
+        self._noise_channels = noise_channels
         act = ACTIVATIONS[activation]
         in_dim = n_state + n_forcing
         self.big_skip = big_skip
@@ -275,8 +314,9 @@ class SFNO(PrognosticModel):
         rates = torch.linspace(0, drop_path_rate, num_layers).tolist()
         self.blocks = nn.ModuleList(
             SFNOBlock(transforms[0] if i == 0 else transforms[2], transforms[1] if i == num_layers - 1 else transforms[3],
-                      embed_dim, mlp_ratio, act, normalization, rates[i])
+                      embed_dim, mlp_ratio, act, normalization, rates[i], noise_channels)
             for i in range(num_layers))
+        self.noise_modes = transforms[3].lmax   # every transform of the model has the same truncation
         dec_in = embed_dim + (in_dim if big_skip else 0)
         self.decoder = _point_mlp(dec_in, n_state, int(embed_dim * mlp_ratio), encoder_layers, act)
 
@@ -287,13 +327,29 @@ class SFNO(PrognosticModel):
                    hard_thresholding_fraction=config.hard_thresholding_fraction,
                    normalization=config.normalization, activation=config.activation, residual=config.residual,
                    big_skip=config.big_skip, pos_embed=config.pos_embed_kind if config.pos_embed else None,
-                   drop_path_rate=config.drop_path_rate, encoder_layers=config.encoder_layers)
+                   drop_path_rate=config.drop_path_rate, encoder_layers=config.encoder_layers,
+                   noise_channels=config.noise_channels)
 
-    def network(self, x: torch.Tensor) -> torch.Tensor:
+    @property
+    def noise_channels(self) -> int:
+        return self._noise_channels
+
+    def draw_noise(self, generators: list[torch.Generator]) -> torch.Tensor:
+        """White isotropic noise on the sphere for a batch: unit-normal spherical-harmonic
+        coefficients ``(M, L, B, 2, K)`` up to the model's truncation, one generator per
+        sample (each block synthesises unit-variance fields on its own grid from them)."""
+        if not self._noise_channels:
+            raise NotImplementedError("this SFNO is deterministic (model.noise_channels = 0)")
+        m = l = self.noise_modes
+        device = self.residual_scale.device
+        parts = [torch.randn(m, l, 1, 2, self._noise_channels, generator=g) for g in generators]
+        return torch.cat(parts, dim=2).to(device)
+
+    def network(self, x: torch.Tensor, noise: torch.Tensor | None = None) -> torch.Tensor:
         x = x.permute(0, 2, 3, 1)  # channels-last view; the encoder's GEMM reads it as is
         h = self.pos_embed(self.encoder(x))
         for block in self.blocks:
-            h = block(h)
+            h = block(h, noise)
         if self.big_skip:
             h = torch.cat([h, x], dim=-1)
         return self.decoder(h).permute(0, 3, 1, 2).contiguous()
