@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 import torch
 import xarray as xr
-from rollout_factories import VARIABLES, make_checkpoint, make_swe_store, rollout_config
+from rollout_factories import TINY_MODEL, VARIABLES, make_checkpoint, make_swe_store, rollout_config
 
 from forecast.rollout import BlowUpError, open_forecast, parse_init_times, parse_lead, rollout
 from forecast.rollout.initial import open_initial
@@ -251,3 +251,46 @@ def test_a_subset_of_variables_and_lead_times_is_the_full_run_thinned(setup):
         rollout(rollout_config([a], store, root / "bad.zarr", variables=["msl"]))
     with pytest.raises(InputError, match="lead '90min'|not a multiple"):
         rollout(rollout_config([a], store, root / "bad2.zarr", output_every="90min"))
+
+
+def test_a_stochastic_model_spreads_the_members_and_the_seed_fixes_the_ensemble(setup):
+    """No initial perturbation: the spread comes from the model's noise alone; the noise depends
+    on seed, init time, member and valid time only, so batching does not change a bit."""
+    root, store, _, _ = setup
+    model = TINY_MODEL.model_copy(update={"noise_channels": 2})
+    ckpt = make_checkpoint(root / "stochastic.pt", store, model=model, weight_scale=0.3, noise_weight=0.5)
+    none = {"kind": ["none"]}
+    a = data(open_forecast(rollout(rollout_config([ckpt], store, root / "s1.zarr", perturbation=none))))
+    b = data(open_forecast(rollout(rollout_config([ckpt], store, root / "s2.zarr", perturbation=none,
+                                                  batch_members=1))))
+    c = data(open_forecast(rollout(rollout_config([ckpt], store, root / "s3.zarr", perturbation=none, seed=2))))
+    assert a.tobytes() == b.tobytes()
+    assert np.array_equal(a[:, :, :, 0], c[:, :, :, 0])          # lead 0: the same unperturbed analysis
+    assert not np.allclose(a[:, :, :, -1], c[:, :, :, -1])       # another seed, another ensemble
+    spread = a[:, :, :, -1].std(axis=1)                          # (variable, init, lat, lon) over members
+    assert np.all(np.ptp(a[:, :, :, 0], axis=1) == 0) and spread.mean() > 0   # identical at lead 0
+
+
+def test_a_stochastic_rollout_stopped_mid_way_resumes_bit_identically(setup, monkeypatch):
+    from forecast.rollout.engine import RolloutEngine
+
+    root, store, _, _ = setup
+    model = TINY_MODEL.model_copy(update={"noise_channels": 2})
+    ckpt = make_checkpoint(root / "stochastic2.pt", store, model=model, weight_scale=0.3, noise_weight=0.5)
+    options = dict(perturbation={"kind": ["none"]}, lead="4h")
+    reference = data(open_forecast(rollout(rollout_config([ckpt], store, root / "ref.zarr", **options))))
+    step, calls = RolloutEngine.step, {"n": 0}
+
+    def failing_step(self, *args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise RuntimeError("killed")
+        return step(self, *args, **kwargs)
+
+    monkeypatch.setattr(RolloutEngine, "step", failing_step)
+    with pytest.raises(RuntimeError, match="killed"):
+        rollout(rollout_config([ckpt], store, root / "resumed.zarr", **options))
+    monkeypatch.setattr(RolloutEngine, "step", step)
+    assert partial_path(root / "resumed.zarr").is_dir()
+    resumed = data(open_forecast(rollout(rollout_config([ckpt], store, root / "resumed.zarr", **options))))
+    assert resumed.tobytes() == reference.tobytes()

@@ -30,7 +30,7 @@ from forecast.forcings import compute_forcings
 from pipelines.errors import InputError
 from pipelines.grids import Grid
 
-__all__ = ["RolloutEngine", "BoundsCheck", "BlowUpError"]
+__all__ = ["RolloutEngine", "BoundsCheck", "BlowUpError", "noise_generator"]
 
 
 class BlowUpError(RuntimeError):
@@ -143,34 +143,53 @@ class RolloutEngine:
         return self._forcing_cache[1]
 
     @torch.inference_mode()
-    def step(self, state: torch.Tensor, time: pd.Timestamp, members: torch.Tensor | None = None) -> torch.Tensor:
+    def step(self, state: torch.Tensor, time: pd.Timestamp, members: torch.Tensor | None = None,
+             noise_seed: int | None = None) -> torch.Tensor:
         """One step from ``time``: ``(B, C, H, W) -> (B, C, H, W)``.
 
         ``members`` are the ensemble indices of the ``B`` states (default ``0 .. B-1``):
         they choose each state's model, so a block of members steps as it would in the
-        whole ensemble.
+        whole ensemble. A stochastic model (``noise_channels > 0``) draws its noise for
+        member ``m`` at ``time`` from a generator seeded by ``(noise_seed, m, time)`` only
+        (:func:`noise_generator`), so batching, processes and resuming do not change it;
+        without ``noise_seed`` it takes its noise-free step.
         """
         forcing = self.forcings(time)
-        groups = self.groups(torch.arange(state.shape[0]) if members is None else members)
+        members = torch.arange(state.shape[0]) if members is None else members
+        groups = self.groups(members)
         if len(groups) == 1:   # one model, one batch: no copies
-            return self._forward(groups[0][0], state, forcing)
+            k = groups[0][0]
+            return self._forward(k, state, forcing, self._noise(k, members, time, noise_seed))
         out = torch.empty_like(state)
-        for k, members in groups:
-            idx = members.to(state.device)
-            out[idx] = self._forward(k, state[idx], forcing)
+        for k, positions in groups:
+            idx = positions.to(state.device)
+            out[idx] = self._forward(k, state[idx], forcing, self._noise(k, members[positions], time, noise_seed))
         return out
 
-    def _forward(self, k: int, state: torch.Tensor, forcing: torch.Tensor) -> torch.Tensor:
+    def _noise(self, k: int, members: torch.Tensor, time: pd.Timestamp, noise_seed: int | None) -> torch.Tensor | None:
+        model = self.models[k]
+        if noise_seed is None or not getattr(model, "noise_channels", 0):
+            return None
+        return model.draw_noise([noise_generator(noise_seed, int(m), time) for m in members.tolist()])
+
+    def _forward(self, k: int, state: torch.Tensor, forcing: torch.Tensor, noise: torch.Tensor | None = None) -> torch.Tensor:
         start = _time.perf_counter()
-        out = self.models[k](state, forcing.expand(state.shape[0], -1, -1, -1))
+        out = self.models[k](state, forcing.expand(state.shape[0], -1, -1, -1), noise)
         if state.device.type == "cuda":
             torch.cuda.synchronize(state.device)
         self.forward_seconds += _time.perf_counter() - start
         return out
 
     def advance(self, state: torch.Tensor, time: pd.Timestamp, n_steps: int,
-                members: torch.Tensor | None = None) -> torch.Tensor:
+                members: torch.Tensor | None = None, noise_seed: int | None = None) -> torch.Tensor:
         """``n_steps`` steps from ``time``."""
         for i in range(n_steps):
-            state = self.step(state, pd.Timestamp(time) + i * self.time_step, members)
+            state = self.step(state, pd.Timestamp(time) + i * self.time_step, members, noise_seed)
         return state
+
+
+def noise_generator(noise_seed: int, member: int, time: pd.Timestamp) -> torch.Generator:
+    """The generator of member ``member``'s model noise for the step from ``time``."""
+    seconds = int(pd.Timestamp(time).value // 1_000_000_000)
+    entropy = [int(noise_seed) & 0xFFFFFFFF, int(member), seconds & 0xFFFFFFFF, (seconds >> 32) & 0xFFFFFFFF]
+    return torch.Generator().manual_seed(int(np.random.SeedSequence(entropy).generate_state(1, np.uint64)[0] >> 1))

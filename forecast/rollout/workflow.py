@@ -503,10 +503,10 @@ def run_unit(plan: RolloutPlan, writer: ForecastSink, background: BackgroundWrit
         done, state = 0, initial_state(plan, init_time)[unit.start:unit.stop]
         _emit(plan, writer, background, unit, 0, state, rank)
     members = torch.arange(unit.start, unit.stop)
-    every = plan.every
+    every, noise_seed = plan.every, member_seed(plan.config.seed, init_time)
     for k in range(done + 1, len(plan.output_leads)):
         for s in range((k - 1) * every, k * every):
-            state = plan.engine.step(state, init_time + s * plan.time_step, members)
+            state = plan.engine.step(state, init_time + s * plan.time_step, members, noise_seed)
             _check(plan, state, init_time, s + 1, background, writer, unit.start)
         _emit(plan, writer, background, unit, k, state, rank)
         bar.update(1)
