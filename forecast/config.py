@@ -79,6 +79,10 @@ class TrainConfig(StrictModel):
     rollout_steps: PositiveInt = 1                      # k of the multi-step loss at the end of the curriculum
     curriculum_epochs: int = Field(0, ge=0)                 # epochs of 1-step loss before ramping up to rollout_steps
     input_noise: float = Field(0.0, ge=0.0)     # std (normalised units) of noise added to training inputs
+    # ensemble training of a stochastic model (model.noise_channels > 0): members per sample and the loss
+    ensemble_members: PositiveInt = 1
+    loss: Literal["mse", "crps"] = "mse"
+    crps_alpha: float = Field(0.95, gt=0.0, le=1.0)   # almost-fair CRPS; 1 is the fair CRPS
     checkpoint_every: PositiveInt = 100
     seed: int = 0
     num_workers: int = Field(0, ge=0)
@@ -86,6 +90,18 @@ class TrainConfig(StrictModel):
     compile: bool = False
     tensorboard: bool = True
     device: Literal["auto", "cpu", "cuda"] = "auto"
+
+
+    @model_validator(mode="after")
+    def _ensemble_training(self) -> "TrainConfig":
+        if self.loss == "crps" and self.ensemble_members < 2:
+            raise ValueError("loss 'crps' needs ensemble_members >= 2 (members per sample)")
+        if self.loss == "crps" and self.model.noise_channels == 0:
+            raise ValueError("loss 'crps' needs a stochastic model (model.noise_channels > 0): the members of a "
+                             "deterministic model are identical")
+        if self.loss == "mse" and self.ensemble_members > 1:
+            raise ValueError("ensemble_members > 1 is for loss 'crps'; with 'mse' every member would be fitted alone")
+        return self
 
 
 class PerturbationConfig(StrictModel):

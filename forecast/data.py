@@ -171,11 +171,13 @@ class TrajectoryDataset(Dataset):
         index = self.starts[i] + self.step * np.arange(n + 1)
         states = torch.from_numpy(np.ascontiguousarray(self.states[index]))
         state = states[0]
+        sample_seed = (self.noise_seed * 1_000_003 + self.epoch) * 10_000_019 + int(self.starts[i])
         if self.input_noise > 0:
-            generator = torch.Generator().manual_seed((self.noise_seed * 1_000_003 + self.epoch) * 10_000_019
-                                                      + int(self.starts[i]))
+            generator = torch.Generator().manual_seed(sample_seed)
             state = state + self.input_noise * torch.randn(state.shape, generator=generator, dtype=state.dtype)
-        return {"state": state, "targets": states[1:],
+        # sample_seed also seeds a stochastic model's noise (forecast.training.trainer.Rollout):
+        # it depends on the seed, the epoch and the sample only, not on the process
+        return {"state": state, "targets": states[1:], "sample_seed": torch.tensor(sample_seed, dtype=torch.int64),
                 "forcings": compute_forcings(self.grid, self.times[index[:-1]], self.static)}
 
 

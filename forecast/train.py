@@ -101,11 +101,12 @@ def dry_run_report(trainer: Trainer) -> TrainResult:
     cfg, data = trainer.config, trainer.data
     n_params = count_parameters(trainer.model)
     per_sample = estimate_flops(trainer.model, data.grid, len(data.variables), data.n_forcing, backward=True)
-    flops = per_sample * cfg.rollout_steps * cfg.batch_size
+    flops = per_sample * cfg.rollout_steps * cfg.batch_size * cfg.ensemble_members
     if trainer.world.is_main:
         print(f"model: {cfg.model.architecture} on {data.grid}, {len(data.variables)} state + {data.n_forcing} forcing channels")
         print(f"parameters: {n_params:,}")
-        print(f"estimated FLOPs per step: {flops / 1e9:.3f} GFLOP (global batch {cfg.batch_size}, "
+        print(f"estimated FLOPs per step: {flops / 1e9:.3f} GFLOP (global batch {cfg.batch_size} x "
+              f"{cfg.ensemble_members} member(s), "
               f"{cfg.rollout_steps}-step rollout, forward + backward; matmuls and convolutions only)")
         print(f"steps per epoch: {trainer.steps_per_epoch}, total steps: {trainer.total_steps}")
     return TrainResult(step=0, epoch=0, n_parameters=n_params, flops_per_step=flops)

@@ -168,4 +168,7 @@ def _describe(exc: ValidationError) -> str:
     if err["type"] == "string_pattern_mismatch" and "legendre-gauss" in str(err.get("ctx", {}).get("pattern", "")):
         return (f"key {key!r}: expected a grid KIND:NLATxNLON with KIND equiangular or legendre-gauss, "
                 f"e.g. legendre-gauss:64x128 (got {err.get('input')!r})")
+    if err["type"] == "value_error":   # a check across keys (a model validator): its message says it all
+        message = str(err["msg"]).removeprefix("Value error, ")
+        return message if not err["loc"] else f"key {key!r}: {message}"
     return f"key {key!r}: {err['msg']} (got {err.get('input')!r})"

@@ -34,9 +34,12 @@ def _rows(run: Path) -> list[dict]:
         return list(csv.DictReader(handle))
 
 
-def test_resume_continues_exactly(store, tmp_path):
+@pytest.mark.parametrize("ensemble", [{}, {"model": {"noise_channels": 2}, "loss": "crps", "ensemble_members": 2}],
+                         ids=["mse", "crps"])
+def test_resume_continues_exactly(store, tmp_path, ensemble):
     """Stop at step 5 (mid-epoch), resume to 13 (crossing the epoch and the curriculum change)."""
-    common = dict(epochs=3, rollout_steps=2, curriculum_epochs=1, checkpoint_every=4, seed=3, input_noise=0.05)
+    common = dict(epochs=3, rollout_steps=2, curriculum_epochs=1, checkpoint_every=4, seed=3, input_noise=0.05,
+                  **ensemble)
     full = train(tiny_train_config(store, tmp_path / "full", max_steps=13, **common))
     part = tiny_train_config(store, tmp_path / "part", max_steps=5, **common)
     first = train(part)
@@ -125,3 +128,24 @@ def test_training_leaves_the_process_wide_torch_settings_as_it_found_them(store,
     assert before is False   # pytest's default; the run must not leave it switched on
     train(tiny_train_config(store, tmp_path / "run", max_steps=2))
     assert torch.are_deterministic_algorithms_enabled() is before
+
+
+def test_a_stochastic_sfno_trained_on_the_crps_learns_to_spread(store, tmp_path):
+    """Two members per sample on the almost-fair CRPS: the loss falls and the noise modulations,
+    zero at the start, are trained (the model's members no longer coincide)."""
+    from forecast.checkpoint import load_model
+
+    config = tiny_train_config(store, tmp_path / "crps", epochs=4, lr=3e-3, model={"noise_channels": 2},
+                               loss="crps", ensemble_members=2)
+    result = train(config)
+    first, last = sum(result.losses[:3]) / 3, sum(result.losses[-3:]) / 3
+    assert last < 0.7 * first, f"CRPS fell from {first:.3g} only to {last:.3g}"
+    model, ckpt = load_model(result.checkpoint)
+    modulations = [p for name, p in model.named_parameters() if ".noise." in name]
+    assert modulations and max(float(p.abs().max()) for p in modulations) > 1e-4
+    state = torch.zeros(1, 4, 16, 32)
+    forcings = torch.zeros(1, model.n_forcing, 16, 32)
+    with torch.no_grad():
+        a = model(state, forcings, model.draw_noise([torch.Generator().manual_seed(1)]))
+        b = model(state, forcings, model.draw_noise([torch.Generator().manual_seed(2)]))
+    assert not torch.allclose(a, b)

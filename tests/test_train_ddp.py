@@ -16,11 +16,14 @@ from forecast.train import train
 from train_factories import cached_swe_store, tiny_train_config
 
 
-@pytest.mark.parametrize("architecture", ["sfno"])
-def test_two_processes_equal_one_process(tmp_path, architecture):
+CRPS = {"model": {"noise_channels": 2}, "loss": "crps", "ensemble_members": 2}   # a stochastic SFNO on the CRPS
+
+
+@pytest.mark.parametrize("overrides", [{}, CRPS], ids=["sfno-mse", "sfno-crps"])
+def test_two_processes_equal_one_process(tmp_path, overrides):
     store = cached_swe_store(n_times=48, with_static=True)
-    config = tiny_train_config(store, tmp_path / "ddp", architecture, max_steps=4, rollout_steps=2,
-                               curriculum_epochs=0, epochs=2, input_noise=0.05)
+    config = tiny_train_config(store, tmp_path / "ddp", "sfno", max_steps=4, rollout_steps=2,
+                               curriculum_epochs=0, epochs=2, input_noise=0.05, **overrides)
     config_file = tmp_path / "train.yaml"
     config_file.write_text(yaml.safe_dump(config.model_dump()))
     torchrun = Path(sys.executable).with_name("torchrun")

@@ -21,7 +21,7 @@ from forecast.checkpoint import Checkpoint, check_compatible, save_checkpoint
 from forecast.config import TrainConfig
 from forecast.data import TrajectoryDataset
 from forecast.distributed import DistributedContext, all_gather_objects, all_reduce_sum, barrier
-from forecast.losses import AreaWeightedMSE, squared_error_sums, variable_weight_vector
+from forecast.losses import AreaWeightedCRPS, AreaWeightedMSE, squared_error_sums, variable_weight_vector
 from forecast.training.metrics import MetricsWriter
 from forecast.training.run_data import ResumableSampler, RunData
 from forecast.training.schedule import capture_rng_state, lr_factor, restore_rng_state, rollout_steps_for_epoch
@@ -51,19 +51,36 @@ class TrainResult:
 class Rollout(nn.Module):
     """``n`` autoregressive steps of a one-step model in one forward (one DDP forward per backward).
 
-    ``state (B, C, H, W)``, ``forcings (B, n, F, H, W)`` -> predictions ``(B, n, C, H, W)``.
+    ``state (B, C, H, W)``, ``forcings (B, n, F, H, W)`` -> predictions ``(B, n, C, H, W)``; with
+    ``members`` M > 1 (a stochastic model) each sample is stepped M times with its own noise,
+    -> ``(B, M, n, C, H, W)``. The noise of sample ``b``, member ``j`` and step ``s`` comes from a
+    generator seeded by ``(sample_seeds[b], j, s)`` only, so it is the same whatever the
+    process count, and a resumed run draws what an uninterrupted one would.
     """
 
-    def __init__(self, model: nn.Module) -> None:
+    def __init__(self, model: nn.Module, members: int = 1) -> None:
         super().__init__()
-        self.model = model
+        self.model, self.members = model, members
 
-    def forward(self, state: torch.Tensor, forcings: torch.Tensor) -> torch.Tensor:
+    def forward(self, state: torch.Tensor, forcings: torch.Tensor,
+                sample_seeds: torch.Tensor | None = None) -> torch.Tensor:
+        m = self.members
+        stochastic = getattr(self.model, "noise_channels", 0) > 0 and sample_seeds is not None
+        if m > 1:
+            state, forcings = state.repeat_interleave(m, dim=0), forcings.repeat_interleave(m, dim=0)
         outputs = []
         for s in range(forcings.shape[1]):
-            state = self.model(state, forcings[:, s])
+            noise = self._noise(sample_seeds, s) if stochastic else None
+            state = self.model(state, forcings[:, s], noise)
             outputs.append(state)
-        return torch.stack(outputs, dim=1)
+        out = torch.stack(outputs, dim=1)
+        return out.unflatten(0, (-1, m)) if m > 1 else out
+
+    def _noise(self, sample_seeds: torch.Tensor, step: int) -> torch.Tensor:
+        generators = [torch.Generator().manual_seed(int(np.random.SeedSequence(
+            [int(seed) & 0xFFFFFFFF, (int(seed) >> 32) & 0xFFFFFFFF, member, step]).generate_state(1)[0]))
+            for seed in sample_seeds.tolist() for member in range(self.members)]
+        return self.model.draw_noise(generators)
 
 
 
@@ -85,7 +102,7 @@ class Trainer:
         if config.checkpoint_every < 1:
             raise InputError(f"checkpoint_every={config.checkpoint_every} must be at least 1")
         self.model = self._build_model()
-        self.rollout = Rollout(self.model).to(world.device)
+        self.rollout = Rollout(self.model, config.ensemble_members).to(world.device)
         self.ddp = (DistributedDataParallel(self.rollout, device_ids=[world.device.index] if world.device.type == "cuda"
                                             else None) if world.distributed else self.rollout)
         self.step_fn = torch.compile(self.ddp) if config.compile else self.ddp
@@ -93,6 +110,9 @@ class Trainer:
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, self._lr_lambda())
         weights = variable_weight_vector(data.variables, config.variable_weights)
         self.loss_fn = AreaWeightedMSE(data.grid, weights).to(world.device)
+        # a stochastic model trained on the CRPS of its members; validation stays the one-step RMSE
+        self.train_loss = (AreaWeightedCRPS(data.grid, weights, config.crps_alpha).to(world.device)
+                           if config.loss == "crps" else self.loss_fn)
         self.sampler = ResumableSampler(data.splits.train, world, config.seed, self.batch_per_rank)
         self.loader_generator = torch.Generator()
         self.step, self.epoch, self.batch_in_epoch = 0, 0, 0
@@ -178,9 +198,10 @@ class Trainer:
         state, forcings, targets = (batch[k].to(device, non_blocking=True) for k in ("state", "forcings", "targets"))
         self.ddp.train()
         with self.autocast():
-            predictions = self.step_fn(state, forcings)
+            predictions = self.step_fn(state, forcings, batch["sample_seed"])
         n = targets.shape[1]
-        loss = sum(self.loss_fn(predictions[:, s], targets[:, s]) for s in range(n)) / n
+        step_axis = 2 if self.config.ensemble_members > 1 else 1   # (B, M, n, ...) or (B, n, ...)
+        loss = sum(self.train_loss(predictions.select(step_axis, s), targets[:, s]) for s in range(n)) / n
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         if self.config.grad_clip > 0:
