@@ -199,6 +199,17 @@ class RunConfig(StrictModel):
         return data
 
 
+class StochasticDemoConfig(StrictModel):
+    """The demo's stochastic SFNO (``sfno-crps``): the ``sfno`` section plus noise, trained on
+    the almost-fair CRPS of ``ensemble_members`` members per sample; its ensemble spread
+    comes from the model (``perturbation`` of the initial state: none by default)."""
+
+    noise_channels: PositiveInt = 4
+    ensemble_members: Annotated[int, Field(ge=2)] = 2
+    crps_alpha: float = Field(0.95, gt=0.0, le=1.0)
+    perturbation: PerturbationConfig = PerturbationConfig(kind=["none"])
+
+
 class DemoConfig(StrictModel):
     """The end-to-end demo on the embedded shallow-water data (``configs/demo.yaml``, which
     states these same defaults: ``forecast demo`` without ``--config`` runs them).
@@ -212,7 +223,7 @@ class DemoConfig(StrictModel):
     """
 
     workdir: str = "demo"
-    models: list[Literal["sfno", "afno"]] = ["sfno"]
+    models: list[Literal["sfno", "afno", "sfno-crps"]] = ["sfno"]
     swe: SWESourceConfig = SWESourceConfig(grid="legendre-gauss:64x128", days=45.0, spinup_days=1.0)
     grid: GridSpec = "legendre-gauss:64x128"
     method: Literal["conservative", "bilinear", "spectral"] = "spectral"
@@ -224,6 +235,7 @@ class DemoConfig(StrictModel):
                                      curriculum_epochs=0, checkpoint_every=500)
     sfno: ModelConfig = ModelConfig(architecture="sfno", embed_dim=32, num_layers=4, scale_factor=2)
     afno: ModelConfig = ModelConfig(architecture="afno", embed_dim=128, patch_size=[4, 4])
+    stochastic: StochasticDemoConfig = StochasticDemoConfig()
     members: PositiveInt = 16
     perturbation: PerturbationConfig = PerturbationConfig(kind=["spherical-gaussian"], amplitude=0.2,
                                                           length_scale_km=1000.0)

@@ -81,14 +81,19 @@ def test_window(times: pd.DatetimeIndex, config: DemoConfig) -> tuple[pd.Timesta
 
 
 def _train_config(config: DemoConfig, arch: str, store: Path, work: Path, test_start: pd.Timestamp) -> TrainConfig:
-    model = config.sfno if arch == "sfno" else config.afno
+    model = config.afno if arch == "afno" else config.sfno
+    ensemble: dict = {}
+    if arch == "sfno-crps":
+        model = model.model_copy(update={"noise_channels": config.stochastic.noise_channels})
+        ensemble = {"loss": "crps", "ensemble_members": config.stochastic.ensemble_members,
+                    "crps_alpha": config.stochastic.crps_alpha}
     # training, then one validation day, then the held-back window: no target of either
     # training or validation falls inside the window the forecasts are verified on
     val_start = test_start - pd.Timedelta(days=1)
     return config.train.model_copy(update={
         "store": str(store), "out": str(work / "runs" / arch), "model": model,
         "train_end": (val_start - pd.Timedelta(hours=1)).isoformat(), "val_start": val_start.isoformat(),
-        "val_end": (test_start - pd.Timedelta(hours=1)).isoformat(), "seed": config.seed})
+        "val_end": (test_start - pd.Timedelta(hours=1)).isoformat(), "seed": config.seed, **ensemble})
 
 
 def _stage(name: str, timings: dict[str, float]):
@@ -139,7 +144,8 @@ def demo(config: DemoConfig, quick: bool = False) -> DemoResult:
             result.forecasts[arch] = rollout(RolloutConfig(
                 checkpoints=[str(result.checkpoints[arch])], initial=str(result.store),
                 init_times=[t.isoformat() for t in inits], lead=f"{config.lead_hours:g}h", members=config.members,
-                perturbation=config.perturbation, seed=config.seed, out=str(work / "forecasts" / f"{arch}.zarr")))
+                perturbation=config.stochastic.perturbation if arch == "sfno-crps" else config.perturbation,
+                seed=config.seed, out=str(work / "forecasts" / f"{arch}.zarr")))
         with _stage(f"verify {arch}", result.timings):
             result.scores[arch] = verify(VerifyConfig(forecast=str(result.forecasts[arch]), truth=str(result.store),
                                                       out=str(work / "scores" / f"{arch}.nc")))
