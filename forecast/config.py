@@ -107,7 +107,7 @@ class TrainConfig(StrictModel):
 class PerturbationConfig(StrictModel):
     """Initial-condition perturbations; combinable."""
 
-    kind: list[Literal["none", "spherical-gaussian", "bred-vector"]] = ["spherical-gaussian"]
+    kind: list[Literal["none", "spherical-gaussian", "data-spectrum", "bred-vector"]] = ["spherical-gaussian"]
     amplitude: Annotated[float, Field(ge=0)] | dict[str, Annotated[float, Field(ge=0)]] = 0.05  # fraction of each variable's standard deviation
     length_scale_km: Positive = 500.0
     bred_cycles: PositiveInt = 3

@@ -122,3 +122,23 @@ def test_bred_vectors_grow_along_the_unstable_direction_with_the_requested_ampli
     assert float(seed_alignment.max()) < 0.9
     with pytest.raises(InputError, match="bred_cycles"):
         BredVector(advance, lambda k: analysis, seed, amplitude, GRID, cycles=0)
+
+
+def test_data_spectrum_perturbations_have_the_data_spectrum_and_nothing_above_it():
+    """A spectrum with power only up to l = 5 (variable 0) and l = 10 (variable 1): the
+    perturbations carry none above those degrees, and each has the requested rms."""
+    from forecast.rollout.perturbations import DataSpectrum, tendency_spectrum
+
+    lmax = GRID.nlat
+    spectrum = torch.zeros(2, lmax)
+    spectrum[0, 1:6], spectrum[1, 1:11] = 1.0, torch.linspace(1.0, 0.1, 10)
+    perturb = DataSpectrum(GRID, np.array([0.3, 0.1]), spectrum)
+    state = torch.zeros(64, 2, GRID.nlat, GRID.nlon)
+    out = perturb(state, gen(3))
+    rms = weighted_rms(out, lat_weights(GRID))
+    np.testing.assert_allclose(rms.numpy(), np.broadcast_to([0.3, 0.1], (64, 2)), rtol=1e-4)
+    measured = tendency_spectrum(torch.stack([state, out], dim=1), GRID)   # power of out - state
+    assert float(measured[0, 6:].sum()) < 1e-8 * float(measured[0].sum())
+    assert float(measured[1, 11:].sum()) < 1e-8 * float(measured[1].sum())
+    assert float(measured[1, 10]) > 0 and float(measured[0, 5]) > 0
+    assert torch.equal(out, perturb(state, gen(3))) and not torch.equal(out, perturb(state, gen(4)))

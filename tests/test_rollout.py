@@ -294,3 +294,14 @@ def test_a_stochastic_rollout_stopped_mid_way_resumes_bit_identically(setup, mon
     assert partial_path(root / "resumed.zarr").is_dir()
     resumed = data(open_forecast(rollout(rollout_config([ckpt], store, root / "resumed.zarr", **options))))
     assert resumed.tobytes() == reference.tobytes()
+
+
+def test_data_spectrum_perturbations_in_a_rollout_use_only_earlier_analyses(setup):
+    root, store, a, _ = setup
+    out = rollout(rollout_config([a], store, root / "ds.zarr",
+                                 perturbation={"kind": ["data-spectrum"], "amplitude": 0.05}))
+    lead0 = data(open_forecast(out).isel(lead_time=0))
+    assert np.all(np.ptp(lead0, axis=1).max(axis=(-1, -2)) > 0)       # every variable perturbed
+    with pytest.raises(InputError, match="data-spectrum needs analyses one model step apart"):
+        rollout(rollout_config([a], store, root / "ds_first.zarr", init_times=["2020-03-20T00"],
+                               perturbation={"kind": ["data-spectrum"], "amplitude": 0.05}))

@@ -13,6 +13,8 @@ Implementations
 ---------------
 * :class:`SphericalGaussian`: isotropic Gaussian random fields on the sphere, from
   the Karhunen-Loeve expansion of :class:`torch_harmonics.random_fields.GaussianRandomFieldS2`.
+* :class:`DataSpectrum`: random fields with the power spectrum of the data's own
+  one-step tendencies (no energy at scales the data do not resolve).
 * :class:`BredVector`: breeding (Toth & Kalnay 1993, 1997): a seed perturbation is
   cycled through the model over a spin-up window and rescaled, so that it points
   along the fastest-growing directions of the flow.
@@ -34,8 +36,8 @@ from torch_harmonics.random_fields import GaussianRandomFieldS2
 from pipelines.errors import InputError
 from pipelines.grids import EARTH_RADIUS_M, Grid
 
-__all__ = ["Perturbation", "SphericalGaussian", "BredVector", "Compose", "Centred", "Identity",
-           "weighted_rms", "amplitude_vector"]
+__all__ = ["Perturbation", "SphericalGaussian", "DataSpectrum", "BredVector", "Compose", "Centred", "Identity",
+           "weighted_rms", "amplitude_vector", "tendency_spectrum"]
 
 
 @runtime_checkable
@@ -153,6 +155,70 @@ class SphericalGaussian:
         m, c, h, w = _check_state(state, self.grid, len(self.amplitude))
         noise = self.sample(m * c, generator).reshape(m, c, h, w) * self.amplitude[None, :, None, None]
         return state + noise.to(state.device, state.dtype)
+
+
+def tendency_spectrum(pairs: torch.Tensor, grid: Grid) -> torch.Tensor:
+    r"""Mean power per total wavenumber of normalised tendencies, ``(C, L)``.
+
+    ``pairs`` ``(N, 2, C, H, W)`` holds N (state, next state) pairs one model step apart;
+    the power of :math:`\delta = x_{t+\Delta t} - x_t` at degree :math:`l` is
+    :math:`\sum_m |\hat\delta_{lm}|^2` (orthonormal real SHT, :math:`m > 0` counted twice),
+    averaged over the pairs.
+    """
+    from torch_harmonics import RealSHT
+
+    sht = RealSHT(grid.nlat, grid.nlon, lmax=grid.nlat, mmax=min(grid.nlat, grid.nlon // 2 + 1), grid=grid.kind)
+    delta = (pairs[:, 1] - pairs[:, 0]).double()
+    coeffs = sht(delta)                                                   # (N, C, L, M) complex
+    power = coeffs.abs().square()
+    power[..., 1:] *= 2.0
+    return power.sum(-1).mean(0).float()
+
+
+class DataSpectrum:
+    r"""Random fields with the data's own spectrum: per variable :math:`c`,
+
+    .. math:: u_c = \sum_{l,m} \xi_{lm} \sqrt{P_c(l) / (2l + 1)}\, Y_l^m ,
+
+    with :math:`P_c(l)` the power per degree of the normalised one-step tendencies of the
+    initial conditions (:func:`tendency_spectrum`), so the perturbations put energy only
+    where the data's own changes have it, and none at degrees the data do not resolve. As
+    :class:`SphericalGaussian`, each field is rescaled to area-weighted mean 0 and rms 1,
+    then multiplied by the variable's amplitude.
+
+    Parameters
+    ----------
+    grid
+        The model grid.
+    amplitude
+        ``(C,)`` amplitudes in units of each variable's standard deviation.
+    spectrum
+        ``(C, L)`` power per degree, ``L <= grid.nlat``.
+    """
+
+    def __init__(self, grid: Grid, amplitude: np.ndarray, spectrum: torch.Tensor):
+        self.grid = grid
+        self.amplitude = torch.as_tensor(np.asarray(amplitude, dtype=np.float32))
+        spectrum = torch.as_tensor(spectrum, dtype=torch.float32).clamp(min=0.0)
+        if spectrum.dim() != 2 or spectrum.shape[0] != len(self.amplitude):
+            raise InputError(f"data spectrum has shape {tuple(spectrum.shape)}; expected ({len(self.amplitude)}, L)")
+        lmax = spectrum.shape[1]
+        self.mmax = min(lmax, grid.nlon // 2 + 1)
+        l = torch.arange(lmax, dtype=torch.float32)
+        per_coefficient = spectrum / (2.0 * l + 1.0)
+        per_coefficient[:, 0] = 0.0                                           # no global-mean offset
+        self.sqrt_eig_per_variable = per_coefficient.sqrt()[:, :, None].expand(-1, -1, self.mmax).clone()
+        self.isht = InverseRealSHT(grid.nlat, grid.nlon, lmax=lmax, mmax=self.mmax, grid=grid.kind, norm="ortho")
+        self.weights = _lat_weights(grid)
+
+    def __call__(self, state: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        m, c, h, w = _check_state(state, self.grid, len(self.amplitude))
+        shape = (m, *self.sqrt_eig_per_variable.shape, 2)                      # (M, C, L, Mo, 2)
+        xi = torch.view_as_complex(torch.randn(shape, generator=generator, dtype=torch.float32))
+        field = self.isht(xi * self.sqrt_eig_per_variable).float()           # (M, C, H, W)
+        field = field - (field * self.weights[:, None]).mean(dim=(-2, -1), keepdim=True)
+        field = field / weighted_rms(field, self.weights)[..., None, None]
+        return state + (field * self.amplitude[None, :, None, None]).to(state.device, state.dtype)
 
 
 class BredVector:

@@ -34,8 +34,8 @@ from forecast.rollout.initial import InitialConditions, open_initial
 from forecast.rollout.io import (BackgroundWriter, ForecastLayout, ForecastSink, ForecastWriter, cf_attributes,
                                  completed_leads, is_complete, open_forecast, partial_path, remove_stale_temporaries)
 from forecast.rollout.shards import WorkUnit, member_block, units_of_rank, work_units
-from forecast.rollout.perturbations import (BredVector, Centred, Compose, Identity, Perturbation,
-                                            SphericalGaussian, amplitude_vector)
+from forecast.rollout.perturbations import (BredVector, Centred, Compose, DataSpectrum, Identity, Perturbation,
+                                            SphericalGaussian, amplitude_vector, tendency_spectrum)
 from pipelines.config import config_differences
 from pipelines.errors import InputError
 from pipelines.grids import Grid
@@ -135,6 +135,7 @@ class RolloutPlan:
     config_hash: str = ""
     attrs: dict[str, Any] = field(default_factory=dict)
     _gaussian: SphericalGaussian | None = None
+    _data_spectrum: DataSpectrum | None = None
     _initial: tuple[pd.Timestamp, torch.Tensor] | None = None   # the last init time's perturbed states
 
     @property
@@ -224,6 +225,23 @@ class RolloutPlan:
             self._gaussian = SphericalGaussian(self.grid, amplitude, self.config.perturbation.length_scale_km)
         return self._gaussian
 
+    def data_spectrum(self, amplitude: np.ndarray, pairs: int = 16) -> DataSpectrum:
+        """The data-spectrum sampler, from up to ``pairs`` one-step tendencies of the initial
+        conditions up to the first init time (never later: the forecast's verification
+        period stays unseen), built once."""
+        if self._data_spectrum is None:
+            times = self.initial.times
+            usable = [t for t in times if t + self.time_step <= self.init_times[0] and self.initial.has(t + self.time_step)]
+            if not usable:
+                raise InputError(f"perturbation kind data-spectrum needs analyses one model step apart "
+                                 f"({_hours(self.time_step)}) up to the first init time in {self.initial.source}")
+            picks = [usable[i] for i in np.unique(np.linspace(0, len(usable) - 1, min(pairs, len(usable))).astype(int))]
+            stacked = torch.stack([torch.stack([_normalised_analysis(self, t).cpu(),
+                                                _normalised_analysis(self, t + self.time_step).cpu()])
+                                   for t in picks])
+            self._data_spectrum = DataSpectrum(self.grid, amplitude, tendency_spectrum(stacked, self.grid))
+        return self._data_spectrum
+
     def layout(self) -> ForecastLayout:
         attrs = self.initial.variable_attrs()
         return ForecastLayout(variables=self.written, members=self.config.members,
@@ -280,6 +298,9 @@ def build_perturbation(plan: RolloutPlan, init_time: pd.Timestamp, x0: torch.Ten
     amplitude = amplitude_vector(cfg.amplitude, plan.variables)
     parts: list[Perturbation] = []
     for kind in kinds:
+        if kind == "data-spectrum":
+            parts.append(plan.data_spectrum(amplitude))
+            continue
         gaussian = plan.gaussian(amplitude)
         parts.append(gaussian if kind == "spherical-gaussian" else _bred_vector(plan, init_time, x0, gaussian, amplitude))
     if not parts:
