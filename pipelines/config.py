@@ -46,6 +46,10 @@ class SWESourceConfig(StrictModel):
     peak_wavenumber: Positive = 6.0   # total wavenumber of the initial kinetic-energy peak
     start: str = "2020-01-01T00:00"
     balanced: bool = True  # zero divergence + geopotential from the nonlinear balance equation
+    # spectral truncation lmax = mmax of the solver; None: ceil(nlat / 3). Run the solver on a finer
+    # grid than the store's with lmax >= the store grid's nlat, and the store (spectral regridding)
+    # has power at every degree its grid resolves, as ERA5 regridded to it does
+    lmax: PositiveInt | None = None
 
 
 class PrepareConfig(StrictModel):

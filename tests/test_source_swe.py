@@ -131,3 +131,25 @@ def test_unstable_run_is_a_clear_error(tmp_path):
         generate_swe(config, tmp_path)
     assert issubclass(SimulationError, InputError)
     assert math.isfinite(SWEParameters(Grid.parse(GRID)).max_stable_substep())
+
+
+def test_a_finer_solver_fills_every_degree_of_the_store_grid(tmp_path):
+    """Solver on 48x96 with lmax 16, store on 16x32 (spectral regridding): the store has power at
+    every degree its grid resolves; the solver at the store's own grid stops at ceil(16/3) = 6."""
+    from forecast.verify.spectra import power_spectrum
+    from pipelines.config import PrepareConfig
+    from pipelines.prepare import prepare
+    from pipelines.store import open_store
+
+    def degrees_with_power(swe: dict, name: str) -> int:
+        config = PrepareConfig(source="swe", swe=SWESourceConfig(days=0.5, spinup_days=0.25, **swe),
+                               variables=["gh", "vo"], grid="legendre-gauss:16x32", method="spectral",
+                               out=str(tmp_path / f"{name}.zarr"), scheduler="synchronous",
+                               sources_dir=str(tmp_path / f"{name}.sources"))
+        with pytest.warns(UserWarning, match="less than a year"):
+            store = open_store(prepare(config))
+        power = power_spectrum(store.data["vo"].isel(time=-1).load()).values
+        return int(np.flatnonzero(power > 1e-6 * power.max())[-1])
+
+    assert degrees_with_power({"grid": "legendre-gauss:48x96", "lmax": 16, "substep_seconds": 900}, "fine") >= 14
+    assert degrees_with_power({"grid": "legendre-gauss:16x32", "substep_seconds": 1800}, "coarse") <= 6

@@ -136,7 +136,7 @@ def parameters_from_config(config: SWESourceConfig) -> tuple[SWEParameters, int]
         raise InputError(f"swe.output_step_hours must be > 0, got {config.output_step_hours}")
     params = SWEParameters(Grid.parse(config.grid), config.output_step_hours, config.substep_seconds,
                            config.spinup_days * 24.0, config.seed, config.wind_rms, config.peak_wavenumber,
-                           config.balanced, None, config.start)
+                           config.balanced, config.lmax, config.start)
     params.validate()
     n_steps = whole_number(config.days * 24.0 / config.output_step_hours,
                      f"swe.days*24 / swe.output_step_hours ({config.days} d / {config.output_step_hours} h)")
