@@ -30,7 +30,7 @@ def _forecast_cli(*args, **kwargs):
 @pytest.fixture(scope="module")
 def demo_dir(tmp_path_factory):
     work = tmp_path_factory.mktemp("demo")
-    proc = _forecast_cli("demo", "--quick", "--workdir", str(work))
+    proc = _forecast_cli("demo", "--quick", "--workdir", str(work), "--models", "sfno,sfno-crps")
     out, err = proc.communicate(timeout=600)
     assert proc.returncode == 0, err[-3000:]
     assert f"demo outputs in {work}" in out
@@ -39,7 +39,12 @@ def demo_dir(tmp_path_factory):
 
 def test_demo_quick_writes_every_output(demo_dir):
     report = (demo_dir / "report.md").read_text()
-    assert "| sfno | gh (m) | 24 h |" in report
+    assert "| sfno | gh (m) | 24 h |" in report and "| sfno-crps | gh (m) | 24 h |" in report
+    assert "power, upper half of resolved l" in report
+    stochastic = open_forecast(demo_dir / "forecasts" / "sfno-crps.zarr")["gh"]
+    lead0 = stochastic.isel(lead_time=0).values
+    assert np.ptp(lead0, axis=0).max() == 0               # no initial perturbation: one analysis
+    assert np.ptp(stochastic.isel(lead_time=-1).values, axis=0).max() > 0   # the model's noise spreads it
     fc = open_forecast(demo_dir / "forecasts" / "sfno.zarr")
     assert dict(fc.sizes) == {"member": 4, "init_time": 2, "lead_time": 5, "lat": 16, "lon": 32}
     assert np.isfinite(fc["gh"].values).all()
