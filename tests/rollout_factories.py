@@ -25,7 +25,8 @@ from train_factories import VARIABLES, make_swe_store
 
 TINY_MODEL = ModelConfig(architecture="sfno", embed_dim=8, num_layers=1, scale_factor=1)
 
-__all__ = ["make_swe_store", "make_checkpoint", "rollout_config", "wait_for_leads", "VARIABLES", "TINY_MODEL"]
+__all__ = ["make_swe_store", "make_checkpoint", "rollout_config", "wait_for_leads", "single_thread_rollout",
+           "write_rollout_config", "VARIABLES", "TINY_MODEL"]
 
 
 def make_checkpoint(path: str | Path, store: str | Path, seed: int = 0, model: ModelConfig = TINY_MODEL,
@@ -82,3 +83,24 @@ def wait_for_leads(proc: subprocess.Popen, partial: Path, at_least: int, timeout
             return completed
         time.sleep(0.005)
     raise AssertionError("rollout made no progress")
+
+
+def single_thread_rollout(checkpoints: list[Path], store: Path, out: Path, **options) -> Path:
+    """A rollout with one torch thread, as the subprocesses of the kill-and-resume tests run
+    (bit-identity holds for one thread count)."""
+    from forecast.rollout import rollout
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        return rollout(rollout_config(checkpoints, store, out, **options))
+    finally:
+        torch.set_num_threads(threads)
+
+
+def write_rollout_config(path: Path, checkpoints: list[Path], store: Path, out: Path, **options) -> Path:
+    """The rollout config as a YAML file, for ``forecast rollout --config`` in a subprocess."""
+    import yaml
+
+    path.write_text(yaml.safe_dump(rollout_config(checkpoints, store, out, **options).model_dump(mode="json")))
+    return path

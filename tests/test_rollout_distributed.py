@@ -11,11 +11,10 @@ import sys
 from pathlib import Path
 
 import numpy as np
-import torch
-import yaml
-from rollout_factories import make_checkpoint, make_swe_store, rollout_config, wait_for_leads
+from rollout_factories import (make_checkpoint, make_swe_store, single_thread_rollout, wait_for_leads,
+                               write_rollout_config)
 
-from forecast.rollout import open_forecast, rollout
+from forecast.rollout import open_forecast
 from forecast.rollout.io import UNITS_DIR, completed_leads, is_complete, partial_path
 from forecast.rollout.shards import member_block, units_of_rank, work_units
 
@@ -64,16 +63,10 @@ def test_units_cover_every_member_once_and_spread_over_ranks():
 def test_two_processes_killed_and_resumed_match_one_process(tmp_path):
     store = make_swe_store(tmp_path / "store.zarr", n_times=24)
     ckpt = make_checkpoint(tmp_path / "model.pt", store, weight_scale=0.02)
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)   # as in the subprocesses: bit-identity holds for one thread count
-    try:
-        reference = rollout(rollout_config([ckpt], store, tmp_path / "one.zarr", **OPTIONS))
-    finally:
-        torch.set_num_threads(threads)
+    reference = single_thread_rollout([ckpt], store, tmp_path / "one.zarr", **OPTIONS)
 
     out = tmp_path / "two.zarr"
-    config_file = tmp_path / "rollout.yaml"
-    config_file.write_text(yaml.safe_dump(rollout_config([ckpt], store, out, **OPTIONS).model_dump(mode="json")))
+    config_file = write_rollout_config(tmp_path / "rollout.yaml", [ckpt], store, out, **OPTIONS)
     proc = torchrun_rollout(config_file)
     wait_for_leads(proc, partial_path(out), at_least=5)
     kill_tree(proc.pid)                    # torchrun and both workers

@@ -9,11 +9,10 @@ import sys
 from pathlib import Path
 
 import numpy as np
-import torch
-import yaml
-from rollout_factories import make_checkpoint, make_swe_store, rollout_config, wait_for_leads
+from rollout_factories import (make_checkpoint, make_swe_store, single_thread_rollout, wait_for_leads,
+                               write_rollout_config)
 
-from forecast.rollout import open_forecast, rollout
+from forecast.rollout import open_forecast
 from forecast.rollout.io import partial_path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -31,16 +30,10 @@ def test_a_killed_rollout_resumes_bit_identical_to_an_uninterrupted_one(tmp_path
     ckpt = make_checkpoint(tmp_path / "model.pt", store, weight_scale=0.3)
     options = dict(init_times=["2020-03-20T02", "2020-03-20T05"], lead="40h", members=3,
                    perturbation={"kind": ["spherical-gaussian"], "amplitude": 0.1, "length_scale_km": 1500.0})
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)   # as in the subprocesses: bit-identity holds for one thread count
-    try:
-        reference = rollout(rollout_config([ckpt], store, tmp_path / "reference.zarr", **options))
-    finally:
-        torch.set_num_threads(threads)
+    reference = single_thread_rollout([ckpt], store, tmp_path / "reference.zarr", **options)
 
     out = tmp_path / "resumed.zarr"
-    config_file = tmp_path / "rollout.yaml"
-    config_file.write_text(yaml.safe_dump(rollout_config([ckpt], store, out, **options).model_dump(mode="json")))
+    config_file = write_rollout_config(tmp_path / "rollout.yaml", [ckpt], store, out, **options)
     proc = start_rollout(config_file)
     completed = wait_for_leads(proc, partial_path(out), at_least=3)
     proc.send_signal(signal.SIGKILL)
