@@ -152,9 +152,26 @@ def load_config(cls: type[T], path: str | Path | None = None, overrides: list[st
         data = _deep_merge(data, read_yaml(path))
     if overrides:
         data = _deep_merge(data, parse_overrides(overrides))
+    data = with_section_defaults(cls, data)
     source = " with ".join(part for part in (str(path) if path else "", "command-line options" if overrides else "")
                            if part) or "defaults"
     return validate_config(cls, data, source=source)
+
+
+def with_section_defaults(cls: type[BaseModel], data: dict[str, Any]) -> dict[str, Any]:
+    """``data`` with every nested section it gives merged onto that section's default.
+
+    A section whose default is an instance with its own values (``DemoConfig.train`` is a
+    ``TrainConfig`` with the demo's epochs and learning rate) keeps them when the file or
+    an override sets only some of its keys (``train.rollout_steps=2``); without this the
+    section would be rebuilt from the class defaults and silently lose the others.
+    """
+    out = dict(data)
+    for name, field in cls.model_fields.items():
+        value, default = out.get(name), field.default
+        if isinstance(value, dict) and isinstance(default, BaseModel):
+            out[name] = with_section_defaults(type(default), _deep_merge(default.model_dump(exclude_unset=True), value))
+    return out
 
 
 def validate_config(cls: type[T], data: dict[str, Any], source: str = "config") -> T:

@@ -77,3 +77,17 @@ def test_the_config_literals_name_every_metric_and_region_of_verification():
 
     assert list(get_args(MetricName)) == list(METRICS)
     assert list(get_args(RegionName)) == list(REGIONS)
+
+
+def test_overriding_one_key_of_a_section_keeps_the_sections_own_defaults():
+    """DemoConfig.train is a TrainConfig with the demo's values: `train.rollout_steps=2` must
+    not reset its epochs, step and learning rate to TrainConfig's class defaults."""
+    from pipelines.config import load_config
+
+    demo = load_config(DemoConfig, None, ["train.rollout_steps=2", "swe.grid=legendre-gauss:96x192",
+                                          "stochastic.perturbation.amplitude=0.1"])
+    default = DemoConfig()
+    assert demo.train.rollout_steps == 2 and demo.train.epochs == default.train.epochs != TrainConfig().epochs
+    assert demo.train.step_hours == default.train.step_hours and demo.train.lr == default.train.lr
+    assert demo.swe.grid == "legendre-gauss:96x192" and demo.swe.days == default.swe.days
+    assert demo.stochastic.perturbation.kind == ["none"] and demo.stochastic.perturbation.amplitude == 0.1
