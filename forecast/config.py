@@ -202,12 +202,12 @@ class RunConfig(StrictModel):
 class StochasticDemoConfig(StrictModel):
     """The demo's stochastic SFNO (``sfno-crps``): the ``sfno`` section plus noise, trained on
     the almost-fair CRPS of ``ensemble_members`` members per sample; its ensemble spread
-    comes from the model (``perturbation`` of the initial state: none by default)."""
+    comes from the model, with small initial perturbations shaped like the data's own tendencies."""
 
     noise_channels: PositiveInt = 4
     ensemble_members: Annotated[int, Field(ge=2)] = 2
     crps_alpha: float = Field(0.95, gt=0.0, le=1.0)
-    perturbation: PerturbationConfig = PerturbationConfig(kind=["none"])
+    perturbation: PerturbationConfig = PerturbationConfig(kind=["data-spectrum"], amplitude=0.1)
 
 
 class DemoConfig(StrictModel):
@@ -223,7 +223,7 @@ class DemoConfig(StrictModel):
     """
 
     workdir: str = "demo"
-    models: list[Literal["sfno", "afno", "sfno-crps"]] = ["sfno"]
+    models: list[Literal["sfno", "afno", "sfno-crps"]] = ["sfno-crps"]
     swe: SWESourceConfig = SWESourceConfig(grid="legendre-gauss:64x128", days=45.0, spinup_days=1.0)
     grid: GridSpec = "legendre-gauss:64x128"
     method: Literal["conservative", "bilinear", "spectral"] = "spectral"

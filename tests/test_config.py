@@ -85,9 +85,10 @@ def test_overriding_one_key_of_a_section_keeps_the_sections_own_defaults():
     from pipelines.config import load_config
 
     demo = load_config(DemoConfig, None, ["train.rollout_steps=2", "swe.grid=legendre-gauss:96x192",
-                                          "stochastic.perturbation.amplitude=0.1"])
+                                          "stochastic.perturbation.amplitude=0.3"])
     default = DemoConfig()
     assert demo.train.rollout_steps == 2 and demo.train.epochs == default.train.epochs != TrainConfig().epochs
     assert demo.train.step_hours == default.train.step_hours and demo.train.lr == default.train.lr
     assert demo.swe.grid == "legendre-gauss:96x192" and demo.swe.days == default.swe.days
-    assert demo.stochastic.perturbation.kind == ["none"] and demo.stochastic.perturbation.amplitude == 0.1
+    assert demo.stochastic.perturbation.kind == default.stochastic.perturbation.kind == ["data-spectrum"]
+    assert demo.stochastic.perturbation.amplitude == 0.3

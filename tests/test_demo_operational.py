@@ -42,9 +42,8 @@ def test_demo_quick_writes_every_output(demo_dir):
     assert "| sfno | gh (m) | 24 h |" in report and "| sfno-crps | gh (m) | 24 h |" in report
     assert "power, upper half of resolved l" in report
     stochastic = open_forecast(demo_dir / "forecasts" / "sfno-crps.zarr")["gh"]
-    lead0 = stochastic.isel(lead_time=0).values
-    assert np.ptp(lead0, axis=0).max() == 0               # no initial perturbation: one analysis
-    assert np.ptp(stochastic.isel(lead_time=-1).values, axis=0).max() > 0   # the model's noise spreads it
+    assert np.isfinite(stochastic.values).all()
+    assert np.ptp(stochastic.isel(lead_time=-1).values, axis=0).max() > 0   # an ensemble, not one forecast
     fc = open_forecast(demo_dir / "forecasts" / "sfno.zarr")
     assert dict(fc.sizes) == {"member": 4, "init_time": 2, "lead_time": 5, "lat": 16, "lon": 32}
     assert np.isfinite(fc["gh"].values).all()
