@@ -206,6 +206,7 @@ class StochasticDemoConfig(StrictModel):
 
     noise_channels: PositiveInt = 4
     ensemble_members: Annotated[int, Field(ge=2)] = 2
+    rollout_steps: PositiveInt = 2            # CRPS over 2-step rollouts: better skill and stability than 1
     crps_alpha: float = Field(0.95, gt=0.0, le=1.0)
     perturbation: PerturbationConfig = PerturbationConfig(kind=["data-spectrum"], amplitude=0.1)
 

@@ -86,7 +86,7 @@ def _train_config(config: DemoConfig, arch: str, store: Path, work: Path, test_s
     if arch == "sfno-crps":
         model = model.model_copy(update={"noise_channels": config.stochastic.noise_channels})
         ensemble = {"loss": "crps", "ensemble_members": config.stochastic.ensemble_members,
-                    "crps_alpha": config.stochastic.crps_alpha}
+                    "crps_alpha": config.stochastic.crps_alpha, "rollout_steps": config.stochastic.rollout_steps}
     # training, then one validation day, then the held-back window: no target of either
     # training or validation falls inside the window the forecasts are verified on
     val_start = test_start - pd.Timedelta(days=1)
