@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import os
 from dataclasses import dataclass
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -103,6 +104,26 @@ def broadcast_object(obj: Any, ctx: DistributedContext) -> Any:
     box = [obj]
     dist.broadcast_object_list(box, src=0)
     return box[0]
+
+
+def agree(ctx: DistributedContext, fn: Callable[[], Any]) -> Any:
+    """Run ``fn`` on this process, then agree with the others: when any process failed,
+    every process raises (its own error, or one naming the failed process), so that none
+    waits forever for a partner that gave up. Returns ``fn``'s result."""
+    try:
+        result, error = fn(), None
+    except Exception as exc:  # noqa: BLE001 - re-raised below, after the others know
+        result, error = None, exc
+    reports = all_gather_objects(None if error is None else (type(error).__name__, str(error),
+                                                             isinstance(error, InputError)), ctx)
+    if error is not None:
+        raise error
+    failed = [(rank, report) for rank, report in enumerate(reports) if report is not None]
+    if failed:
+        rank, (kind, message, bad_input) = failed[0]
+        text = f"process {rank} failed: {kind}: {message}"
+        raise InputError(text) if bad_input else RuntimeError(text)
+    return result
 
 
 def barrier(ctx: DistributedContext) -> None:

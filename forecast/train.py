@@ -46,14 +46,13 @@ import os
 import sys
 import time
 from pathlib import Path
-from typing import Any, Callable
 
 import yaml
 
 from forecast.checkpoint import Checkpoint, load_checkpoint
 from forecast.config import TrainConfig
 from forecast.models import count_parameters
-from forecast.distributed import DistributedContext, all_gather_objects, cleanup_distributed, setup_distributed
+from forecast.distributed import agree, cleanup_distributed, setup_distributed
 from forecast.training.metrics import MetricsWriter
 from forecast.training.run_data import RunData, load_run_data
 from forecast.training.schedule import deterministic_kernels, lr_factor, rollout_steps_for_epoch, seed_everything
@@ -118,7 +117,7 @@ def train(config: TrainConfig, resume: bool = False, dry_run: bool = False) -> T
     try:
         with deterministic_kernels(world.device):
             seed_everything(config.seed)
-            resume_from = None if dry_run else broadcast_checked(lambda: _prepare_out(config, resume), world)
+            resume_from = None if dry_run else agree(world, lambda: _prepare_out(config, resume))
             trainer = Trainer(config, world, load_run_data(config))
             if dry_run:
                 return dry_run_report(trainer)
@@ -127,18 +126,6 @@ def train(config: TrainConfig, resume: bool = False, dry_run: bool = False) -> T
             return _run(trainer)
     finally:
         cleanup_distributed(world)
-
-
-def broadcast_checked(fn: Callable[[], Any], world: DistributedContext) -> Any:
-    """Run ``fn`` on every rank but fail on all ranks together when rank 0's input is bad."""
-    try:
-        value, error = fn(), None
-    except InputError as exc:
-        value, error = None, str(exc)
-    errors = [e for e in all_gather_objects(error, world) if e is not None]
-    if errors:
-        raise InputError(errors[0])
-    return value
 
 
 def _run(trainer: Trainer) -> TrainResult:

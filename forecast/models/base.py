@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 
+import numpy as np
 import torch
 import torch.nn as nn
 from torch.utils.flop_counter import FlopCounterMode
@@ -99,6 +100,15 @@ class PrognosticModel(nn.Module, ABC):
                 or tuple(forcings.shape[2:]) != expected:
             raise ValueError(f"forcings have shape {tuple(forcings.shape)}; expected "
                              f"({state.shape[0]}, {self.n_forcing}, {expected[0]}, {expected[1]})")
+
+
+def seeded_generator(key: int, *counters: int) -> torch.Generator:
+    """A CPU generator seeded by a 64-bit ``key`` and small ``counters`` (< 2**32) only: the
+    model noise of a member and step, in training (sample seed, member, step) and in
+    rollouts (init time's seed, member, valid time in s), depends on what names it, not on
+    the process or the batch."""
+    words = [int(key) & 0xFFFFFFFF, (int(key) >> 32) & 0xFFFFFFFF, *(int(c) for c in counters)]
+    return torch.Generator().manual_seed(int(np.random.SeedSequence(words).generate_state(1)[0]))
 
 
 def count_parameters(model: nn.Module, trainable_only: bool = True) -> int:

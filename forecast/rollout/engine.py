@@ -27,6 +27,7 @@ import torch
 import torch.nn as nn
 
 from forecast.forcings import compute_forcings
+from forecast.models.base import seeded_generator
 from pipelines.errors import InputError
 from pipelines.grids import Grid
 
@@ -190,6 +191,4 @@ class RolloutEngine:
 
 def noise_generator(noise_seed: int, member: int, time: pd.Timestamp) -> torch.Generator:
     """The generator of member ``member``'s model noise for the step from ``time``."""
-    seconds = int(pd.Timestamp(time).value // 1_000_000_000)
-    entropy = [int(noise_seed) & 0xFFFFFFFF, int(member), seconds & 0xFFFFFFFF, (seconds >> 32) & 0xFFFFFFFF]
-    return torch.Generator().manual_seed(int(np.random.SeedSequence(entropy).generate_state(1, np.uint64)[0] >> 1))
+    return seeded_generator(noise_seed, member, int(pd.Timestamp(time).value // 1_000_000_000))

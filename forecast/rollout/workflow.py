@@ -15,7 +15,6 @@ import json
 import logging
 import re
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -26,8 +25,8 @@ import pandas as pd
 import torch
 
 from forecast.config import RolloutConfig
-from forecast.distributed import (DistributedContext, all_gather_objects, broadcast_object, cleanup_distributed,
-                                  select_device, setup_distributed)
+from forecast.distributed import (DistributedContext, agree, all_gather_objects, broadcast_object,
+                                  cleanup_distributed, select_device, setup_distributed)
 from forecast.normalise import Normaliser
 from forecast.rollout.engine import BlowUpError, BoundsCheck, RolloutEngine
 from forecast.rollout.initial import InitialConditions, open_initial
@@ -256,8 +255,7 @@ def output_every_steps(every: int | str, step: pd.Timedelta) -> int:
     must be a positive multiple of the model step."""
     if isinstance(every, int):
         return every
-    steps = parse_lead(every, step)   # the same rules: positive, units, a multiple of the step
-    return steps
+    return parse_lead(every, step)   # the same rules: positive, units, a multiple of the step
 
 
 def _output_grid(config: RolloutConfig, grid: Grid) -> Grid:
@@ -366,9 +364,9 @@ def rollout(config: RolloutConfig) -> Path:
     ctx = setup_distributed(config.device)
     try:
         with contextlib.ExitStack() as stack:
-            in_step(ctx, lambda: _claim_output(out, config, stack) if ctx.is_main else None)
-            plan = in_step(ctx, lambda: RolloutPlan.build(config, ctx.device))
-            skip = in_step(ctx, lambda: _already_done(plan) if ctx.is_main else None)
+            agree(ctx, lambda: _claim_output(out, config, stack) if ctx.is_main else None)
+            plan = agree(ctx, lambda: RolloutPlan.build(config, ctx.device))
+            skip = agree(ctx, lambda: _already_done(plan) if ctx.is_main else None)
             if broadcast_object(skip, ctx):
                 log.info("%s is complete and made with the same parameters; skipping (--overwrite recomputes it)", out)
                 return out
@@ -464,36 +462,16 @@ def run_plan(plan: RolloutPlan, ctx: DistributedContext | None = None) -> Path:
         else:
             writer.create(plan.layout())
 
-    in_step(ctx, create_or_resume if ctx.is_main else lambda: None)
+    agree(ctx, create_or_resume if ctx.is_main else lambda: None)
     start = time.perf_counter()
-    stepped = in_step(ctx, lambda: run_units(plan, writer, mine, ctx.rank))
+    stepped = agree(ctx, lambda: run_units(plan, writer, mine, ctx.rank))
     total = sum(all_gather_objects(stepped, ctx))
     if ctx.is_main and total:
         seconds = time.perf_counter() - start
         log.info("rollout: %d member-steps in %.2f s (%.1f member-steps/s over %d process(es))", total, seconds,
                  total / seconds, ctx.world_size)
-    return in_step(ctx, lambda: writer.finalise({}, overwrite=config.overwrite)) if ctx.is_main else \
-        in_step(ctx, lambda: out)
-
-
-def in_step(ctx: DistributedContext, fn: Callable[[], Any]) -> Any:
-    """Run ``fn`` on this process, then agree with the others: when any process failed,
-    every process raises (its own error, or one naming the failed process), so that none
-    waits forever for a partner that gave up."""
-    try:
-        result, error = fn(), None
-    except Exception as exc:  # noqa: BLE001 - re-raised below, after the others know
-        result, error = None, exc
-    reports = all_gather_objects(None if error is None else (type(error).__name__, str(error),
-                                                             isinstance(error, InputError)), ctx)
-    if error is not None:
-        raise error
-    failed = [(rank, report) for rank, report in enumerate(reports) if report is not None]
-    if failed:
-        rank, (kind, message, bad_input) = failed[0]
-        text = f"process {rank} failed: {kind}: {message}"
-        raise InputError(text) if bad_input else RuntimeError(text)
-    return result
+    return agree(ctx, lambda: writer.finalise({}, overwrite=config.overwrite)) if ctx.is_main else \
+        agree(ctx, lambda: out)
 
 
 def run_units(plan: RolloutPlan, writer: ForecastSink, units: list[WorkUnit], rank: int = 0) -> int:

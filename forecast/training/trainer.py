@@ -21,6 +21,7 @@ from forecast.checkpoint import Checkpoint, check_compatible, save_checkpoint
 from forecast.config import TrainConfig
 from forecast.data import TrajectoryDataset
 from forecast.distributed import DistributedContext, all_gather_objects, all_reduce_sum, barrier
+from forecast.models.base import seeded_generator
 from forecast.losses import AreaWeightedCRPS, AreaWeightedMSE, squared_error_sums, variable_weight_vector
 from forecast.training.metrics import MetricsWriter
 from forecast.training.run_data import ResumableSampler, RunData
@@ -77,9 +78,8 @@ class Rollout(nn.Module):
         return out.unflatten(0, (-1, m)) if m > 1 else out
 
     def _noise(self, sample_seeds: torch.Tensor, step: int) -> torch.Tensor:
-        generators = [torch.Generator().manual_seed(int(np.random.SeedSequence(
-            [int(seed) & 0xFFFFFFFF, (int(seed) >> 32) & 0xFFFFFFFF, member, step]).generate_state(1)[0]))
-            for seed in sample_seeds.tolist() for member in range(self.members)]
+        generators = [seeded_generator(seed, member, step)
+                      for seed in sample_seeds.tolist() for member in range(self.members)]
         return self.model.draw_noise(generators)
 
 

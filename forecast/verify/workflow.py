@@ -215,7 +215,7 @@ def _score_all(models: dict[str, xr.Dataset], truth_all: xr.Dataset, clim_valid:
     per_lead, hists, spectra = [], [], []
     for i in progress(range(valid.sizes["lead_time"]), desc="verify"):
         sums = {name: Accumulator() for name in models}
-        counts, power, template = None, None, None
+        counts, template, power = None, None, Accumulator()   # power: (sum, count) of spectra
         for inits in chunks:
             times = valid.isel(lead_time=i, init_time=inits)
             truth = _load(truth_all.reindex(time=times.values).rename(time="init_time"), None, slice(None))
@@ -226,14 +226,15 @@ def _score_all(models: dict[str, xr.Dataset], truth_all: xr.Dataset, clim_valid:
                 sums[name].add(lead_partials(fc, truth, clim, weights, metrics))
                 if name == "forecast":
                     template = xr.dot(truth.isel(init_time=0, lon=0, drop=True), weights, dim="lat")
-                    power = _add(power, _power_sums(fc, truth, grid))
+                    power.add(_power_sums(fc, truth, grid))
                     if n_members > 1:
-                        counts = _add(counts, rank_counts(fc, truth, weights))
+                        part = rank_counts(fc, truth, weights)
+                        counts = part if counts is None else counts + part
         per_lead.append(xr.concat([finalise(sums[name], metrics, models[name].sizes[MEMBER], template)
                                    for name in models], dim="model").assign_coords(model=list(models)))
         if counts is not None:
             hists.append(counts / counts.sum("rank"))
-        spectra.append(xr.concat([power[k][0] / power[k][1] for k in ("forecast", "truth")], dim="source")
+        spectra.append(xr.concat([power.totals[k][0] / power.totals[k][1] for k in ("forecast", "truth")], dim="source")
                        .assign_coords(source=["forecast", "truth"]))
 
     def _stack(parts: list[xr.DataArray], *dims: str) -> xr.Dataset:
@@ -251,15 +252,6 @@ def _power_sums(fc: xr.DataArray, truth: xr.DataArray, grid: Grid) -> dict[str, 
     pf, pt = power_spectrum(fc, grid), power_spectrum(truth, grid)
     return {"forecast": (pf.sum((MEMBER, "init_time")), pf.notnull().sum((MEMBER, "init_time"))),
             "truth": (pt.sum("init_time"), pt.notnull().sum("init_time"))}
-
-
-def _add(total, part):
-    """Add a chunk's sums (a DataArray, or a dict of (sum, count) pairs) to the running total."""
-    if total is None:
-        return part
-    if isinstance(part, dict):
-        return {k: (total[k][0] + v[0], total[k][1] + v[1]) for k, v in part.items()}
-    return total + part
 
 
 # -- output --------------------------------------------------------------------------------
