@@ -64,14 +64,11 @@ def handle_errors(func: Callable[..., Any]) -> Callable[..., Any]:
             return func(*args, **kwargs)
         except (typer.Exit, typer.Abort, SystemExit):
             raise
-        except InputError as exc:
+        except (InputError, LockedError, WriteError) as exc:
             if _STATE["debug"]:
                 raise
-            _fail(str(exc).splitlines()[0] if str(exc) else type(exc).__name__, 2)
-        except (LockedError, WriteError) as exc:  # not bad input: the same command succeeds later
-            if _STATE["debug"]:
-                raise
-            _fail(str(exc), 1)
+            # a lock or a refusing file system is not bad input: the same command succeeds later
+            _fail(str(exc).splitlines()[0] if str(exc) else type(exc).__name__, 2 if isinstance(exc, InputError) else 1)
         except KeyboardInterrupt:
             _fail("interrupted", 130)
         except Exception as exc:  # noqa: BLE001 - the CLI's last line of defence

@@ -68,7 +68,8 @@ from forecast.forecast_file import CALENDAR, TIME_UNITS, is_complete, open_forec
 from pipelines.variables import CF_ATTRS, canonical
 
 __all__ = ["ForecastLayout", "ForecastSink", "ForecastWriter", "open_forecast", "partial_path", "cf_attributes",
-           "is_complete", "remove_stale_temporaries", "OutputWriteError", "completed_leads", "UNITS_DIR",
+           "is_complete", "remove_stale_temporaries", "OutputWriteError", "completed_leads", "saved_config",
+           "UNITS_DIR",
            "PROGRESS_FILE"]
 
 log = logging.getLogger(__name__)
@@ -199,7 +200,7 @@ class ForecastWriter:
     # -- set-up and resume -------------------------------------------------------
     def matches(self) -> bool:
         """Whether a partial output made with this configuration exists (then it is resumed)."""
-        saved = self.saved_config()
+        saved = saved_config(self.partial)
         return saved is not None and saved["config_hash"] == self.config_hash
 
     def unit_state(self, unit: WorkUnit) -> dict[str, Any] | None:
@@ -215,14 +216,6 @@ class ForecastWriter:
 
     def _unit_file(self, unit: WorkUnit, suffix: str) -> Path:
         return self.partial / UNITS_DIR / f"{unit.key}{suffix}"
-
-    def saved_config(self) -> dict[str, Any] | None:
-        """``{"config_hash", "resolved"}`` of the partial output, or None when there is none."""
-        try:
-            saved = json.loads((self.partial / PROGRESS_FILE).read_text())
-        except (FileNotFoundError, NotADirectoryError, json.JSONDecodeError):
-            return None
-        return {"config_hash": saved.get("config_hash"), "resolved": saved.get("resolved")}
 
     def create(self, layout: ForecastLayout) -> None:
         """Create the empty structure in the partial directory (removing any old one).
@@ -341,6 +334,15 @@ def _atomic_write(path: Path, write) -> None:
         os.replace(tmp, path)
     except OSError as exc:
         raise OutputWriteError.of(exc, path.parent) from None
+
+
+def saved_config(partial: str | Path) -> dict[str, Any] | None:
+    """``{"config_hash", "resolved"}`` of a partial output, or None when there is none."""
+    try:
+        saved = json.loads((Path(partial) / PROGRESS_FILE).read_text())
+    except (FileNotFoundError, NotADirectoryError, json.JSONDecodeError):
+        return None
+    return {"config_hash": saved.get("config_hash"), "resolved": saved.get("resolved")}
 
 
 def completed_leads(partial: str | Path) -> list[int]:

@@ -31,7 +31,8 @@ from forecast.normalise import Normaliser
 from forecast.rollout.engine import BlowUpError, BoundsCheck, RolloutEngine
 from forecast.rollout.initial import InitialConditions, open_initial
 from forecast.rollout.io import (BackgroundWriter, ForecastLayout, ForecastSink, ForecastWriter, cf_attributes,
-                                 completed_leads, is_complete, open_forecast, partial_path, remove_stale_temporaries)
+                                 completed_leads, is_complete, open_forecast, partial_path, remove_stale_temporaries,
+                                 saved_config)
 from forecast.rollout.shards import WorkUnit, member_block, units_of_rank, work_units
 from forecast.rollout.perturbations import (BredVector, Centred, Compose, DataSpectrum, Identity, Perturbation,
                                             SphericalGaussian, amplitude_vector, tendency_spectrum)
@@ -417,7 +418,7 @@ def refuse_other_parameters(plan: RolloutPlan) -> None:
         Naming every differing key, e.g. ``members: 2 -> 3; lead: "12h" -> "18h"``.
     """
     out = Path(plan.config.out)
-    for path, saved in ((out, _saved_resolved(out)), (partial_path(out), ForecastWriter(out, "").saved_config())):
+    for path, saved in ((out, _saved_resolved(out)), (partial_path(out), saved_config(partial_path(out)))):
         if saved is None or saved.get("config_hash") == plan.config_hash:
             continue
         what = "a complete forecast" if path == out else "an interrupted rollout"
