@@ -27,7 +27,8 @@ RegionName = Literal["global", "nh-extratropics", "tropics", "sh-extratropics"] 
 class ModelConfig(StrictModel):
     """Architecture and size of a model (``configs/models/*.yaml``)."""
 
-    architecture: Literal["sfno", "afno"] = "sfno"
+    # sfno, afno, or dyffusion (Spherical DYffusion: interpolator + forecaster SFNOs of this size)
+    architecture: Literal["sfno", "afno", "dyffusion"] = "sfno"
     embed_dim: PositiveInt = 64
     num_layers: PositiveInt = 4
     # SFNO: the transforms inside the blocks work on a grid this many times coarser.
@@ -47,6 +48,9 @@ class ModelConfig(StrictModel):
     # hidden layers of the encoder/decoder MLPs (0: linear maps, as torch-harmonics' example SFNO)
     encoder_layers: int = Field(1, ge=0)
     drop_path_rate: float = Field(0.0, ge=0, lt=1)
+    # dropout after the activation of each SFNO block's MLP; DYffusion's interpolator keeps it
+    # (and drop_path_rate) on at inference: the source of its ensemble spread
+    mlp_dropout: float = Field(0.0, ge=0, lt=1)
     # SFNO only: noise channels of a stochastic (noise-conditioned) SFNO; 0 is deterministic
     noise_channels: int = Field(0, ge=0)
     # AFNO only
@@ -83,6 +87,9 @@ class TrainConfig(StrictModel):
     ensemble_members: PositiveInt = 1
     loss: Literal["mse", "crps"] = "mse"
     crps_alpha: float = Field(0.95, gt=0.0, le=1.0)   # almost-fair CRPS; 1 is the fair CRPS
+    # DYffusion (model.architecture dyffusion): `epochs` train the interpolator, then these the
+    # forecaster against the frozen interpolator (None: as many as `epochs`)
+    forecaster_epochs: PositiveInt | None = None
     checkpoint_every: PositiveInt = 100
     seed: int = 0
     num_workers: int = Field(0, ge=0)
@@ -99,6 +106,10 @@ class TrainConfig(StrictModel):
         if self.loss == "crps" and self.model.noise_channels == 0:
             raise ValueError("loss 'crps' needs a stochastic model (model.noise_channels > 0): the members of a "
                              "deterministic model are identical")
+        if self.model.architecture == "dyffusion" and (self.loss != "mse" or self.ensemble_members > 1
+                                                       or self.rollout_steps > 1):
+            raise ValueError("model.architecture 'dyffusion' trains its own two stages (MSE interpolator, L1 "
+                             "forecaster) on one model step: use loss 'mse', ensemble_members 1, rollout_steps 1")
         if self.loss == "mse" and self.ensemble_members > 1:
             raise ValueError("ensemble_members > 1 is for loss 'crps'; with 'mse' every member would be fitted alone")
         return self
@@ -130,6 +141,8 @@ class RolloutConfig(StrictModel):
     batch_members: PositiveInt | None = None          # None: all members in one batch
     variables: Annotated[list[str], Field(min_length=1)] | None = None   # written subset (the model steps every variable); None: all
     output_every: PositiveInt | str = 1       # write every n-th step, or a duration such as "24h"
+    # DYffusion: also write the states its interpolator makes at the store's times between model steps
+    intermediate: bool = False
     overwrite: bool = False
     lock_timeout_s: float = Field(0.0, ge=0.0)  # wait for another rollout writing the same out; 0 refuses at once
     device: Literal["auto", "cpu", "cuda"] = "auto"

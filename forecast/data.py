@@ -134,12 +134,16 @@ class TrajectoryDataset(Dataset):
         Start indices (from :func:`sample_starts` with ``max_steps``).
     step, max_steps
         Model step in store steps; largest rollout length the starts allow.
+    with_path
+        Also return ``"path"``, the ``step + 1`` states at every store step of the first
+        model step ``(step + 1, C, H, W)`` (Spherical DYffusion's interpolator learns them).
     """
 
     def __init__(self, states: np.ndarray | LazyStateArray, times: pd.DatetimeIndex, grid: Grid,
-                 static: np.ndarray | None, starts: np.ndarray, step: int, max_steps: int) -> None:
+                 static: np.ndarray | None, starts: np.ndarray, step: int, max_steps: int,
+                 with_path: bool = False) -> None:
         self.states, self.times, self.grid, self.static = states, np.asarray(times), grid, static
-        self.starts, self.step, self.max_steps = starts, step, max_steps
+        self.starts, self.step, self.max_steps, self.with_path = starts, step, max_steps, with_path
         self.rollout_steps = max_steps
         self.input_noise, self.noise_seed, self.epoch = 0.0, 0, 0
 
@@ -169,7 +173,12 @@ class TrajectoryDataset(Dataset):
     def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
         n = self.rollout_steps
         index = self.starts[i] + self.step * np.arange(n + 1)
+        if self.with_path:   # every store step of the first model step, then the later model steps
+            index = np.concatenate([self.starts[i] + np.arange(self.step + 1), index[2:]])
         states = torch.from_numpy(np.ascontiguousarray(self.states[index]))
+        path = states[: self.step + 1] if self.with_path else None
+        if path is not None:
+            states = torch.cat([states[:1], states[self.step:]])
         state = states[0]
         sample_seed = (self.noise_seed * 1_000_003 + self.epoch) * 10_000_019 + int(self.starts[i])
         if self.input_noise > 0:
@@ -177,8 +186,12 @@ class TrajectoryDataset(Dataset):
             state = state + self.input_noise * torch.randn(state.shape, generator=generator, dtype=state.dtype)
         # sample_seed also seeds a stochastic model's noise (forecast.training.trainer.Rollout):
         # it depends on the seed, the epoch and the sample only, not on the process
-        return {"state": state, "targets": states[1:], "sample_seed": torch.tensor(sample_seed, dtype=torch.int64),
-                "forcings": compute_forcings(self.grid, self.times[index[:-1]], self.static)}
+        sample = {"state": state, "targets": states[1:], "sample_seed": torch.tensor(sample_seed, dtype=torch.int64),
+                  "forcings": compute_forcings(self.grid, self.times[self.starts[i] + self.step * np.arange(n)],
+                                               self.static)}
+        if path is not None:
+            sample["path"] = torch.cat([state[None], path[1:]])
+        return sample
 
 
 @dataclass
@@ -189,7 +202,7 @@ class Splits:
 
 def build_splits(states: np.ndarray | LazyStateArray, times: pd.DatetimeIndex, grid: Grid,
                  static: np.ndarray | None, store_step: pd.Timedelta, step: int, max_steps: int,
-                 masks: tuple[np.ndarray, np.ndarray]) -> Splits:
+                 masks: tuple[np.ndarray, np.ndarray], with_path: bool = False) -> Splits:
     """Training samples of up to ``max_steps`` steps and one-step validation samples."""
     train_starts = sample_starts(times, masks[0], step, max_steps, store_step)
     if train_starts.size == 0:
@@ -197,7 +210,7 @@ def build_splits(states: np.ndarray | LazyStateArray, times: pd.DatetimeIndex, g
                          f"{max_steps} model steps of {step} store steps; use more data, a shorter step_hours "
                          "or fewer rollout_steps")
     val_starts = sample_starts(times, masks[1], step, 1, store_step)
-    train = TrajectoryDataset(states, times, grid, static, train_starts, step, max_steps)
+    train = TrajectoryDataset(states, times, grid, static, train_starts, step, max_steps, with_path)
     val = TrajectoryDataset(states, times, grid, static, val_starts, step, 1) if val_starts.size else None
     return Splits(train=train, val=val)
 

@@ -139,7 +139,7 @@ def _run(trainer: Trainer) -> TrainResult:
         bar.update(trainer.step)
     start, start_step = time.perf_counter(), trainer.step
     try:
-        keep_going = trainer.epoch < config.epochs and trainer.step < trainer.max_steps
+        keep_going = trainer.epoch < trainer.total_epochs and trainer.step < trainer.max_steps
         while keep_going:
             keep_going = trainer.run_epoch(metrics, bar, result)
         if trainer.saved_step != trainer.step:

@@ -31,14 +31,15 @@ __all__ = ["make_swe_store", "make_checkpoint", "rollout_config", "wait_for_lead
 
 def make_checkpoint(path: str | Path, store: str | Path, seed: int = 0, model: ModelConfig = TINY_MODEL,
                     grid: str | None = None, variables: list[str] | None = None, poison: bool = False,
-                    weight_scale: float = 1.0, noise_weight: float = 0.0) -> Path:
+                    weight_scale: float = 1.0, noise_weight: float = 0.0, horizon: int = 1) -> Path:
     """Save an untrained model for ``store``'s grid, variables and statistics.
 
     ``grid``/``variables`` override the store's (to make a mismatching checkpoint);
     ``poison`` fills the weights with NaN, so the first step produces NaN; ``noise_weight``
 gives a stochastic model's (zero-initialised) noise modulations random weights; ``weight_scale``
     multiplies every weight (an untrained residual model grows exponentially: 0.3 makes it
-    grow about 3x per 20 steps instead of 1e4x).
+    grow about 3x per 20 steps instead of 1e4x); ``horizon`` is the model step in store steps
+    (a DYffusion model's interpolated states per step).
     """
     opened = open_store(store)
     g = Grid.parse(grid) if grid else opened.grid
@@ -54,9 +55,11 @@ gives a stochastic model's (zero-initialised) noise modulations random weights; 
         for name, p in net.named_parameters():
             if ".noise." in name and noise_weight:   # a stochastic model "trained" to use its noise
                 p.normal_(0.0, noise_weight)
+    if model.architecture == "dyffusion":
+        net.set_horizon(horizon)
     ckpt = Checkpoint(model_config=model, train_config={}, grid=g, variables=list(names), static_names=[],
                       static=None, mean=np.asarray(mean, np.float64), std=np.asarray(std, np.float64),
-                      time_step_seconds=opened.time_step.total_seconds(), step=0, epoch=0,
+                      time_step_seconds=horizon * opened.time_step.total_seconds(), step=0, epoch=0,
                       model_state=net.state_dict())
     return save_checkpoint(path, ckpt)
 

@@ -13,15 +13,16 @@ import torch  # noqa: F401  (used by the doctest)
 
 from forecast.config import ModelConfig
 from forecast.models.afno import AFNO
+from forecast.models.dyffusion import DYffusion
 from forecast.models.base import PrognosticModel, count_parameters, estimate_flops
 from forecast.models.sfno import SFNO
 from pipelines.errors import InputError
 from pipelines.grids import Grid
 
-__all__ = ["ARCHITECTURES", "AFNO", "SFNO", "PrognosticModel", "build_model", "count_parameters", "estimate_flops"]
+__all__ = ["ARCHITECTURES", "AFNO", "DYffusion", "SFNO", "PrognosticModel", "build_model", "count_parameters", "estimate_flops"]
 
 # the one mapping from ModelConfig.architecture to the model class
-ARCHITECTURES: dict[str, type[PrognosticModel]] = {"sfno": SFNO, "afno": AFNO}
+ARCHITECTURES: dict[str, type[PrognosticModel]] = {"sfno": SFNO, "afno": AFNO, "dyffusion": DYffusion}
 
 
 def build_model(config: ModelConfig, grid: Grid, n_state: int, n_forcing: int) -> PrognosticModel:

@@ -166,6 +166,8 @@ class AFNO(PrognosticModel):
     def from_config(cls, config: ModelConfig, grid: Grid, n_state: int, n_forcing: int) -> "AFNO":
         if config.noise_channels:
             raise InputError("model.noise_channels is for the SFNO; the AFNO is deterministic (set it to 0)")
+        if config.mlp_dropout:
+            raise InputError("model.mlp_dropout is for the SFNO and DYffusion; the AFNO has none (set it to 0)")
         return cls(grid, n_state, n_forcing, embed_dim=config.embed_dim, num_layers=config.num_layers,
                    patch_size=tuple(config.patch_size), mlp_ratio=config.mlp_ratio, num_blocks=config.num_blocks,
                    sparsity_threshold=config.sparsity_threshold,

@@ -70,6 +70,12 @@ class PrognosticModel(nn.Module, ABC):
         """Channels of the noise a stochastic model takes (0: deterministic)."""
         return 0
 
+    @property
+    def stochastic(self) -> bool:
+        """Whether the model's step is random given :meth:`draw_noise`'s noise (a
+        noise-conditioned SFNO, or DYffusion with dropout at inference)."""
+        return self.noise_channels > 0
+
     def draw_noise(self, generators: list[torch.Generator]) -> torch.Tensor:
         """Noise for a batch, one generator per sample (a stochastic model overrides this)."""
         raise NotImplementedError(f"{type(self).__name__} takes no noise")

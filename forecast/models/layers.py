@@ -6,6 +6,7 @@ than a 1x1 convolution, which is markedly slower on CPU (and no faster on GPU).
 
 * :class:`MLP` - two-layer point-wise perceptron :math:`W_2\,\sigma(W_1 x + b_1)`.
 * :class:`DropPath` - stochastic depth (Huang et al. 2016).
+* :class:`DropoutMasks` - per-sample seeded dropout masks (dropout as a model's noise source).
 * :class:`ChannelsLastInstanceNorm` - instance norm over the grid (dims 1, 2).
 * :data:`ACTIVATIONS`, :data:`NORMALIZATIONS` - the one mapping from config names to layers.
 """
@@ -18,7 +19,7 @@ from typing import Callable
 import torch
 import torch.nn as nn
 
-__all__ = ["MLP", "DropPath", "ChannelsLastInstanceNorm", "ACTIVATIONS", "NORMALIZATIONS", "make_norm"]
+__all__ = ["MLP", "DropPath", "DropoutMasks", "ChannelsLastInstanceNorm", "ACTIVATIONS", "NORMALIZATIONS", "make_norm"]
 
 ACTIVATIONS: dict[str, type[nn.Module]] = {"gelu": nn.GELU, "relu": nn.ReLU, "silu": nn.SiLU}
 
@@ -60,9 +61,13 @@ class MLP(nn.Module):
         if self.fc2.bias is not None:
             nn.init.zeros_(self.fc2.bias)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """``(..., in_features) -> (..., out_features)``."""
-        return self.fc2(self.drop(self.act(self.fc1(x))))
+    def forward(self, x: torch.Tensor, masks: "DropoutMasks | None" = None) -> torch.Tensor:
+        """``(..., in_features) -> (..., out_features)``; ``masks`` draws the dropout masks
+        from per-sample generators (``x`` then has the batch first) instead of the global RNG."""
+        hidden = self.act(self.fc1(x))
+        if masks is not None and isinstance(self.drop, nn.Dropout):
+            return self.fc2(masks.apply(hidden, self.drop.p, per_element=True))
+        return self.fc2(self.drop(hidden))
 
 
 class DropPath(nn.Module):
@@ -78,8 +83,11 @@ class DropPath(nn.Module):
             raise ValueError(f"drop path probability must be in [0, 1), got {p}")
         self.p = p
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """``(B, ...) -> (B, ...)``."""
+    def forward(self, x: torch.Tensor, masks: "DropoutMasks | None" = None) -> torch.Tensor:
+        """``(B, ...) -> (B, ...)``; with ``masks`` the mask comes from per-sample generators
+        and is applied whatever the mode (dropout as a source of ensemble spread)."""
+        if masks is not None and self.p > 0.0:
+            return masks.apply(x, self.p, per_element=False)
         if self.p == 0.0 or not self.training:
             return x
         keep = 1.0 - self.p
@@ -88,6 +96,41 @@ class DropPath(nn.Module):
 
     def extra_repr(self) -> str:
         return f"p={self.p}"
+
+
+class DropoutMasks:
+    r"""Dropout masks drawn from one generator per sample, in call order.
+
+    Sample :math:`b`'s masks depend only on its own generator and on the order of the
+    dropout layers it goes through, not on the batch it is in, the process or the device.
+    So a model whose only randomness is dropout at inference (the interpolator of
+    Spherical DYffusion) gives a seeded, bit-reproducible ensemble. Masks are drawn on
+    the CPU (the generators are CPU generators) and moved to the activations' device.
+
+    Parameters
+    ----------
+    generators
+        One CPU generator per sample of the batch.
+    """
+
+    def __init__(self, generators: list[torch.Generator]) -> None:
+        self.generators = list(generators)
+
+    def apply(self, x: torch.Tensor, p: float, per_element: bool) -> torch.Tensor:
+        r"""``x * mask / (1 - p)``, ``x`` ``(B, ...)`` with ``B`` = number of generators; the
+        mask keeps each element (``per_element``) or each sample's whole tensor (drop path)
+        with probability :math:`1 - p`."""
+        if p <= 0.0:
+            return x
+        if x.shape[0] != len(self.generators):
+            raise ValueError(f"{len(self.generators)} mask generators for a batch of {x.shape[0]}")
+        keep = 1.0 - p
+        shape = tuple(x.shape[1:]) if per_element else (1,) * (x.dim() - 1)
+        mask = torch.stack([torch.empty(shape).bernoulli_(keep, generator=g) for g in self.generators])
+        return x * mask.to(device=x.device, dtype=x.dtype) / keep
+
+    def __len__(self) -> int:
+        return len(self.generators)
 
 
 class ChannelsLastInstanceNorm(nn.Module):

@@ -42,11 +42,11 @@ from torch_harmonics import InverseRealSHT, RealSHT
 
 from forecast.config import ModelConfig
 from forecast.models.base import PrognosticModel
-from forecast.models.layers import ACTIVATIONS, MLP, DropPath, make_norm
+from forecast.models.layers import ACTIVATIONS, MLP, DropoutMasks, DropPath, make_norm
 from pipelines.errors import InputError
 from pipelines.grids import Grid
 
-__all__ = ["SFNO", "SFNOBlock", "SpectralConvS2", "ChannelsLastRealSHT", "ChannelsLastInverseRealSHT"]
+__all__ = ["SFNO", "SFNOBlock", "StepEmbedding", "StepModulation", "SpectralConvS2", "ChannelsLastRealSHT", "ChannelsLastInverseRealSHT"]
 
 INTERNAL_GRID = "legendre-gauss"
 
@@ -210,6 +210,43 @@ class NoiseConditioning(nn.Module):
         return h * (1.0 + self.scale(noise)) + self.shift(noise)
 
 
+class StepEmbedding(nn.Module):
+    r"""Embedding of a (possibly fractional) step :math:`i` for step-conditioned SFNOs
+    (Spherical DYffusion's interpolator and forecaster), as diffusion models embed time:
+
+    .. math:: e(i) = \mathrm{MLP}\big([\sin(\omega_k i), \cos(\omega_k i)]_{k}\big),
+              \qquad \omega_k = \omega_{\max}^{-k/K}, \; k = 0..K-1,
+
+    ``(B,)`` steps -> ``(B, dim)``.
+    """
+
+    def __init__(self, dim: int, frequencies: int = 16, max_period: float = 100.0) -> None:
+        super().__init__()
+        self.register_buffer("omega", max_period ** (-torch.arange(frequencies, dtype=torch.float32) / frequencies),
+                             persistent=False)
+        self.mlp = nn.Sequential(nn.Linear(2 * frequencies, dim), nn.SiLU(), nn.Linear(dim, dim))
+
+    def forward(self, step: torch.Tensor) -> torch.Tensor:
+        angle = step.to(self.omega.dtype)[:, None] * self.omega
+        return self.mlp(torch.cat([angle.sin(), angle.cos()], dim=-1))
+
+
+class StepModulation(nn.Module):
+    r"""A block's (scale, shift) from the step embedding, applied after the block's norm:
+    :math:`h \mapsto h \odot (1 + a(e)) + b(e)`, with :math:`a, b` linear maps initialised
+    at zero (an untrained step-conditioned SFNO ignores the step)."""
+
+    def __init__(self, embed_dim: int, dim: int) -> None:
+        super().__init__()
+        self.linear = nn.Linear(embed_dim, 2 * dim)
+        nn.init.zeros_(self.linear.weight)
+        nn.init.zeros_(self.linear.bias)
+
+    def forward(self, h: torch.Tensor, embedding: torch.Tensor) -> torch.Tensor:
+        scale, shift = self.linear(embedding)[:, None, None, :].chunk(2, dim=-1)   # (B, 1, 1, C) each
+        return h * (1.0 + scale) + shift
+
+
 def white_noise_scale(isht: "ChannelsLastInverseRealSHT") -> float:
     r"""``1 / std`` of a field synthesised by ``isht`` from unit-normal coefficients (real and
     imaginary parts, :math:`m = 0` real): the pointwise variance
@@ -230,28 +267,33 @@ class SFNOBlock(nn.Module):
 
     def __init__(self, sht: ChannelsLastRealSHT, isht: ChannelsLastInverseRealSHT, dim: int,
                  mlp_ratio: float, activation: type[nn.Module], normalization: str, drop_path: float,
-                 noise_channels: int = 0) -> None:
+                 noise_channels: int = 0, step_embed_dim: int = 0, mlp_dropout: float = 0.0) -> None:
         super().__init__()
         self.sht, self.isht = sht, isht
         self.resample = (sht.nlat, sht.nlon, sht.grid) != (isht.nlat, isht.nlon, isht.grid)
         self.conv = SpectralConvS2(isht.lmax, dim, dim, gain=2.0)
         self.norm = make_norm(normalization, dim)
-        self.mlp = MLP(dim, int(dim * mlp_ratio), dim, activation=activation, gain=1.0)
+        self.mlp = MLP(dim, int(dim * mlp_ratio), dim, activation=activation, gain=1.0, drop_rate=mlp_dropout)
         self.drop_path = DropPath(drop_path)
+        self.step = StepModulation(step_embed_dim, dim) if step_embed_dim else None
         self.noise = NoiseConditioning(noise_channels, dim) if noise_channels else None
         self.noise_scale = white_noise_scale(isht) if noise_channels else 1.0
 
-    def forward(self, x: torch.Tensor, noise: torch.Tensor | None = None) -> torch.Tensor:
-        """``noise``: spherical-harmonic coefficients ``(M, L, B, 2, K)`` (:meth:`SFNO.draw_noise`)."""
+    def forward(self, x: torch.Tensor, noise: torch.Tensor | None = None, step: torch.Tensor | None = None,
+                masks: DropoutMasks | None = None) -> torch.Tensor:
+        """``noise``: spherical-harmonic coefficients ``(M, L, B, 2, K)`` (:meth:`SFNO.draw_noise`);
+        ``step``: the step embedding ``(B, E)``; ``masks``: seeded dropout masks."""
         coeffs = self.sht(x)
         if self.resample:
             y, skip = self.isht(torch.cat([self.conv(coeffs), coeffs], dim=2)).chunk(2, dim=0)
         else:
             y, skip = self.isht(self.conv(coeffs)), x
         h = self.norm(y)
+        if self.step is not None and step is not None:
+            h = self.step(h, step)
         if self.noise is not None and noise is not None:
             h = self.noise(h, self.isht(noise.to(h.dtype)) * self.noise_scale)   # unit-variance fields on this grid
-        return skip + self.drop_path(self.mlp(h))
+        return skip + self.drop_path(self.mlp(h, masks), masks)
 
 
 class PositionEmbedding(nn.Module):
@@ -296,13 +338,21 @@ class SFNO(PrognosticModel):
         Stochastic depth, rising linearly from 0 to this over the blocks.
     encoder_layers
         Hidden layers of the encoder and decoder MLPs (0: linear maps).
+    noise_channels
+        Noise fields of a stochastic (noise-conditioned) SFNO; 0 is deterministic.
+    step_conditioning
+        Take a step :math:`i` (:class:`StepEmbedding`, :class:`StepModulation` in every
+        block); without it, the SFNO above.
+    mlp_dropout
+        Dropout after the activation of each block's MLP.
     """
 
     def __init__(self, grid: Grid, n_state: int, n_forcing: int, *, embed_dim: int = 64, num_layers: int = 4,
                  scale_factor: int = 2, mlp_ratio: float = 2.0, hard_thresholding_fraction: float = 1.0,
                  normalization: str = "none", activation: str = "gelu", residual: bool = True,
                  big_skip: bool = True, pos_embed: str | None = "lat", drop_path_rate: float = 0.0,
-                 encoder_layers: int = 1, noise_channels: int = 0) -> None:
+                 encoder_layers: int = 1, noise_channels: int = 0, step_conditioning: bool = False,
+                 mlp_dropout: float = 0.0) -> None:
         super().__init__(grid, n_state, n_forcing, residual)
         self._noise_channels = noise_channels
         act = ACTIVATIONS[activation]
@@ -312,9 +362,11 @@ class SFNO(PrognosticModel):
         self.pos_embed = PositionEmbedding(pos_embed, grid.nlat, grid.nlon, embed_dim) if pos_embed else nn.Identity()
         transforms = _transforms(grid, scale_factor, hard_thresholding_fraction)
         rates = torch.linspace(0, drop_path_rate, num_layers).tolist()
+        self.step_embedding = StepEmbedding(embed_dim) if step_conditioning else None
         self.blocks = nn.ModuleList(
             SFNOBlock(transforms[0] if i == 0 else transforms[2], transforms[1] if i == num_layers - 1 else transforms[3],
-                      embed_dim, mlp_ratio, act, normalization, rates[i], noise_channels)
+                      embed_dim, mlp_ratio, act, normalization, rates[i], noise_channels,
+                      embed_dim if step_conditioning else 0, mlp_dropout)
             for i in range(num_layers))
         self.noise_modes = transforms[3].lmax   # every transform of the model has the same truncation
         dec_in = embed_dim + (in_dim if big_skip else 0)
@@ -328,7 +380,7 @@ class SFNO(PrognosticModel):
                    normalization=config.normalization, activation=config.activation, residual=config.residual,
                    big_skip=config.big_skip, pos_embed=config.pos_embed_kind if config.pos_embed else None,
                    drop_path_rate=config.drop_path_rate, encoder_layers=config.encoder_layers,
-                   noise_channels=config.noise_channels)
+                   noise_channels=config.noise_channels, mlp_dropout=config.mlp_dropout)
 
     @property
     def noise_channels(self) -> int:
@@ -345,11 +397,15 @@ class SFNO(PrognosticModel):
         parts = [torch.randn(m, l, 1, 2, self._noise_channels, generator=g) for g in generators]
         return torch.cat(parts, dim=2).to(device)
 
-    def network(self, x: torch.Tensor, noise: torch.Tensor | None = None) -> torch.Tensor:
+    def network(self, x: torch.Tensor, noise: torch.Tensor | None = None, step: torch.Tensor | None = None,
+                masks: DropoutMasks | None = None) -> torch.Tensor:
+        """``(B, C_in, H, W) -> (B, C_out, H, W)``; ``step`` ``(B,)`` conditions a step-conditioned
+        SFNO (ignored otherwise), ``masks`` draws its dropout masks from per-sample generators."""
         x = x.permute(0, 2, 3, 1)  # channels-last view; the encoder's GEMM reads it as is
         h = self.pos_embed(self.encoder(x))
+        embedding = self.step_embedding(step) if self.step_embedding is not None and step is not None else None
         for block in self.blocks:
-            h = block(h, noise)
+            h = block(h, noise, embedding, masks)
         if self.big_skip:
             h = torch.cat([h, x], dim=-1)
         return self.decoder(h).permute(0, 3, 1, 2).contiguous()

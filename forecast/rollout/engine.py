@@ -145,12 +145,14 @@ class RolloutEngine:
 
     @torch.inference_mode()
     def step(self, state: torch.Tensor, time: pd.Timestamp, members: torch.Tensor | None = None,
-             noise_seed: int | None = None) -> torch.Tensor:
-        """One step from ``time``: ``(B, C, H, W) -> (B, C, H, W)``.
+             noise_seed: int | None = None, intermediate: bool = False) -> torch.Tensor:
+        """One step from ``time``: ``(B, C, H, W) -> (B, C, H, W)``, or with ``intermediate``
+        (a model with ``sample``, i.e. DYffusion) the states at every store step of it
+        ``(B, h, C, H, W)``, the last being the step's result.
 
         ``members`` are the ensemble indices of the ``B`` states (default ``0 .. B-1``):
         they choose each state's model, so a block of members steps as it would in the
-        whole ensemble. A stochastic model (``noise_channels > 0``) draws its noise for
+        whole ensemble. A stochastic model (``model.stochastic``) draws its noise for
         member ``m`` at ``time`` from a generator seeded by ``(noise_seed, m, time)`` only
         (:func:`noise_generator`), so batching, processes and resuming do not change it;
         without ``noise_seed`` it takes its noise-free step.
@@ -160,26 +162,42 @@ class RolloutEngine:
         groups = self.groups(members)
         if len(groups) == 1:   # one model, one batch: no copies
             k = groups[0][0]
-            return self._forward(k, state, forcing, self._noise(k, members, time, noise_seed))
-        out = torch.empty_like(state)
+            return self._forward(k, state, forcing, self._noise(k, members, time, noise_seed), intermediate)
+        out: torch.Tensor | None = None
         for k, positions in groups:
             idx = positions.to(state.device)
-            out[idx] = self._forward(k, state[idx], forcing, self._noise(k, members[positions], time, noise_seed))
+            y = self._forward(k, state[idx], forcing, self._noise(k, members[positions], time, noise_seed), intermediate)
+            if out is None:
+                out = y.new_empty((state.shape[0],) + tuple(y.shape[1:]))
+            out[idx] = y
+        assert out is not None
         return out
 
     def _noise(self, k: int, members: torch.Tensor, time: pd.Timestamp, noise_seed: int | None) -> torch.Tensor | None:
         model = self.models[k]
-        if noise_seed is None or not getattr(model, "noise_channels", 0):
+        if noise_seed is None or not getattr(model, "stochastic", False):
             return None
         return model.draw_noise([noise_generator(noise_seed, int(m), time) for m in members.tolist()])
 
-    def _forward(self, k: int, state: torch.Tensor, forcing: torch.Tensor, noise: torch.Tensor | None = None) -> torch.Tensor:
+    def _forward(self, k: int, state: torch.Tensor, forcing: torch.Tensor, noise: torch.Tensor | None = None,
+                 intermediate: bool = False) -> torch.Tensor:
         start = _time.perf_counter()
-        out = self.models[k](state, forcing.expand(state.shape[0], -1, -1, -1), noise)
+        forcing = forcing.expand(state.shape[0], -1, -1, -1)
+        model = self.models[k]
+        out = model.sample(state, forcing, noise, intermediate=True) if intermediate else model(state, forcing, noise)
         if state.device.type == "cuda":
             torch.cuda.synchronize(state.device)
         self.forward_seconds += _time.perf_counter() - start
         return out
+
+    @property
+    def substeps(self) -> int:
+        """States per model step that :meth:`step` can return with ``intermediate`` (the
+        models' common DYffusion horizon); 1 for a model without intermediate states."""
+        horizons = {int(getattr(m, "horizon", 1)) if hasattr(m, "sample") else 1 for m in self.models}
+        if len(horizons) != 1:
+            raise InputError(f"the checkpoints' models have different numbers of intermediate states {sorted(horizons)}")
+        return horizons.pop()
 
     def advance(self, state: torch.Tensor, time: pd.Timestamp, n_steps: int,
                 members: torch.Tensor | None = None, noise_seed: int | None = None) -> torch.Tensor:

@@ -148,8 +148,14 @@ class RolloutPlan:
         return output_every_steps(self.config.output_every, self.time_step)
 
     @property
+    def substeps(self) -> int:
+        """Written states per model step: the DYffusion horizon with ``intermediate``, else 1."""
+        return self.engine.substeps if self.config.intermediate else 1
+
+    @property
     def output_leads(self) -> pd.TimedeltaIndex:
-        return pd.TimedeltaIndex(np.arange(0, self.n_steps + 1, self.every) * self.time_step)
+        sub = self.substeps
+        return pd.TimedeltaIndex(np.arange(0, self.n_steps * sub + 1, self.every) * (self.time_step / sub))
 
     @property
     def written(self) -> list[str]:
@@ -173,6 +179,9 @@ class RolloutPlan:
         if n_steps % every:
             raise InputError(f"lead {config.lead} ({n_steps} steps) is not a multiple of output_every="
                              f"{config.output_every} ({every} step(s))")
+        if config.intermediate and every != 1:
+            raise InputError("intermediate states are written at every store step between model steps; they "
+                             f"cannot be combined with output_every={config.output_every}")
         unknown = [v for v in config.variables or [] if v not in variables]
         if unknown:
             raise InputError(f"variables {', '.join(unknown)} are not the model's; it has {', '.join(variables)}")
@@ -181,6 +190,9 @@ class RolloutPlan:
         initial = open_initial(config.initial, grid, variables, config.regrid_method)
         initial.check_times(init_times)
         engine = RolloutEngine(models, grid, step, first.static, config.batch_members, device)
+        if config.intermediate and engine.substeps == 1:
+            raise InputError(f"--intermediate needs a model that makes states between its steps (architecture "
+                             f"dyffusion); {first.path} is a {first.model_config.architecture}")
         plan = cls(config=config, engine=engine, normaliser=Normaliser(first.mean, first.std),
                    bounds=BoundsCheck(variables, first.mean, first.std, config.bounds_std, dict(config.bounds)),
                    initial=initial, checkpoints=ckpts, variables=variables, grid=grid,
@@ -504,6 +516,8 @@ def run_unit(plan: RolloutPlan, writer: ForecastSink, background: BackgroundWrit
         _emit(plan, writer, background, unit, 0, state, rank)
     members = torch.arange(unit.start, unit.stop)
     every, noise_seed = plan.every, member_seed(plan.config.seed, init_time)
+    if plan.substeps > 1:
+        return _run_unit_with_intermediates(plan, writer, background, unit, bar, rank, done, state, members, noise_seed)
     for k in range(done + 1, len(plan.output_leads)):
         for s in range((k - 1) * every, k * every):
             state = plan.engine.step(state, init_time + s * plan.time_step, members, noise_seed)
@@ -511,6 +525,25 @@ def run_unit(plan: RolloutPlan, writer: ForecastSink, background: BackgroundWrit
         _emit(plan, writer, background, unit, k, state, rank)
         bar.update(1)
     return unit.size * (len(plan.output_leads) - 1 - max(done, 0)) * every
+
+
+def _run_unit_with_intermediates(plan: RolloutPlan, writer: ForecastSink, background: BackgroundWriter, unit: WorkUnit,
+                                 bar: Any, rank: int, done: int, state: torch.Tensor, members: torch.Tensor,
+                                 noise_seed: int) -> int:
+    """:func:`run_unit` writing the ``h - 1`` states between model steps as well: lead ``k``
+    is store step ``k`` (``h`` per model step); the resume state is saved at model steps only
+    (a resumed run recomputes, bit-identically, the states after the last one)."""
+    sub, init_time = plan.substeps, plan.init_times[unit.init_index]
+    first = done // sub
+    for step in range(first, plan.n_steps):
+        path = plan.engine.step(state, init_time + step * plan.time_step, members, noise_seed, intermediate=True)
+        for j in range(sub):
+            lead = step * sub + j + 1
+            _check(plan, path[:, j], init_time, step + (j + 1) / sub, background, writer, unit.start)
+            _emit(plan, writer, background, unit, lead, path[:, j], rank, save=j == sub - 1)
+            bar.update(1)
+        state = path[:, -1]
+    return unit.size * (plan.n_steps - first)
 
 
 def initial_state(plan: RolloutPlan, init_time: pd.Timestamp) -> torch.Tensor:
@@ -531,7 +564,7 @@ def initial_state(plan: RolloutPlan, init_time: pd.Timestamp) -> torch.Tensor:
     return state
 
 
-def _check(plan: RolloutPlan, state: torch.Tensor, init_time: pd.Timestamp, step: int,
+def _check(plan: RolloutPlan, state: torch.Tensor, init_time: pd.Timestamp, step: float,
            background: BackgroundWriter | None = None, writer: ForecastSink | None = None,
            first_member: int = 0) -> None:
     bad = plan.bounds.violation(state)
@@ -540,25 +573,26 @@ def _check(plan: RolloutPlan, state: torch.Tensor, init_time: pd.Timestamp, step
     if background is not None:
         background.drain()  # keep every complete lead time before reporting
     member, variable, what = bad
-    lead = step * plan.time_step
+    lead = plan.time_step * step
     where = f"; the complete lead times are kept in {writer.partial}" if writer is not None else ""
     raise BlowUpError(f"forecast blew up ({what}) at init time {init_time.isoformat()}, member {first_member + member}, "
-                      f"lead time {_hours(lead)} (step {step}, valid {(init_time + lead).isoformat()}), variable "
+                      f"lead time {_hours(lead)} (step {step:g}, valid {(init_time + lead).isoformat()}), variable "
                       f"{variable!r}{where}")
 
 
 def _emit(plan: RolloutPlan, writer: ForecastSink, background: BackgroundWriter, unit: WorkUnit, k: int,
-          state: torch.Tensor, rank: int) -> None:
-    """Queue output lead ``k`` of ``unit``: physical fields, then the unit's resume state."""
+          state: torch.Tensor, rank: int, save: bool = True) -> None:
+    """Queue output lead ``k`` of ``unit``: physical fields, then (``save``) the unit's resume state."""
     physical = plan.normaliser.denormalise(state).to("cpu", torch.float32).numpy()
     if plan.written != plan.variables:
         physical = physical[:, [plan.variables.index(v) for v in plan.written]]
-    background.submit(_write, plan, writer, unit, k, physical, state.to("cpu"), rank)
+    background.submit(_write, plan, writer, unit, k, physical, state.to("cpu") if save else None, rank)
 
 
 def _write(plan: RolloutPlan, writer: ForecastSink, unit: WorkUnit, k: int, physical: np.ndarray,
-           state: torch.Tensor, rank: int) -> None:
+           state: torch.Tensor | None, rank: int) -> None:
     if plan.regridder is not None:
         physical = plan.regridder.apply(physical).astype(np.float32)
     writer.write_lead(unit, k, physical)
-    writer.save_unit(unit, k, state, rank)
+    if state is not None:
+        writer.save_unit(unit, k, state, rank)

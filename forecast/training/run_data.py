@@ -52,7 +52,8 @@ def load_run_data(config: TrainConfig) -> RunData:
     states = load_state_array(store.data, variables, normaliser)
     masks = split_masks(store.times, config.train_start, config.train_end, config.val_start, config.val_end,
                         config.val_fraction)
-    splits = build_splits(states, store.times, grid, static, store.time_step, step, config.rollout_steps, masks)
+    splits = build_splits(states, store.times, grid, static, store.time_step, step, config.rollout_steps, masks,
+                          with_path=config.model.architecture == "dyffusion")
     return RunData(grid=grid, variables=variables, normaliser=normaliser, static_names=static_names, static=static,
                    step=step, time_step_seconds=step * store.time_step.total_seconds(), splits=splits)
 

@@ -22,6 +22,7 @@ from forecast.config import TrainConfig
 from forecast.data import TrajectoryDataset
 from forecast.distributed import DistributedContext, all_gather_objects, all_reduce_sum, barrier
 from forecast.models.base import seeded_generator
+from forecast.training.dyffusion import AreaWeightedL1, DYffusionObjective
 from forecast.losses import AreaWeightedCRPS, AreaWeightedMSE, squared_error_sums, variable_weight_vector
 from forecast.training.metrics import MetricsWriter
 from forecast.training.run_data import ResumableSampler, RunData
@@ -29,7 +30,7 @@ from forecast.training.schedule import capture_rng_state, lr_factor, restore_rng
 from pipelines.atomic import atomic_path
 from pipelines.errors import InputError
 
-__all__ = ["Trainer", "Rollout", "TrainResult"]
+__all__ = ["Trainer", "Rollout", "TrainResult", "training_stages"]
 
 log = logging.getLogger("forecast.train")
 
@@ -66,7 +67,7 @@ class Rollout(nn.Module):
     def forward(self, state: torch.Tensor, forcings: torch.Tensor,
                 sample_seeds: torch.Tensor | None = None) -> torch.Tensor:
         m = self.members
-        stochastic = getattr(self.model, "noise_channels", 0) > 0 and sample_seeds is not None
+        stochastic = getattr(self.model, "stochastic", False) and sample_seeds is not None
         if m > 1:
             state, forcings = state.repeat_interleave(m, dim=0), forcings.repeat_interleave(m, dim=0)
         outputs = []
@@ -84,6 +85,14 @@ class Rollout(nn.Module):
 
 
 
+def training_stages(config: TrainConfig) -> list[tuple[str, int]]:
+    """``(stage, epochs)`` in order: ``[("model", epochs)]``, or for DYffusion the interpolator
+    (``epochs``) then the forecaster (``forecaster_epochs``, default ``epochs``)."""
+    if config.model.architecture != "dyffusion":
+        return [("model", config.epochs)]
+    return [("interpolator", config.epochs), ("forecaster", config.forecaster_epochs or config.epochs)]
+
+
 class Trainer:
     """State of one training run on one process."""
 
@@ -97,22 +106,22 @@ class Trainer:
         if self.steps_per_epoch == 0:
             raise InputError(f"the training period has {len(data.splits.train)} samples, fewer than "
                              f"batch_size={config.batch_size}")
-        self.total_steps = config.epochs * self.steps_per_epoch
+        # (stage, epochs): one stage, or DYffusion's interpolator then forecaster
+        self.stages = training_stages(config)
+        self.total_epochs = sum(epochs for _, epochs in self.stages)
+        self.total_steps = self.total_epochs * self.steps_per_epoch
         self.max_steps = self.total_steps if config.max_steps is None else min(config.max_steps, self.total_steps)
         if config.checkpoint_every < 1:
             raise InputError(f"checkpoint_every={config.checkpoint_every} must be at least 1")
-        self.model = self._build_model()
-        self.rollout = Rollout(self.model, config.ensemble_members).to(world.device)
-        self.ddp = (DistributedDataParallel(self.rollout, device_ids=[world.device.index] if world.device.type == "cuda"
-                                            else None) if world.distributed else self.rollout)
-        self.step_fn = torch.compile(self.ddp) if config.compile else self.ddp
-        self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
-        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, self._lr_lambda())
         weights = variable_weight_vector(data.variables, config.variable_weights)
         self.loss_fn = AreaWeightedMSE(data.grid, weights).to(world.device)
         # a stochastic model trained on the CRPS of its members; validation stays the one-step RMSE
         self.train_loss = (AreaWeightedCRPS(data.grid, weights, config.crps_alpha).to(world.device)
                            if config.loss == "crps" else self.loss_fn)
+        self.l1 = AreaWeightedL1(data.grid, weights).to(world.device)
+        self.model = self._build_model()
+        self.stage = ""
+        self._configure_stage(self.stages[0][0])
         self.sampler = ResumableSampler(data.splits.train, world, config.seed, self.batch_per_rank)
         self.loader_generator = torch.Generator()
         self.step, self.epoch, self.batch_in_epoch = 0, 0, 0
@@ -130,10 +139,37 @@ class Trainer:
             log.info("residual scale (std of the normalised %g h tendency): %s", self.data.time_step_seconds / 3600,
                      ", ".join(f"{v} {s:.3g}" for v, s in zip(self.data.variables, scale)))
             model.set_residual_scale(scale)
+        if self.config.model.architecture == "dyffusion":
+            model.set_horizon(self.data.step)
         return model.to(self.world.device)
 
-    def _lr_lambda(self) -> Callable[[int], float]:
-        warmup, total = self.config.warmup_steps, self.total_steps
+    def stage_of(self, epoch: int) -> str:
+        """The stage that trains epoch ``epoch``."""
+        for stage, epochs in self.stages:
+            if epoch < epochs:
+                return stage
+            epoch -= epochs
+        return self.stages[-1][0]
+
+    def _configure_stage(self, stage: str) -> None:
+        """The trained module, its DDP wrapper, optimiser and learning-rate schedule for ``stage``
+        (each stage starts its own warm-up and cosine decay, as separate runs would)."""
+        config, world = self.config, self.world
+        self.stage = stage
+        if stage == "model":
+            self.rollout: nn.Module = Rollout(self.model, config.ensemble_members).to(world.device)
+        else:
+            self.rollout = DYffusionObjective(self.model, stage, self.loss_fn, self.l1).to(world.device)
+            log.info("DYffusion stage: %s", stage)
+        self.ddp = (DistributedDataParallel(self.rollout, device_ids=[world.device.index] if world.device.type == "cuda"
+                                            else None) if world.distributed else self.rollout)
+        self.step_fn = torch.compile(self.ddp) if config.compile else self.ddp
+        trained = [p for p in self.model.parameters() if p.requires_grad]
+        self.optimizer = torch.optim.AdamW(trained, lr=config.lr, weight_decay=config.weight_decay)
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, self._lr_lambda(stage))
+
+    def _lr_lambda(self, stage: str) -> Callable[[int], float]:
+        warmup, total = self.config.warmup_steps, dict(self.stages)[stage] * self.steps_per_epoch
         return lambda step: lr_factor(step, warmup, total)
 
     def autocast(self) -> contextlib.AbstractContextManager:
@@ -172,12 +208,18 @@ class Trainer:
     def restore(self, ckpt: Checkpoint) -> None:
         check_compatible(ckpt, self.data.grid, self.data.variables)
         self.model.load_state_dict(ckpt.model_state)
-        self.optimizer.load_state_dict(ckpt.optimizer_state)
-        self.scheduler.load_state_dict(ckpt.scheduler_state)
         self.step, self.epoch, self.batch_in_epoch = ckpt.step, ckpt.epoch, ckpt.batch_in_epoch
         self.saved_step = ckpt.step
+        saved_stage = self.stage_of(ckpt.epoch)
         if self.batch_in_epoch >= self.steps_per_epoch:
             self.epoch, self.batch_in_epoch = self.epoch + 1, 0
+        if self.stage_of(self.epoch) != self.stage:
+            self._configure_stage(self.stage_of(self.epoch))
+        # a checkpoint from the end of a stage holds the finished stage's optimiser: the next
+        # stage starts afresh, as in an uninterrupted run
+        if saved_stage == self.stage:
+            self.optimizer.load_state_dict(ckpt.optimizer_state)
+            self.scheduler.load_state_dict(ckpt.scheduler_state)
         if len(ckpt.rng_state) == self.world.world_size:
             restore_rng_state(ckpt.rng_state[self.world.rank])
         else:
@@ -197,11 +239,15 @@ class Trainer:
         device = self.world.device
         state, forcings, targets = (batch[k].to(device, non_blocking=True) for k in ("state", "forcings", "targets"))
         self.ddp.train()
-        with self.autocast():
-            predictions = self.step_fn(state, forcings, batch["sample_seed"])
-        n = targets.shape[1]
-        step_axis = 2 if self.config.ensemble_members > 1 else 1   # (B, M, n, ...) or (B, n, ...)
-        loss = sum(self.train_loss(predictions.select(step_axis, s), targets[:, s]) for s in range(n)) / n
+        if self.stage != "model":   # DYffusion: the objective returns the stage's loss
+            with self.autocast():
+                loss = self.step_fn(batch["path"].to(device, non_blocking=True), forcings[:, 0], batch["sample_seed"])
+        else:
+            with self.autocast():
+                predictions = self.step_fn(state, forcings, batch["sample_seed"])
+            n = targets.shape[1]
+            step_axis = 2 if self.config.ensemble_members > 1 else 1   # (B, M, n, ...) or (B, n, ...)
+            loss = sum(self.train_loss(predictions.select(step_axis, s), targets[:, s]) for s in range(n)) / n
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         if self.config.grad_clip > 0:
@@ -262,7 +308,9 @@ class Trainer:
             if self.step >= max_steps:
                 return False
         self.epoch, self.batch_in_epoch = self.epoch + 1, 0
-        return self.epoch < self.config.epochs
+        if self.epoch < self.total_epochs and self.stage_of(self.epoch) != self.stage:
+            self._configure_stage(self.stage_of(self.epoch))
+        return self.epoch < self.total_epochs
 
     def _log_epoch(self, loss: float) -> None:
         if self.world.is_main:
