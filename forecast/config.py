@@ -14,7 +14,7 @@ from pipelines.config import (GridSpec, Positive, PositiveInt, PrepareConfig, St
                               validate_config)
 
 __all__ = [
-    "ModelConfig", "TrainConfig", "RolloutConfig", "PerturbationConfig", "VerifyConfig",
+    "ModelConfig", "TrainConfig", "RolloutConfig", "PerturbationConfig", "VerifyConfig", "DYffusionDemoConfig",
     "PlotConfig", "RunConfig", "DemoConfig", "PrepareConfig", "load_config", "validate_config",
 ]
 
@@ -101,15 +101,15 @@ class TrainConfig(StrictModel):
 
     @model_validator(mode="after")
     def _ensemble_training(self) -> "TrainConfig":
+        if self.model.architecture == "dyffusion" and (self.loss != "mse" or self.ensemble_members > 1
+                                                       or self.rollout_steps > 1):
+            raise ValueError("model.architecture 'dyffusion' trains its own two stages (MSE interpolator, L1 "
+                             "forecaster) on one model step: use loss 'mse', ensemble_members 1, rollout_steps 1")
         if self.loss == "crps" and self.ensemble_members < 2:
             raise ValueError("loss 'crps' needs ensemble_members >= 2 (members per sample)")
         if self.loss == "crps" and self.model.noise_channels == 0:
             raise ValueError("loss 'crps' needs a stochastic model (model.noise_channels > 0): the members of a "
                              "deterministic model are identical")
-        if self.model.architecture == "dyffusion" and (self.loss != "mse" or self.ensemble_members > 1
-                                                       or self.rollout_steps > 1):
-            raise ValueError("model.architecture 'dyffusion' trains its own two stages (MSE interpolator, L1 "
-                             "forecaster) on one model step: use loss 'mse', ensemble_members 1, rollout_steps 1")
         if self.loss == "mse" and self.ensemble_members > 1:
             raise ValueError("ensemble_members > 1 is for loss 'crps'; with 'mse' every member would be fitted alone")
         return self
@@ -224,6 +224,17 @@ class StochasticDemoConfig(StrictModel):
     perturbation: PerturbationConfig = PerturbationConfig(kind=["data-spectrum"], amplitude=0.1)
 
 
+class DYffusionDemoConfig(StrictModel):
+    """The demo's Spherical DYffusion (``dyffusion``): interpolator and forecaster SFNOs of the
+    ``sfno`` section's size, the interpolator with dropout kept on at inference (the ensemble's
+    spread); trained ``train.epochs`` epochs each stage unless ``forecaster_epochs`` says otherwise."""
+
+    mlp_dropout: float = Field(0.1, ge=0, lt=1)
+    drop_path_rate: float = Field(0.1, ge=0, lt=1)
+    forecaster_epochs: PositiveInt | None = None
+    perturbation: PerturbationConfig = PerturbationConfig(kind=["none"])
+
+
 class DemoConfig(StrictModel):
     """The end-to-end demo on the embedded shallow-water data (``configs/demo.yaml``, which
     states these same defaults: ``forecast demo`` without ``--config`` runs them).
@@ -237,7 +248,7 @@ class DemoConfig(StrictModel):
     """
 
     workdir: str = "demo"
-    models: list[Literal["sfno", "afno", "sfno-crps"]] = ["sfno-crps"]
+    models: list[Literal["sfno", "afno", "sfno-crps", "dyffusion"]] = ["sfno-crps"]
     swe: SWESourceConfig = SWESourceConfig(grid="legendre-gauss:64x128", days=45.0, spinup_days=1.0)
     grid: GridSpec = "legendre-gauss:64x128"
     method: Literal["conservative", "bilinear", "spectral"] = "spectral"
@@ -250,6 +261,7 @@ class DemoConfig(StrictModel):
     sfno: ModelConfig = ModelConfig(architecture="sfno", embed_dim=32, num_layers=4, scale_factor=2)
     afno: ModelConfig = ModelConfig(architecture="afno", embed_dim=128, patch_size=[4, 4])
     stochastic: StochasticDemoConfig = StochasticDemoConfig()
+    dyffusion: DYffusionDemoConfig = DYffusionDemoConfig()
     members: PositiveInt = 16
     perturbation: PerturbationConfig = PerturbationConfig(kind=["spherical-gaussian"], amplitude=0.2,
                                                           length_scale_km=1000.0)

@@ -87,6 +87,10 @@ def _train_config(config: DemoConfig, arch: str, store: Path, work: Path, test_s
         model = model.model_copy(update={"noise_channels": config.stochastic.noise_channels})
         ensemble = {"loss": "crps", "ensemble_members": config.stochastic.ensemble_members,
                     "crps_alpha": config.stochastic.crps_alpha, "rollout_steps": config.stochastic.rollout_steps}
+    if arch == "dyffusion":
+        model = model.model_copy(update={"architecture": "dyffusion", "mlp_dropout": config.dyffusion.mlp_dropout,
+                                         "drop_path_rate": config.dyffusion.drop_path_rate})
+        ensemble = {"rollout_steps": 1, "forecaster_epochs": config.dyffusion.forecaster_epochs}
     # training, then one validation day, then the held-back window: no target of either
     # training or validation falls inside the window the forecasts are verified on
     val_start = test_start - pd.Timedelta(days=1)
@@ -94,6 +98,12 @@ def _train_config(config: DemoConfig, arch: str, store: Path, work: Path, test_s
         "store": str(store), "out": str(work / "runs" / arch), "model": model,
         "train_end": (val_start - pd.Timedelta(hours=1)).isoformat(), "val_start": val_start.isoformat(),
         "val_end": (test_start - pd.Timedelta(hours=1)).isoformat(), "seed": config.seed, **ensemble})
+
+
+def _perturbation(config: DemoConfig, arch: str):
+    """Initial perturbations: a model's own section's for the probabilistic models."""
+    return {"sfno-crps": config.stochastic.perturbation, "dyffusion": config.dyffusion.perturbation}.get(
+        arch, config.perturbation)
 
 
 def _stage(name: str, timings: dict[str, float]):
@@ -144,7 +154,7 @@ def demo(config: DemoConfig, quick: bool = False) -> DemoResult:
             result.forecasts[arch] = rollout(RolloutConfig(
                 checkpoints=[str(result.checkpoints[arch])], initial=str(result.store),
                 init_times=[t.isoformat() for t in inits], lead=f"{config.lead_hours:g}h", members=config.members,
-                perturbation=config.stochastic.perturbation if arch == "sfno-crps" else config.perturbation,
+                perturbation=_perturbation(config, arch),
                 seed=config.seed, out=str(work / "forecasts" / f"{arch}.zarr")))
         with _stage(f"verify {arch}", result.timings):
             result.scores[arch] = verify(VerifyConfig(forecast=str(result.forecasts[arch]), truth=str(result.store),

@@ -164,8 +164,9 @@ class Trainer:
         self.ddp = (DistributedDataParallel(self.rollout, device_ids=[world.device.index] if world.device.type == "cuda"
                                             else None) if world.distributed else self.rollout)
         self.step_fn = torch.compile(self.ddp) if config.compile else self.ddp
-        trained = [p for p in self.model.parameters() if p.requires_grad]
-        self.optimizer = torch.optim.AdamW(trained, lr=config.lr, weight_decay=config.weight_decay)
+        self.model.zero_grad(set_to_none=True)   # no gradient of a finished stage in the clipping norm
+        self.trained = [p for p in self.model.parameters() if p.requires_grad]
+        self.optimizer = torch.optim.AdamW(self.trained, lr=config.lr, weight_decay=config.weight_decay)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, self._lr_lambda(stage))
 
     def _lr_lambda(self, stage: str) -> Callable[[int], float]:
@@ -251,7 +252,7 @@ class Trainer:
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         if self.config.grad_clip > 0:
-            torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.config.grad_clip)
+            torch.nn.utils.clip_grad_norm_(self.trained, self.config.grad_clip)
         self.optimizer.step()
         self.scheduler.step()
         mean_loss = all_reduce_sum(loss.detach().double().reshape(1), self.world) / self.world.world_size
