@@ -189,7 +189,8 @@ def rollout(
     init: Optional[str] = typer.Option(None, help="Init times, comma list of ISO times, e.g. 2020-01-01T00,2020-01-02T00."),
     lead: Optional[str] = typer.Option(None, help="Forecast length, e.g. 10d, 72h."),
     members: Optional[int] = typer.Option(None, help="Ensemble size."),
-    perturbation: Optional[str] = typer.Option(None, help="Comma list: none, spherical-gaussian, bred-vector."),
+    perturbation: Optional[str] = typer.Option(None, help="Comma list: none, spherical-gaussian, data-spectrum, "
+                                                          "bred-vector."),
     seed: Optional[int] = typer.Option(None, help="Seed: the same seed gives a bit-identical ensemble."),
     out: Optional[str] = typer.Option(None, "--out", "-o", help="Output .zarr or .nc."),
     output_grid: Optional[str] = typer.Option(None, "--output-grid", help="Regrid the output, e.g. equiangular:181x360."),
@@ -201,6 +202,9 @@ def rollout(
     variables: Optional[str] = typer.Option(None, help="Variables to write, comma list (the model steps all)."),
     output_every: Optional[str] = typer.Option(None, "--output-every",
                                                help="Write every n-th step (3) or every duration (24h)."),
+    intermediate: bool = typer.Option(False, "--intermediate",
+                                      help="DYffusion: also write the interpolated states at every store step "
+                                           "between model steps."),
     overrides: Optional[list[str]] = OverridesArg,
 ) -> None:
     """Roll a model (or several) out autoregressively as an ensemble and stream CF output.
@@ -215,7 +219,8 @@ def rollout(
     options = _options(checkpoints=checkpoint, initial=initial, init_times=_split(init, "--init"), lead=lead, members=members,
                        seed=seed, out=out, output_grid=output_grid, overwrite=overwrite, batch_members=batch_members,
                        device=device, variables=_split(variables, "--variables"),
-                       output_every=int(output_every) if output_every and output_every.isdigit() else output_every)
+                       output_every=int(output_every) if output_every and output_every.isdigit() else output_every,
+                       intermediate=intermediate or None)
     if perturbation is not None:
         options.append(f"perturbation.kind={_split(perturbation, '--perturbation')}")
     cfg = _load(RolloutConfig, config, options, overrides)

@@ -13,6 +13,7 @@ import pandas as pd
 import pytest
 import xarray as xr
 
+from forecast.checkpoint import load_checkpoint
 from forecast.config import RunConfig
 from forecast.operational import RunLockedError, run, run_lock
 from forecast.rollout.io import open_forecast
@@ -30,7 +31,7 @@ def _forecast_cli(*args, **kwargs):
 @pytest.fixture(scope="module")
 def demo_dir(tmp_path_factory):
     work = tmp_path_factory.mktemp("demo")
-    proc = _forecast_cli("demo", "--quick", "--workdir", str(work), "--models", "sfno,sfno-crps")
+    proc = _forecast_cli("demo", "--quick", "--workdir", str(work), "--models", "sfno,sfno-crps,dyffusion")
     out, err = proc.communicate(timeout=600)
     assert proc.returncode == 0, err[-3000:]
     assert f"demo outputs in {work}" in out
@@ -41,9 +42,13 @@ def test_demo_quick_writes_every_output(demo_dir):
     report = (demo_dir / "report.md").read_text()
     assert "| sfno | gh (m) | 24 h |" in report and "| sfno-crps | gh (m) | 24 h |" in report
     assert "power, upper half of resolved l" in report
-    stochastic = open_forecast(demo_dir / "forecasts" / "sfno-crps.zarr")["gh"]
-    assert np.isfinite(stochastic.values).all()
-    assert np.ptp(stochastic.isel(lead_time=-1).values, axis=0).max() > 0   # an ensemble, not one forecast
+    assert "| dyffusion | gh (m) | 24 h |" in report
+    for name in ("sfno-crps", "dyffusion"):   # spread from the model alone (dyffusion: no initial perturbation)
+        stochastic = open_forecast(demo_dir / "forecasts" / f"{name}.zarr")["gh"]
+        assert np.isfinite(stochastic.values).all()
+        assert np.ptp(stochastic.isel(lead_time=-1).values, axis=0).max() > 0   # an ensemble, not one forecast
+    dyffusion = load_checkpoint(demo_dir / "runs" / "dyffusion" / "checkpoints" / "latest.pt")
+    assert dyffusion.epoch >= 2     # epochs 0-1 train the interpolator, 2-3 the forecaster: both stages ran
     fc = open_forecast(demo_dir / "forecasts" / "sfno.zarr")
     assert dict(fc.sizes) == {"member": 4, "init_time": 2, "lead_time": 5, "lat": 16, "lon": 32}
     assert np.isfinite(fc["gh"].values).all()

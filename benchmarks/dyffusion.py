@@ -1,0 +1,128 @@
+"""Spherical DYffusion's cost against one SFNO of the same size.
+
+* Inference: one 6 h model step of a 16-member ensemble by cold sampling (dropout on,
+  seeded masks; ``h`` forecaster + ``2(h-1)`` interpolator calls) against one forward call
+  of the deterministic SFNO on the same members. The paper's code spends about 2.7 SFNO
+  calls per *output* step at h = 6 because its output steps are the interpolated ones; here
+  the ratio is per model step, and per written state with ``rollout --intermediate``.
+* Training: one optimiser step of each stage (interpolator: one call with gradients;
+  forecaster: one interpolator call without, one forecaster call with) against one SFNO
+  training step, same batch.
+
+Sizes are the demo's (LG 64x128, 4 state + 3 forcing channels, embed_dim 32, 4 blocks,
+scale_factor 2, h = 6). Timings interleave the candidates after warm-up; medians.
+
+    python benchmarks/dyffusion.py --threads 2
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+from pathlib import Path
+from typing import Callable
+
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from forecast.config import ModelConfig  # noqa: E402
+from forecast.losses import AreaWeightedMSE  # noqa: E402
+from forecast.models import build_model  # noqa: E402
+from forecast.training.dyffusion import AreaWeightedL1, DYffusionObjective  # noqa: E402
+from pipelines.grids import Grid  # noqa: E402
+
+
+def median_time(fn: Callable[[], object], repeats: int) -> float:
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--members", type=int, default=16)
+    parser.add_argument("--batch", type=int, default=4)
+    parser.add_argument("--horizon", type=int, default=6)
+    parser.add_argument("--repeats", type=int, default=5)
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    grid, n_state, n_forcing, h = Grid.parse("legendre-gauss:64x128"), 4, 3, args.horizon
+    size = dict(embed_dim=32, num_layers=4, scale_factor=2)
+    torch.manual_seed(0)
+    sfno = build_model(ModelConfig(architecture="sfno", **size), grid, n_state, n_forcing).eval()
+    dyffusion = build_model(ModelConfig(architecture="dyffusion", mlp_dropout=0.1, drop_path_rate=0.1, **size),
+                            grid, n_state, n_forcing)
+    dyffusion.set_horizon(h)
+    dyffusion.eval()
+
+    state = torch.randn(args.members, n_state, grid.nlat, grid.nlon)
+    forcings = torch.randn(args.members, n_forcing, grid.nlat, grid.nlon)
+    noise = dyffusion.draw_noise([torch.Generator().manual_seed(m) for m in range(args.members)])
+
+    with torch.inference_mode():
+        candidates = {"sfno": lambda: sfno(state, forcings), "dyffusion": lambda: dyffusion(state, forcings, noise),
+                      "dyffusion, no dropout": lambda: dyffusion(state, forcings)}
+        for fn in candidates.values():
+            fn()
+        timings: dict[str, list[float]] = {k: [] for k in candidates}
+        for _ in range(args.repeats):
+            for name, fn in candidates.items():
+                timings[name].append(median_time(fn, 1))
+    inference = {k: statistics.median(v) for k, v in timings.items()}
+    calls = 3 * h - 2
+    print(f"inference, one {h}-store-step model step of {args.members} members (LG 64x128, h = {h}):")
+    for name, seconds in inference.items():
+        print(f"  {name:24s} {seconds * 1e3:8.1f} ms  ({seconds / inference['sfno']:.2f} SFNO calls)")
+    print(f"  network calls per model step: {calls} ({calls / h:.2f} per written state with --intermediate); "
+          f"dropout masks cost {inference['dyffusion'] / inference['dyffusion, no dropout']:.2f}x")
+
+    # training: one optimiser step per stage vs one SFNO step, batch `--batch`
+    path = torch.randn(args.batch, h + 1, n_state, grid.nlat, grid.nlon)
+    f0 = forcings[: args.batch]
+    seeds = torch.arange(args.batch, dtype=torch.int64)
+    mse, l1 = AreaWeightedMSE(grid, torch.ones(n_state).numpy()), AreaWeightedL1(grid, torch.ones(n_state).numpy())
+    sfno.train()
+    sfno_opt = torch.optim.AdamW(sfno.parameters(), lr=1e-4)
+
+    def sfno_step() -> None:
+        loss = mse(sfno(path[:, 0], f0), path[:, h])
+        sfno_opt.zero_grad(set_to_none=True)
+        loss.backward()
+        sfno_opt.step()
+
+    steps: dict[str, Callable[[], None]] = {"sfno": sfno_step}
+    for stage in ("interpolator", "forecaster"):
+        objective = DYffusionObjective(dyffusion.train(), stage, mse, l1)
+        optimiser = torch.optim.AdamW([p for p in dyffusion.parameters() if p.requires_grad], lr=1e-4)
+
+        def stage_step(objective=objective, optimiser=optimiser) -> None:
+            objective.model.interpolator.requires_grad_(objective.stage == "interpolator")
+            objective.model.forecaster.requires_grad_(objective.stage == "forecaster")
+            loss = objective(path, f0, seeds)
+            optimiser.zero_grad(set_to_none=True)
+            loss.backward()
+            optimiser.step()
+
+        steps[stage] = stage_step
+    for fn in steps.values():
+        fn()
+    train_times: dict[str, list[float]] = {k: [] for k in steps}
+    for _ in range(args.repeats):
+        for name, fn in steps.items():
+            train_times[name].append(median_time(fn, 1))
+    training = {k: statistics.median(v) for k, v in train_times.items()}
+    print(f"training, one optimiser step, batch {args.batch}:")
+    for name, seconds in training.items():
+        print(f"  {name:24s} {seconds * 1e3:8.1f} ms  ({seconds / training['sfno']:.2f}x the SFNO's)")
+
+
+if __name__ == "__main__":
+    main()
