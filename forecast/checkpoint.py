@@ -177,12 +177,16 @@ def check_compatible(ckpt: Checkpoint, grid: Grid, variables: list[str]) -> None
                          f"[{', '.join(variables)}]; use the same variables in the same order")
 
 
-def load_model(path: str | Path, device: str | torch.device = "cpu") -> tuple[torch.nn.Module, Checkpoint]:
-    """Build the model of a checkpoint, load its weights and put it in eval mode on ``device``."""
+def load_model(path: str | Path, device: str | torch.device = "cpu",
+               model_overrides: dict[str, Any] | None = None) -> tuple[torch.nn.Module, Checkpoint]:
+    """Build the model of a checkpoint, load its weights and put it in eval mode on ``device``;
+    ``model_overrides`` replace keys of its model config that carry no weights (an inference
+    dropout rate)."""
     from forecast.forcings import forcing_names
     from forecast.models import build_model
 
     ckpt = load_checkpoint(path)
-    model = build_model(ckpt.model_config, ckpt.grid, len(ckpt.variables), len(forcing_names(ckpt.static_names)))
+    config = ckpt.model_config.model_copy(update=model_overrides) if model_overrides else ckpt.model_config
+    model = build_model(config, ckpt.grid, len(ckpt.variables), len(forcing_names(ckpt.static_names)))
     model.load_state_dict(ckpt.model_state)
     return model.to(device).eval(), ckpt

@@ -143,6 +143,10 @@ class RolloutConfig(StrictModel):
     output_every: PositiveInt | str = 1       # write every n-th step, or a duration such as "24h"
     # DYffusion: also write the states its interpolator makes at the store's times between model steps
     intermediate: bool = False
+    # DYffusion: the interpolator's dropout at inference (MLP dropout and drop path; None: the rate
+    # it was trained with). The network learns to shrug off its training dropout, so a higher rate
+    # here is how the ensemble's spread is calibrated, as the perturbation amplitude is for the SFNO
+    dropout: float | None = Field(None, ge=0, lt=1)
     overwrite: bool = False
     lock_timeout_s: float = Field(0.0, ge=0.0)  # wait for another rollout writing the same out; 0 refuses at once
     device: Literal["auto", "cpu", "cuda"] = "auto"
@@ -232,6 +236,7 @@ class DYffusionDemoConfig(StrictModel):
     mlp_dropout: float = Field(0.1, ge=0, lt=1)
     drop_path_rate: float = Field(0.1, ge=0, lt=1)
     forecaster_epochs: PositiveInt | None = None
+    input_noise: float = Field(0.0, ge=0.0)   # train.input_noise for this model only
     perturbation: PerturbationConfig = PerturbationConfig(kind=["none"])
 
 

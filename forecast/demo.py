@@ -90,7 +90,8 @@ def _train_config(config: DemoConfig, arch: str, store: Path, work: Path, test_s
     if arch == "dyffusion":
         model = model.model_copy(update={"architecture": "dyffusion", "mlp_dropout": config.dyffusion.mlp_dropout,
                                          "drop_path_rate": config.dyffusion.drop_path_rate})
-        ensemble = {"rollout_steps": 1, "forecaster_epochs": config.dyffusion.forecaster_epochs}
+        ensemble = {"rollout_steps": 1, "forecaster_epochs": config.dyffusion.forecaster_epochs,
+                    "input_noise": config.dyffusion.input_noise}
     # training, then one validation day, then the held-back window: no target of either
     # training or validation falls inside the window the forecasts are verified on
     val_start = test_start - pd.Timedelta(days=1)

@@ -245,6 +245,9 @@ def test_a_rollout_writes_the_interpolated_states_and_its_spread_comes_from_the_
     assert np.ptp(b[:, :, :, 1], axis=1).max() > 0               # spread from the first interpolated hour on
     other = _data(rollout(rollout_config([ckpt], store, root / "seed2.zarr", seed=2, **options)))
     assert not np.array_equal(a[:, :, :, -1], other[:, :, :, -1])
+    # a higher inference dropout than the training rate (0.1) widens the ensemble
+    wider = _data(rollout(rollout_config([ckpt], store, root / "wider.zarr", dropout=0.5, **options)))
+    assert wider[:, :, :, -1].std(axis=1).mean() > 1.5 * a[:, :, :, -1].std(axis=1).mean()
 
 
 def test_intermediate_states_need_a_dyffusion_checkpoint_and_every_store_step(rollout_setup):
@@ -252,6 +255,8 @@ def test_intermediate_states_need_a_dyffusion_checkpoint_and_every_store_step(ro
     sfno = make_checkpoint(root / "sfno.pt", store)
     with pytest.raises(InputError, match="architecture dyffusion"):
         rollout(rollout_config([sfno], store, root / "x.zarr", intermediate=True))
+    with pytest.raises(InputError, match="inference dropout of a DYffusion"):
+        rollout(rollout_config([sfno], store, root / "z.zarr", dropout=0.3))
     with pytest.raises(InputError, match="output_every"):
         rollout(rollout_config([ckpt], store, root / "y.zarr", intermediate=True, lead="6h", output_every=2))
 

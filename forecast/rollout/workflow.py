@@ -92,13 +92,22 @@ def _hours(step: pd.Timedelta) -> str:
     return f"{step / pd.Timedelta(hours=1):g} h"
 
 
-def load_models(paths: list[str], device: torch.device) -> tuple[list[torch.nn.Module], list[Any]]:
-    """Load every checkpoint; refuse a set that disagrees on grid, variables, step or statistics."""
-    from forecast.checkpoint import load_model
+def load_models(paths: list[str], device: torch.device,
+                dropout: float | None = None) -> tuple[list[torch.nn.Module], list[Any]]:
+    """Load every checkpoint; refuse a set that disagrees on grid, variables, step or statistics.
+    ``dropout`` sets a DYffusion interpolator's inference dropout (MLP dropout and drop path)."""
+    from forecast.checkpoint import load_checkpoint, load_model
 
     if not paths:
         raise InputError("no checkpoint given; pass --checkpoint CKPT (repeatable)")
-    loaded = [load_model(p, device) for p in paths]
+    overrides = None
+    if dropout is not None:
+        kinds = {load_checkpoint(p).model_config.architecture for p in paths}
+        if kinds != {"dyffusion"}:
+            raise InputError(f"rollout dropout={dropout} is the inference dropout of a DYffusion interpolator; "
+                             f"these checkpoints are {', '.join(sorted(kinds))}")
+        overrides = {"mlp_dropout": dropout, "drop_path_rate": dropout}
+    loaded = [load_model(p, device, overrides) for p in paths]
     models, ckpts = [m for m, _ in loaded], [c for _, c in loaded]
     first = ckpts[0]
     for path, ckpt in zip(paths[1:], ckpts[1:]):
@@ -170,7 +179,7 @@ class RolloutPlan:
     @classmethod
     def build(cls, config: RolloutConfig, device: torch.device | None = None) -> "RolloutPlan":
         device = device or select_device(config.device)
-        models, ckpts = load_models(list(config.checkpoints), device)
+        models, ckpts = load_models(list(config.checkpoints), device, config.dropout)
         first = ckpts[0]
         grid, variables = first.grid, list(first.variables)
         step = pd.Timedelta(seconds=first.time_step_seconds)
