@@ -156,6 +156,7 @@ def demo(config: DemoConfig, quick: bool = False) -> DemoResult:
                 checkpoints=[str(result.checkpoints[arch])], initial=str(result.store),
                 init_times=[t.isoformat() for t in inits], lead=f"{config.lead_hours:g}h", members=config.members,
                 perturbation=_perturbation(config, arch),
+                dropout=config.dyffusion.inference_dropout if arch == "dyffusion" else None,
                 seed=config.seed, out=str(work / "forecasts" / f"{arch}.zarr")))
         with _stage(f"verify {arch}", result.timings):
             result.scores[arch] = verify(VerifyConfig(forecast=str(result.forecasts[arch]), truth=str(result.store),
