@@ -101,10 +101,10 @@ class TrainConfig(StrictModel):
 
     @model_validator(mode="after")
     def _ensemble_training(self) -> "TrainConfig":
-        if self.model.architecture == "dyffusion" and (self.loss != "mse" or self.ensemble_members > 1
-                                                       or self.rollout_steps > 1):
+        # (rollout_steps and curriculum_epochs do not apply to it: each stage learns one model step)
+        if self.model.architecture == "dyffusion" and (self.loss != "mse" or self.ensemble_members > 1):
             raise ValueError("model.architecture 'dyffusion' trains its own two stages (MSE interpolator, L1 "
-                             "forecaster) on one model step: use loss 'mse', ensemble_members 1, rollout_steps 1")
+                             "forecaster): use loss 'mse' and ensemble_members 1")
         if self.loss == "crps" and self.ensemble_members < 2:
             raise ValueError("loss 'crps' needs ensemble_members >= 2 (members per sample)")
         if self.loss == "crps" and self.model.noise_channels == 0:

@@ -1,7 +1,7 @@
 """``forecast demo``: the whole chain on the embedded shallow-water data.
 
     shallow-water solver -> ERA5-convention NetCDF -> pipeline -> Zarr store
-      -> SFNO (and AFNO) training -> 16-member ensembles from held-back init times
+      -> SFNO (AFNO, DYffusion) training -> 16-member ensembles from held-back init times
       -> verification against the solver's truth and the baselines -> plots + report
 
 Each stage calls the same public function as its own command (``prepare``, ``train``,

@@ -52,8 +52,9 @@ def load_run_data(config: TrainConfig) -> RunData:
     states = load_state_array(store.data, variables, normaliser)
     masks = split_masks(store.times, config.train_start, config.train_end, config.val_start, config.val_end,
                         config.val_fraction)
-    splits = build_splits(states, store.times, grid, static, store.time_step, step, config.rollout_steps, masks,
-                          with_path=config.model.architecture == "dyffusion")
+    dyffusion = config.model.architecture == "dyffusion"   # each of its stages learns one model step
+    splits = build_splits(states, store.times, grid, static, store.time_step, step,
+                          1 if dyffusion else config.rollout_steps, masks, with_path=dyffusion)
     return RunData(grid=grid, variables=variables, normaliser=normaliser, static_names=static_names, static=static,
                    step=step, time_step_seconds=step * store.time_step.total_seconds(), splits=splits)
 

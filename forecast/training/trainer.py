@@ -283,7 +283,8 @@ class Trainer:
 
     def run_epoch(self, metrics: MetricsWriter | None, bar: Any, result: TrainResult) -> bool:
         """Train from ``batch_in_epoch`` to the end of ``self.epoch``; False once ``max_steps`` is reached."""
-        n = rollout_steps_for_epoch(self.epoch, self.config.rollout_steps, self.config.curriculum_epochs)
+        n = (rollout_steps_for_epoch(self.epoch, self.config.rollout_steps, self.config.curriculum_epochs)
+             if self.stage == "model" else 1)   # DYffusion's stages learn one model step
         self.data.splits.train.set_rollout_steps(n)
         self.data.splits.train.set_input_noise(self.config.input_noise, self.config.seed)
         self.data.splits.train.set_epoch(self.epoch)
