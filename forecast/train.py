@@ -101,12 +101,20 @@ def dry_run_report(trainer: Trainer) -> TrainResult:
     n_params = count_parameters(trainer.model)
     per_sample = estimate_flops(trainer.model, data.grid, len(data.variables), data.n_forcing, backward=True)
     flops = per_sample * cfg.rollout_steps * cfg.batch_size * cfg.ensemble_members
+    if cfg.model.architecture == "dyffusion":
+        # a forward is the sampling loop, 3h - 2 network calls; a training step of the interpolator
+        # stage is one call forward + backward, of the forecaster stage that plus one forward
+        flops = per_sample // (3 * data.step - 2) * cfg.batch_size
     if trainer.world.is_main:
         print(f"model: {cfg.model.architecture} on {data.grid}, {len(data.variables)} state + {data.n_forcing} forcing channels")
         print(f"parameters: {n_params:,}")
         print(f"estimated FLOPs per step: {flops / 1e9:.3f} GFLOP (global batch {cfg.batch_size} x "
               f"{cfg.ensemble_members} member(s), "
-              f"{cfg.rollout_steps}-step rollout, forward + backward; matmuls and convolutions only)")
+              f"{1 if cfg.model.architecture == 'dyffusion' else cfg.rollout_steps}-step rollout, forward + backward; "
+              "matmuls and convolutions only)")
+        if cfg.model.architecture == "dyffusion":
+            print(f"(DYffusion: that is the interpolator stage; the forecaster stage's steps cost about "
+                  f"{flops * 4 / 3 / 1e9:.3f} GFLOP; inference takes {3 * data.step - 2} network calls per model step)")
         print(f"steps per epoch: {trainer.steps_per_epoch}, total steps: {trainer.total_steps}")
     return TrainResult(step=0, epoch=0, n_parameters=n_params, flops_per_step=flops)
 
