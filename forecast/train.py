@@ -7,6 +7,11 @@ gradient clipping, and bf16 autocast on GPU. The loss is the area-weighted MSE o
 ``n`` follows a curriculum (:func:`rollout_steps_for_epoch`). After each epoch the
 one-step validation RMSE per variable is computed in physical units.
 
+Spherical DYffusion (``model.architecture: dyffusion``) trains in two stages in the same run:
+the interpolator for ``epochs``, then the forecaster for ``forecaster_epochs`` against the
+frozen interpolator (:mod:`forecast.training.dyffusion`); each stage has its own optimiser
+and learning-rate schedule, and exact resume holds across the change.
+
 Data parallelism
 ----------------
 The global batch ``batch_size`` is split evenly over the ``WORLD_SIZE`` processes. Every
