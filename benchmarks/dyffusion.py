@@ -36,13 +36,18 @@ from forecast.training.dyffusion import AreaWeightedL1, DYffusionObjective  # no
 from pipelines.grids import Grid  # noqa: E402
 
 
-def median_time(fn: Callable[[], object], repeats: int) -> float:
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
+def interleaved_medians(candidates: dict[str, Callable[[], object]], repeats: int) -> dict[str, float]:
+    """Median seconds per call of each candidate: one warm-up call each, then ``repeats``
+    rounds that call every candidate once in turn (so drifting load hits all alike)."""
+    for fn in candidates.values():
         fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+    times: dict[str, list[float]] = {name: [] for name in candidates}
+    for _ in range(repeats):
+        for name, fn in candidates.items():
+            start = time.perf_counter()
+            fn()
+            times[name].append(time.perf_counter() - start)
+    return {name: statistics.median(values) for name, values in times.items()}
 
 
 def main() -> None:
@@ -68,15 +73,9 @@ def main() -> None:
     noise = dyffusion.draw_noise([torch.Generator().manual_seed(m) for m in range(args.members)])
 
     with torch.inference_mode():
-        candidates = {"sfno": lambda: sfno(state, forcings), "dyffusion": lambda: dyffusion(state, forcings, noise),
-                      "dyffusion, no dropout": lambda: dyffusion(state, forcings)}
-        for fn in candidates.values():
-            fn()
-        timings: dict[str, list[float]] = {k: [] for k in candidates}
-        for _ in range(args.repeats):
-            for name, fn in candidates.items():
-                timings[name].append(median_time(fn, 1))
-    inference = {k: statistics.median(v) for k, v in timings.items()}
+        inference = interleaved_medians({"sfno": lambda: sfno(state, forcings),
+                                         "dyffusion": lambda: dyffusion(state, forcings, noise),
+                                         "dyffusion, no dropout": lambda: dyffusion(state, forcings)}, args.repeats)
     calls = 3 * h - 2
     print(f"inference, one {h}-store-step model step of {args.members} members (LG 64x128, h = {h}):")
     for name, seconds in inference.items():
@@ -104,21 +103,14 @@ def main() -> None:
         optimiser = torch.optim.AdamW([p for p in dyffusion.parameters() if p.requires_grad], lr=1e-4)
 
         def stage_step(objective=objective, optimiser=optimiser) -> None:
-            objective.model.interpolator.requires_grad_(objective.stage == "interpolator")
-            objective.model.forecaster.requires_grad_(objective.stage == "forecaster")
+            objective.select()   # the two objectives share the model
             loss = objective(path, f0, seeds)
             optimiser.zero_grad(set_to_none=True)
             loss.backward()
             optimiser.step()
 
         steps[stage] = stage_step
-    for fn in steps.values():
-        fn()
-    train_times: dict[str, list[float]] = {k: [] for k in steps}
-    for _ in range(args.repeats):
-        for name, fn in steps.items():
-            train_times[name].append(median_time(fn, 1))
-    training = {k: statistics.median(v) for k, v in train_times.items()}
+    training = interleaved_medians(steps, args.repeats)
     print(f"training, one optimiser step, batch {args.batch}:")
     for name, seconds in training.items():
         print(f"  {name:24s} {seconds * 1e3:8.1f} ms  ({seconds / training['sfno']:.2f}x the SFNO's)")

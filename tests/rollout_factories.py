@@ -26,7 +26,7 @@ from train_factories import VARIABLES, make_swe_store
 TINY_MODEL = ModelConfig(architecture="sfno", embed_dim=8, num_layers=1, scale_factor=1)
 
 __all__ = ["make_swe_store", "make_checkpoint", "rollout_config", "wait_for_leads", "single_thread_rollout",
-           "write_rollout_config", "VARIABLES", "TINY_MODEL"]
+           "write_rollout_config", "interrupt_rollout", "VARIABLES", "TINY_MODEL"]
 
 
 def make_checkpoint(path: str | Path, store: str | Path, seed: int = 0, model: ModelConfig = TINY_MODEL,
@@ -86,6 +86,30 @@ def wait_for_leads(proc: subprocess.Popen, partial: Path, at_least: int, timeout
             return completed
         time.sleep(0.005)
     raise AssertionError("rollout made no progress")
+
+
+def interrupt_rollout(config: RolloutConfig, monkeypatch, at_call: int = 3) -> None:
+    """Run ``config`` with the engine's ``at_call``-th step raising, as a killed run stops, and
+    check that it left a partial output to resume."""
+    import pytest
+
+    from forecast.rollout import rollout
+    from forecast.rollout.engine import RolloutEngine
+    from forecast.rollout.io import partial_path
+
+    step, calls = RolloutEngine.step, {"n": 0}
+
+    def failing_step(self, *args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == at_call:
+            raise RuntimeError("killed")
+        return step(self, *args, **kwargs)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(RolloutEngine, "step", failing_step)
+        with pytest.raises(RuntimeError, match="killed"):
+            rollout(config)
+    assert partial_path(config.out).is_dir()
 
 
 def single_thread_rollout(checkpoints: list[Path], store: Path, out: Path, **options) -> Path:

@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from rollout_factories import VARIABLES, make_checkpoint, rollout_config
+from rollout_factories import VARIABLES, interrupt_rollout, make_checkpoint, rollout_config
 from train_factories import cached_swe_store, tiny_train_config
 
 from forecast.checkpoint import load_checkpoint, load_model
@@ -19,7 +19,6 @@ from forecast.models import build_model
 from forecast.models.dyffusion import DYffusion, cold_sample
 from forecast.models.sfno import SFNO
 from forecast.rollout import open_forecast, rollout
-from forecast.rollout.io import partial_path
 from forecast.train import train
 from pipelines.errors import InputError
 from pipelines.grids import Grid
@@ -265,23 +264,9 @@ def test_intermediate_states_need_a_dyffusion_checkpoint_and_every_store_step(ro
 
 
 def test_a_dyffusion_rollout_stopped_mid_way_resumes_bit_identically(rollout_setup, monkeypatch):
-    from forecast.rollout.engine import RolloutEngine
-
     root, store, ckpt = rollout_setup
     options = dict(perturbation=NONE, lead="9h", init_times=["2020-03-20T03"], intermediate=True)
     reference = _data(rollout(rollout_config([ckpt], store, root / "ref.zarr", **options)))
-    step, calls = RolloutEngine.step, {"n": 0}
-
-    def failing_step(self, *args, **kwargs):
-        calls["n"] += 1
-        if calls["n"] == 3:
-            raise RuntimeError("killed")
-        return step(self, *args, **kwargs)
-
-    monkeypatch.setattr(RolloutEngine, "step", failing_step)
-    with pytest.raises(RuntimeError, match="killed"):
-        rollout(rollout_config([ckpt], store, root / "resumed.zarr", **options))
-    monkeypatch.setattr(RolloutEngine, "step", step)
-    assert partial_path(root / "resumed.zarr").is_dir()
+    interrupt_rollout(rollout_config([ckpt], store, root / "resumed.zarr", **options), monkeypatch)
     resumed = _data(rollout(rollout_config([ckpt], store, root / "resumed.zarr", **options)))
     assert resumed.tobytes() == reference.tobytes()

@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 import torch
 import xarray as xr
-from rollout_factories import TINY_MODEL, VARIABLES, make_checkpoint, make_swe_store, rollout_config
+from rollout_factories import TINY_MODEL, VARIABLES, interrupt_rollout, make_checkpoint, make_swe_store, rollout_config
 
 from forecast.rollout import BlowUpError, open_forecast, parse_init_times, parse_lead, rollout
 from forecast.rollout.initial import open_initial
@@ -272,26 +272,12 @@ def test_a_stochastic_model_spreads_the_members_and_the_seed_fixes_the_ensemble(
 
 
 def test_a_stochastic_rollout_stopped_mid_way_resumes_bit_identically(setup, monkeypatch):
-    from forecast.rollout.engine import RolloutEngine
-
     root, store, _, _ = setup
     model = TINY_MODEL.model_copy(update={"noise_channels": 2})
     ckpt = make_checkpoint(root / "stochastic2.pt", store, model=model, weight_scale=0.3, noise_weight=0.5)
     options = dict(perturbation={"kind": ["none"]}, lead="4h")
     reference = data(open_forecast(rollout(rollout_config([ckpt], store, root / "ref.zarr", **options))))
-    step, calls = RolloutEngine.step, {"n": 0}
-
-    def failing_step(self, *args, **kwargs):
-        calls["n"] += 1
-        if calls["n"] == 3:
-            raise RuntimeError("killed")
-        return step(self, *args, **kwargs)
-
-    monkeypatch.setattr(RolloutEngine, "step", failing_step)
-    with pytest.raises(RuntimeError, match="killed"):
-        rollout(rollout_config([ckpt], store, root / "resumed.zarr", **options))
-    monkeypatch.setattr(RolloutEngine, "step", step)
-    assert partial_path(root / "resumed.zarr").is_dir()
+    interrupt_rollout(rollout_config([ckpt], store, root / "resumed.zarr", **options), monkeypatch)
     resumed = data(open_forecast(rollout(rollout_config([ckpt], store, root / "resumed.zarr", **options))))
     assert resumed.tobytes() == reference.tobytes()
 

@@ -172,11 +172,14 @@ class DYffusion(PrognosticModel):
         the step's result). Without ``noise`` the dropout is off (the mean-field step)."""
         self._check_inputs(state, forcings)
         masks = self.masks(noise)
-        both = masks if masks is None else DropoutMasks(masks.generators * 2)
+        # cold_sample stacks the two interpolator calls of one n on the batch: each member's
+        # generator then draws the masks of both, in order
+        doubled = None if masks is None else DropoutMasks(masks.generators * 2)
 
         def interpolator(x0: torch.Tensor, xhat: torch.Tensor, step: torch.Tensor) -> torch.Tensor:
-            g = forcings if x0.shape[0] == forcings.shape[0] else torch.cat([forcings, forcings])
-            return self.interpolate(x0, xhat, g, step, masks if x0.shape[0] == forcings.shape[0] else both)
+            if x0.shape[0] == forcings.shape[0]:
+                return self.interpolate(x0, xhat, forcings, step, masks)
+            return self.interpolate(x0, xhat, torch.cat([forcings, forcings]), step, doubled)
 
         return cold_sample(state, self.horizon, lambda s, n: self.forecast(s, forcings, n), interpolator, intermediate)
 

@@ -49,8 +49,13 @@ class DYffusionObjective(nn.Module):
         if stage not in STAGES:
             raise ValueError(f"stage must be one of {STAGES}, got {stage!r}")
         self.model, self.stage, self.mse, self.l1 = model, stage, mse, l1
-        model.interpolator.requires_grad_(stage == "interpolator")
-        model.forecaster.requires_grad_(stage == "forecaster")
+        self.select()
+
+    def select(self) -> None:
+        """Make this stage's network the one that requires gradients and freeze the other
+        (objectives of both stages may share one model)."""
+        self.model.interpolator.requires_grad_(self.stage == "interpolator")
+        self.model.forecaster.requires_grad_(self.stage == "forecaster")
 
     def draws(self, seeds: torch.Tensor, low: int, high: int) -> tuple[torch.Tensor, DropoutMasks]:
         """Per-sample steps in ``low..high-1`` ``(B,)`` and dropout masks, from the seeds and the stage."""
