@@ -164,7 +164,6 @@ class Trainer:
         self.ddp = (DistributedDataParallel(self.rollout, device_ids=[world.device.index] if world.device.type == "cuda"
                                             else None) if world.distributed else self.rollout)
         self.step_fn = torch.compile(self.ddp) if config.compile else self.ddp
-        self.model.zero_grad(set_to_none=True)   # no gradient of a finished stage in the clipping norm
         self.trained = [p for p in self.model.parameters() if p.requires_grad]
         self.optimizer = torch.optim.AdamW(self.trained, lr=config.lr, weight_decay=config.weight_decay)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, self._lr_lambda(stage))
@@ -252,6 +251,7 @@ class Trainer:
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         if self.config.grad_clip > 0:
+            # the stage's own parameters: a finished stage's last gradients must not enter the norm
             torch.nn.utils.clip_grad_norm_(self.trained, self.config.grad_clip)
         self.optimizer.step()
         self.scheduler.step()
