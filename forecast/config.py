@@ -53,10 +53,25 @@ class ModelConfig(StrictModel):
     mlp_dropout: float = Field(0.0, ge=0, lt=1)
     # SFNO only: noise channels of a stochastic (noise-conditioned) SFNO; 0 is deterministic
     noise_channels: int = Field(0, ge=0)
+    # its noise's length scale per channel (FourCastNet 3: sigma_l ~ exp(-(L/R)^2 l(l+1)/4));
+    # None: white (equal variance at every degree the model resolves)
+    noise_length_scales_km: list[Positive] | None = None
+    # lag-one-step correlation phi of its noise (AR(1) in time, FourCastNet 3); 0: fresh every step
+    noise_autocorrelation: float = Field(0.0, ge=0.0, lt=1.0)
     # AFNO only
     patch_size: Annotated[list[PositiveInt], Field(min_length=2, max_length=2)] = [4, 4]
     num_blocks: PositiveInt = 8
     sparsity_threshold: float = 0.01
+
+    @model_validator(mode="after")
+    def _noise_shape(self) -> "ModelConfig":
+        if self.noise_length_scales_km is not None and len(self.noise_length_scales_km) != self.noise_channels:
+            raise ValueError(f"noise_length_scales_km has {len(self.noise_length_scales_km)} values; give one per "
+                             f"noise channel (noise_channels = {self.noise_channels})")
+        if (self.noise_length_scales_km is not None or self.noise_autocorrelation) and not self.noise_channels:
+            raise ValueError("noise_length_scales_km and noise_autocorrelation shape the noise of a stochastic SFNO: "
+                             "set noise_channels > 0")
+        return self
 
 
 class TrainConfig(StrictModel):
@@ -87,6 +102,7 @@ class TrainConfig(StrictModel):
     ensemble_members: PositiveInt = 1
     loss: Literal["mse", "crps"] = "mse"
     crps_alpha: float = Field(0.95, gt=0.0, le=1.0)   # almost-fair CRPS; 1 is the fair CRPS
+    crps_spectral_weight: float = Field(0.0, ge=0.0)  # + this times the CRPS of SHT amplitudes (FourCastNet 3: 0.1)
     # DYffusion (model.architecture dyffusion): `epochs` train the interpolator, then these the
     # forecaster against the frozen interpolator (None: as many as `epochs`)
     forecaster_epochs: PositiveInt | None = None
@@ -222,9 +238,12 @@ class StochasticDemoConfig(StrictModel):
     comes from the model, with small initial perturbations shaped like the data's own tendencies."""
 
     noise_channels: PositiveInt = 4
+    noise_length_scales_km: list[Positive] | None = None   # model.noise_length_scales_km (None: white)
+    noise_autocorrelation: float = Field(0.0, ge=0.0, lt=1.0)   # model.noise_autocorrelation
     ensemble_members: Annotated[int, Field(ge=2)] = 2
     rollout_steps: PositiveInt = 2            # CRPS over 2-step rollouts: better skill and stability than 1
     crps_alpha: float = Field(0.95, gt=0.0, le=1.0)
+    spectral_weight: float = Field(0.0, ge=0.0)   # train.crps_spectral_weight: CRPS of SHT amplitudes
     perturbation: PerturbationConfig = PerturbationConfig(kind=["data-spectrum"], amplitude=0.1)
 
 

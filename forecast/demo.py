@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from forecast.config import DemoConfig, RolloutConfig, TrainConfig, VerifyConfig
+from forecast.config import DemoConfig, ModelConfig, RolloutConfig, TrainConfig, VerifyConfig
 from pipelines.atomic import remove_path
 from pipelines.config import PrepareConfig
 from pipelines.errors import InputError
@@ -86,9 +86,12 @@ def _train_config(config: DemoConfig, arch: str, store: Path, work: Path, test_s
     model = config.afno if arch == "afno" else config.sfno
     ensemble: dict = {}
     if arch == "sfno-crps":
-        model = model.model_copy(update={"noise_channels": config.stochastic.noise_channels})
+        model = ModelConfig.model_validate({**model.model_dump(), "noise_channels": config.stochastic.noise_channels,
+                                            "noise_length_scales_km": config.stochastic.noise_length_scales_km,
+                                            "noise_autocorrelation": config.stochastic.noise_autocorrelation})
         ensemble = {"loss": "crps", "ensemble_members": config.stochastic.ensemble_members,
-                    "crps_alpha": config.stochastic.crps_alpha, "rollout_steps": config.stochastic.rollout_steps}
+                    "crps_alpha": config.stochastic.crps_alpha,
+                    "crps_spectral_weight": config.stochastic.spectral_weight, "rollout_steps": config.stochastic.rollout_steps}
     if arch == "dyffusion":
         model = model.model_copy(update={"architecture": "dyffusion", "mlp_dropout": config.dyffusion.mlp_dropout,
                                          "drop_path_rate": config.dyffusion.drop_path_rate})

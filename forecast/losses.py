@@ -17,13 +17,21 @@ Ensemble training (a noise-conditioned model, :math:`M \ge 2` members per sample
 
 which for :math:`\alpha = 1` is the fair CRPS (Ferro 2014) and for :math:`\alpha < 1` keeps
 the members from collapsing onto each other when :math:`M` is small.
+
+FourCastNet 3's spectral term adds the same CRPS of the amplitudes :math:`|c_{lm}|` of each
+field's orthonormal spherical-harmonic coefficients (:class:`SpectralCRPS`). A pointwise
+CRPS cannot see that every member carries too much power at small scales when the
+members disagree there anyway; the amplitude of each :math:`(l, m)` can.
 """
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import torch
 from torch import nn
+from torch_harmonics import RealSHT
 
 from pipelines.errors import InputError
 from pipelines.grids import Grid
@@ -93,13 +101,57 @@ def almost_fair_crps(members: torch.Tensor, target: torch.Tensor, alpha: float =
     return skill - (1.0 - epsilon) * pair_sum / (2.0 * m * (m - 1))
 
 
-class AreaWeightedCRPS(AreaWeightedMSE):
-    """Area- and variable-weighted almost-fair CRPS, ``(B, M, C, H, W) x (B, C, H, W) -> ()``."""
+class SpectralCRPS(nn.Module):
+    r"""Almost-fair CRPS of spherical-harmonic amplitudes, ``(B, M, C, H, W) x (B, C, H, W) -> ()``.
+
+    With :math:`c_{lm}` the orthonormal real SHT of a field (:class:`torch_harmonics.RealSHT`,
+    ``norm="ortho"``, every degree of the grid: :math:`l, m < L`), the term is
+
+    .. math:: S = \frac{L}{\sqrt{4\pi}} \, \frac{\sum_c w_c \sum_{l \ge m} g_m \,
+              \mathrm{CRPS}_\alpha(|c^{(j)}_{lm}|, |c^{y}_{lm}|)}{C \sum_{l \ge m} g_m},
+              \qquad g_0 = 1, \; g_{m > 0} = 2,
+
+    the coefficient-mean CRPS (``g`` counts :math:`\pm m` of the real field). Since
+    :math:`\sum g_m |c_{lm}|^2 = \int f^2 \, d\Omega`, a white error of unit variance per
+    point spreads :math:`4\pi` over about :math:`L^2` coefficients, amplitude
+    :math:`\sqrt{4\pi}/L` each: the factor :math:`L/\sqrt{4\pi}` puts :math:`S` on the scale of
+    the pointwise CRPS, so the weight of the term means the same on every grid.
+    """
 
     def __init__(self, grid: Grid, variable_weights: np.ndarray, alpha: float = 0.95) -> None:
+        super().__init__()
+        self.alpha = alpha
+        lmax = grid.nlat
+        mmax = min(lmax, grid.nlon // 2 + 1)
+        self.sht = RealSHT(grid.nlat, grid.nlon, lmax=lmax, mmax=mmax, grid=grid.kind, norm="ortho")
+        degree, order = np.meshgrid(np.arange(lmax), np.arange(mmax), indexing="ij")
+        g = np.where(degree >= order, np.where(order > 0, 2.0, 1.0), 0.0)
+        var_w = np.asarray(variable_weights) / np.mean(variable_weights)
+        weights = var_w[:, None, None] * g[None] / g.sum() * lmax / math.sqrt(4.0 * math.pi)
+        self.register_buffer("weights", torch.as_tensor(weights, dtype=torch.float32), persistent=False)  # (C, L, M)
+
+    def forward(self, prediction: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        amplitude = self.sht(prediction.float()).abs()
+        crps = almost_fair_crps(amplitude, self.sht(target.float()).abs(), self.alpha)   # (B, C, L, M)
+        return (crps * self.weights).sum(dim=(-2, -1)).mean()
+
+
+class AreaWeightedCRPS(AreaWeightedMSE):
+    """Area- and variable-weighted almost-fair CRPS, ``(B, M, C, H, W) x (B, C, H, W) -> ()``,
+    plus ``spectral_weight`` times :class:`SpectralCRPS` (FourCastNet 3 uses 0.1)."""
+
+    def __init__(self, grid: Grid, variable_weights: np.ndarray, alpha: float = 0.95,
+                 spectral_weight: float = 0.0) -> None:
         super().__init__(grid, variable_weights)
         self.alpha = alpha
+        if spectral_weight < 0:
+            raise InputError(f"crps_spectral_weight must be >= 0, got {spectral_weight}")
+        self.spectral_weight = spectral_weight
+        self.spectral = SpectralCRPS(grid, variable_weights, alpha) if spectral_weight > 0 else None
 
     def forward(self, prediction: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         crps = almost_fair_crps(prediction.float(), target.float(), self.alpha)
-        return (crps * self.weights).mean()
+        loss = (crps * self.weights).mean()
+        if self.spectral is not None:
+            loss = loss + self.spectral_weight * self.spectral(prediction, target)
+        return loss

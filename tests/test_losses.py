@@ -8,7 +8,7 @@ import scores
 import torch
 import xarray as xr
 
-from forecast.losses import AreaWeightedCRPS, almost_fair_crps
+from forecast.losses import AreaWeightedCRPS, SpectralCRPS, almost_fair_crps
 from pipelines.errors import InputError
 from pipelines.grids import Grid
 
@@ -58,3 +58,51 @@ def test_area_weighted_crps_weights_latitudes_and_has_gradients():
     assert members.grad is not None and torch.isfinite(members.grad).all() and members.grad.abs().sum() > 0
     with pytest.raises(InputError, match="at least 2 members"):
         loss(members[:, :1], target)
+
+
+def _single_harmonic(grid: Grid, degree: int, order: int, amplitude: float) -> torch.Tensor:
+    """The real field whose orthonormal SHT has ``amplitude`` at (degree, order) and 0 elsewhere."""
+    from torch_harmonics import InverseRealSHT
+
+    coeffs = torch.zeros(grid.nlat, grid.nlat, dtype=torch.complex128)
+    coeffs[degree, order] = amplitude
+    isht = InverseRealSHT(grid.nlat, grid.nlon, lmax=grid.nlat, mmax=grid.nlat, grid=grid.kind, norm="ortho")
+    return isht(coeffs)
+
+
+@pytest.mark.parametrize("order", [0, 3])
+def test_spectral_crps_of_one_harmonic(order):
+    """Members that are zero against a target holding one spherical harmonic of amplitude a:
+    every member's amplitude misses by a at that (l, m) and nowhere else, so the term is
+    a * g_m / sum(g) * L / sqrt(4 pi) (g_0 = 1, g_m = 2), per variable."""
+    grid = Grid.parse("legendre-gauss:12x24")
+    loss = SpectralCRPS(grid, np.ones(1), alpha=0.95)
+    target = _single_harmonic(grid, 5, order, 0.7)[None, None]          # (B=1, C=1, H, W)
+    members = torch.zeros(1, 2, 1, grid.nlat, grid.nlon, dtype=torch.float64)
+    degree, m = np.meshgrid(np.arange(12), np.arange(12), indexing="ij")
+    g_total = np.where(degree >= m, np.where(m > 0, 2.0, 1.0), 0.0).sum()   # = L^2 = 144
+    expected = 0.7 * (2.0 if order else 1.0) / g_total * 12 / np.sqrt(4 * np.pi)
+    assert float(loss(members, target)) == pytest.approx(expected, rel=1e-4)
+
+
+def test_spectral_crps_sees_power_the_pointwise_crps_cannot():
+    """Two ensembles with the same pointwise CRPS (members at +-e around the truth): the one
+    whose members carry e as small-scale noise is penalised by the spectral term, and the
+    spectral term of a perfect ensemble is zero."""
+    grid = Grid.parse("legendre-gauss:16x32")
+    rng = np.random.default_rng(0)
+    truth = _single_harmonic(grid, 2, 1, 3.0)[None, None].float()
+    small = _single_harmonic(grid, 14, 9, 0.5)[None, None].float()
+    large = _single_harmonic(grid, 2, 1, 0.5)[None, None].float()
+    pointwise = AreaWeightedCRPS(grid, np.ones(1))
+    combined = AreaWeightedCRPS(grid, np.ones(1), spectral_weight=1.0)
+    noisy = torch.stack([truth + small, truth - small], dim=1)
+    scaled = torch.stack([truth + large, truth - large], dim=1)
+    assert float(combined.spectral(torch.stack([truth, truth], dim=1), truth)) == pytest.approx(0.0, abs=1e-6)
+    # the members' amplitude at (14, 9) is 0.5 where the truth has none; at (2, 1) they straddle it
+    assert float(combined(noisy, truth) - pointwise(noisy, truth)) > 5 * float(combined(scaled, truth) - pointwise(scaled, truth))
+    members = torch.from_numpy(rng.normal(size=(2, 2, 1, 16, 32))).float().requires_grad_(True)
+    combined(members, truth).backward()
+    assert members.grad is not None and torch.isfinite(members.grad).all()
+    with pytest.raises(InputError, match="spectral_weight"):
+        AreaWeightedCRPS(grid, np.ones(1), spectral_weight=-1.0)

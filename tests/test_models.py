@@ -184,11 +184,12 @@ def test_parameter_count_and_flops(architecture: str) -> None:
     assert count_parameters(wider) > n_params
 
 
-def _stochastic_pair(noise_channels: int = 3):
+def _stochastic_pair(noise_channels: int = 3, **noise):
     grid = Grid.parse("legendre-gauss:16x32")
     torch.manual_seed(0)
     deterministic = build_model(_config("sfno", scale_factor=2), grid, N_STATE, N_FORCING)
-    stochastic = build_model(_config("sfno", scale_factor=2, noise_channels=noise_channels), grid, N_STATE, N_FORCING)
+    stochastic = build_model(_config("sfno", scale_factor=2, noise_channels=noise_channels, **noise), grid,
+                             N_STATE, N_FORCING)
     missing, unexpected = stochastic.load_state_dict(deterministic.state_dict(), strict=False)
     assert not unexpected and all(".noise." in name for name in missing)
     return grid, deterministic.eval(), stochastic.eval()
@@ -222,12 +223,48 @@ def test_stochastic_sfno_steps_depend_on_the_seeded_noise_only() -> None:
     assert torch.equal(a[0], c[0]) and not torch.allclose(a[1], c[1])   # each sample its own generator
 
 
-def test_noise_fields_are_unit_variance_on_every_block_grid() -> None:
-    grid, _, stochastic = _stochastic_pair(noise_channels=4)
-    noise = stochastic.draw_noise([torch.Generator().manual_seed(s) for s in range(64)])
+@pytest.mark.parametrize("length_scales", [None, [300.0, 1000.0, 3000.0, 8000.0]], ids=["white", "shaped"])
+def test_noise_fields_are_unit_variance_on_every_block_grid(length_scales) -> None:
+    grid, _, stochastic = _stochastic_pair(noise_channels=4, noise_length_scales_km=length_scales)
+    noise = stochastic.draw_noise([torch.Generator().manual_seed(s) for s in range(256)])
     for block in (stochastic.blocks[0], stochastic.blocks[1]):   # full grid and the coarser internal grid
-        fields = block.isht(noise) * block.noise_scale
-        assert float(fields.std()) == pytest.approx(1.0, rel=0.05)
+        fields = block.isht(noise) * block.noise_scale            # (B, H, W, K)
+        lat_w = torch.as_tensor(Grid.parse(f"{block.isht.grid}:{block.isht.nlat}x{block.isht.nlon}").area_weights().values)
+        variance = (fields.double() ** 2 * lat_w[None, :, None, None]).mean(dim=(0, 1, 2))
+        assert variance.numpy() == pytest.approx([1.0] * 4, rel=0.1)
+    if length_scales is not None:   # longer length scales put the variance at lower degrees
+        power = (noise ** 2).sum(dim=(0, 2, 3))                       # (L, K)
+        low_fraction = power[:4].sum(0) / power.sum(0)
+        assert torch.all(low_fraction[1:] > low_fraction[:-1]) and float(low_fraction[-1]) > 0.9
+
+
+def test_ar1_noise_has_the_lag_one_correlation_and_unit_variance() -> None:
+    """The AR(1) noise of consecutive steps from per-step generators (as training and the
+    rollout name them) correlates by phi, with the variance of white noise, and a step's noise
+    depends on the generators only (drawn twice: equal)."""
+    from forecast.models.base import seeded_generator
+
+    _, _, white = _stochastic_pair(noise_channels=2)
+    _, _, ar1 = _stochastic_pair(noise_channels=2, noise_autocorrelation=0.6)
+    seeds = list(range(40))
+
+    def noise(model, step):
+        return model.step_noise(lambda lag: [seeded_generator(s, 0, step - lag) for s in seeds])
+
+    first, second = noise(ar1, 0), noise(ar1, 1)
+    assert torch.equal(first, noise(ar1, 0))
+    assert float((first * second).mean() / first.square().mean()) == pytest.approx(0.6, abs=0.03)
+    assert float(first.square().mean()) == pytest.approx(float(noise(white, 0).square().mean()), rel=0.05)
+    w0, w1 = noise(white, 0), noise(white, 1)
+    assert abs(float((w0 * w1).mean() / w0.square().mean())) < 0.03
+
+
+def test_seeded_generators_accept_negative_counters() -> None:
+    from forecast.models.base import seeded_generator
+
+    draws = {c: float(torch.randn(1, generator=seeded_generator(7, 0, c))) for c in (-2, -1, 0, 1, 2**32 - 1)}
+    assert len(set(draws.values())) == 5
+    assert draws[-1] == float(torch.randn(1, generator=seeded_generator(7, 0, -1)))
 
 
 def test_the_afno_refuses_noise_channels() -> None:

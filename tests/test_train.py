@@ -34,8 +34,9 @@ def _rows(run: Path) -> list[dict]:
         return list(csv.DictReader(handle))
 
 
-@pytest.mark.parametrize("ensemble", [{}, {"model": {"noise_channels": 2}, "loss": "crps", "ensemble_members": 2}],
-                         ids=["mse", "crps"])
+@pytest.mark.parametrize("ensemble", [{}, {"model": {"noise_channels": 2, "noise_autocorrelation": 0.5},
+                                          "loss": "crps", "ensemble_members": 2, "crps_spectral_weight": 0.1}],
+                         ids=["mse", "crps-ar1-spectral"])
 def test_resume_continues_exactly(store, tmp_path, ensemble):
     """Stop at step 5 (mid-epoch), resume to 13 (crossing the epoch and the curriculum change)."""
     common = dict(epochs=3, rollout_steps=2, curriculum_epochs=1, checkpoint_every=4, seed=3, input_noise=0.05,

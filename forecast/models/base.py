@@ -17,7 +17,9 @@ It is a buffer, so checkpoints carry it. Subclasses implement :meth:`PrognosticM
 
 from __future__ import annotations
 
+import math
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 
 import numpy as np
 import torch
@@ -80,6 +82,35 @@ class PrognosticModel(nn.Module, ABC):
         """Noise for a batch, one generator per sample (a stochastic model overrides this)."""
         raise NotImplementedError(f"{type(self).__name__} takes no noise")
 
+    @property
+    def noise_autocorrelation(self) -> float:
+        r""":math:`\phi` of the noise's AR(1) in time (0: fresh every step)."""
+        return 0.0
+
+    def step_noise(self, generators_at: Callable[[int], list[torch.Generator]]) -> torch.Tensor:
+        r"""The noise of one step, from ``generators_at(k)``: the batch's generators of the
+        innovation ``k`` steps back (``k = 0``: this step's; the rollout names them by valid
+        time, training by step, so they exist before the first step too).
+
+        With :math:`\phi` = :attr:`noise_autocorrelation` > 0 this is FourCastNet 3's AR(1)
+        :math:`\eta_t = \phi\,\eta_{t-1} + \sqrt{1-\phi^2}\,\xi_t` started :math:`K` steps back
+        from its stationary distribution (:math:`\eta_{t-K} = \xi_{t-K}`):
+
+        .. math:: \eta_t = \phi^K \xi_{t-K} + \sqrt{1-\phi^2} \sum_{k<K} \phi^k \xi_{t-k},
+
+        with :math:`\phi^K < 10^{-3}`. Each step's noise has the innovations' variance and a
+        lag-one correlation of :math:`\phi(1 - \phi^{2K-2})`, and depends only on the
+        generators, so no noise state has to be carried, saved or restored to resume.
+        """
+        phi = self.noise_autocorrelation
+        if phi == 0.0:
+            return self.draw_noise(generators_at(0))
+        lags = max(1, math.ceil(math.log(1e-3) / math.log(phi)))
+        noise = phi**lags * self.draw_noise(generators_at(lags))
+        for k in range(lags):
+            noise = noise + math.sqrt(1.0 - phi**2) * phi**k * self.draw_noise(generators_at(k))
+        return noise
+
     def forward(self, state: torch.Tensor, forcings: torch.Tensor, noise: torch.Tensor | None = None) -> torch.Tensor:
         """Next state ``(B, C, H, W)`` from ``state (B, C, H, W)`` and ``forcings (B, F, H, W)``.
 
@@ -112,8 +143,11 @@ def seeded_generator(key: int, *counters: int) -> torch.Generator:
     """A CPU generator seeded by a 64-bit ``key`` and small ``counters`` (< 2**32) only: the
     model noise of a member and step, in training (sample seed, member, step) and in
     rollouts (init time's seed, member, valid time in s), depends on what names it, not on
-    the process or the batch."""
-    words = [int(key) & 0xFFFFFFFF, (int(key) >> 32) & 0xFFFFFFFF, *(int(c) for c in counters)]
+    the process or the batch. A negative counter (a time before 1970, a step before the
+    first) is written as three words (low, high, a marker), so it names a stream of its own."""
+    words = [int(key) & 0xFFFFFFFF, (int(key) >> 32) & 0xFFFFFFFF]
+    for c in (int(c) for c in counters):
+        words += [c] if c >= 0 else [c & 0xFFFFFFFF, (c >> 32) & 0xFFFFFFFF, 0xFFFFFFFF]
     return torch.Generator().manual_seed(int(np.random.SeedSequence(words).generate_state(1)[0]))
 
 

@@ -247,13 +247,17 @@ class StepModulation(nn.Module):
         return h * (1.0 + scale) + shift
 
 
-def white_noise_scale(isht: "ChannelsLastInverseRealSHT") -> float:
+def white_noise_scale(isht: "ChannelsLastInverseRealSHT", sigma: torch.Tensor | None = None) -> float | torch.Tensor:
     r"""``1 / std`` of a field synthesised by ``isht`` from unit-normal coefficients (real and
     imaginary parts, :math:`m = 0` real): the pointwise variance
-    :math:`\sum_l P_{l0}^2 + 4 \sum_{m>0} \sum_l P_{lm}^2`, averaged over latitudes."""
-    pct = isht.pct.double()
-    variance = pct[0].square().sum(-1) + 4.0 * pct[1:].square().sum(dim=(0, 2))
-    return float(1.0 / variance.mean().sqrt())
+    :math:`\sum_l P_{l0}^2 + 4 \sum_{m>0} \sum_l P_{lm}^2`, averaged over latitudes. With
+    ``sigma`` ``(L, K)`` (coefficients of degree :math:`l` scaled by :math:`\sigma_{lk}`): ``(K,)``."""
+    pct = isht.pct.double()                                            # (M, H, L)
+    per_degree = pct[0].square() + 4.0 * pct[1:].square().sum(dim=0)   # (H, L)
+    if sigma is None:
+        return float(1.0 / per_degree.sum(1).mean().sqrt())
+    variance = (per_degree[:, :, None] * sigma.double()[None] ** 2).sum(1).mean(0)   # (K,)
+    return (1.0 / variance.sqrt()).float()
 
 
 class SFNOBlock(nn.Module):
@@ -267,7 +271,8 @@ class SFNOBlock(nn.Module):
 
     def __init__(self, sht: ChannelsLastRealSHT, isht: ChannelsLastInverseRealSHT, dim: int,
                  mlp_ratio: float, activation: type[nn.Module], normalization: str, drop_path: float,
-                 noise_channels: int = 0, step_embed_dim: int = 0, mlp_dropout: float = 0.0) -> None:
+                 noise_channels: int = 0, step_embed_dim: int = 0, mlp_dropout: float = 0.0,
+                 noise_sigma: torch.Tensor | None = None) -> None:
         super().__init__()
         self.sht, self.isht = sht, isht
         self.resample = (sht.nlat, sht.nlon, sht.grid) != (isht.nlat, isht.nlon, isht.grid)
@@ -277,7 +282,11 @@ class SFNOBlock(nn.Module):
         self.drop_path = DropPath(drop_path)
         self.step = StepModulation(step_embed_dim, dim) if step_embed_dim else None
         self.noise = NoiseConditioning(noise_channels, dim) if noise_channels else None
-        self.noise_scale = white_noise_scale(isht) if noise_channels else 1.0
+        scale = white_noise_scale(isht, noise_sigma) if noise_channels else 1.0
+        if isinstance(scale, torch.Tensor):
+            self.register_buffer("noise_scale", scale, persistent=False)   # (K,) for shaped noise
+        else:
+            self.noise_scale = scale
 
     def forward(self, x: torch.Tensor, noise: torch.Tensor | None = None, step: torch.Tensor | None = None,
                 masks: DropoutMasks | None = None) -> torch.Tensor:
@@ -345,6 +354,14 @@ class SFNO(PrognosticModel):
         block); without it, the SFNO above.
     mlp_dropout
         Dropout after the activation of each block's MLP.
+    noise_length_scales_km
+        One length scale :math:`L_k` per noise channel: channel :math:`k`'s coefficients of
+        degree :math:`l` get the standard deviation :math:`\sigma_{lk} \propto
+        \exp(-\kappa_k l(l+1)/2)`, :math:`\kappa_k = (L_k/R)^2/2` (FourCastNet 3's noise;
+        :math:`R` the Earth's radius), scaled so that every channel keeps unit variance per
+        point. None: white noise (equal variance per coefficient).
+    noise_autocorrelation
+        :math:`\phi` of the noise's AR(1) in time (:meth:`PrognosticModel.step_noise`).
     """
 
     def __init__(self, grid: Grid, n_state: int, n_forcing: int, *, embed_dim: int = 64, num_layers: int = 4,
@@ -352,23 +369,27 @@ class SFNO(PrognosticModel):
                  normalization: str = "none", activation: str = "gelu", residual: bool = True,
                  big_skip: bool = True, pos_embed: str | None = "lat", drop_path_rate: float = 0.0,
                  encoder_layers: int = 1, noise_channels: int = 0, step_conditioning: bool = False,
-                 mlp_dropout: float = 0.0) -> None:
+                 mlp_dropout: float = 0.0, noise_length_scales_km: list[float] | None = None,
+                 noise_autocorrelation: float = 0.0) -> None:
         super().__init__(grid, n_state, n_forcing, residual)
         self._noise_channels = noise_channels
+        self._noise_autocorrelation = float(noise_autocorrelation)
         act = ACTIVATIONS[activation]
         in_dim = n_state + n_forcing
         self.big_skip = big_skip
         self.encoder = _point_mlp(in_dim, embed_dim, int(embed_dim * mlp_ratio), encoder_layers, act)
         self.pos_embed = PositionEmbedding(pos_embed, grid.nlat, grid.nlon, embed_dim) if pos_embed else nn.Identity()
         transforms = _transforms(grid, scale_factor, hard_thresholding_fraction)
+        modes = transforms[3].lmax   # every transform of the model has the same truncation
+        self.noise_modes = modes
+        self.noise_sigma = None if noise_length_scales_km is None else noise_degree_sigma(modes, noise_length_scales_km)
         rates = torch.linspace(0, drop_path_rate, num_layers).tolist()
         self.step_embedding = StepEmbedding(embed_dim) if step_conditioning else None
         self.blocks = nn.ModuleList(
             SFNOBlock(transforms[0] if i == 0 else transforms[2], transforms[1] if i == num_layers - 1 else transforms[3],
                       embed_dim, mlp_ratio, act, normalization, rates[i], noise_channels,
-                      embed_dim if step_conditioning else 0, mlp_dropout)
+                      embed_dim if step_conditioning else 0, mlp_dropout, self.noise_sigma)
             for i in range(num_layers))
-        self.noise_modes = transforms[3].lmax   # every transform of the model has the same truncation
         dec_in = embed_dim + (in_dim if big_skip else 0)
         self.decoder = _point_mlp(dec_in, n_state, int(embed_dim * mlp_ratio), encoder_layers, act)
 
@@ -380,22 +401,31 @@ class SFNO(PrognosticModel):
                    normalization=config.normalization, activation=config.activation, residual=config.residual,
                    big_skip=config.big_skip, pos_embed=config.pos_embed_kind if config.pos_embed else None,
                    drop_path_rate=config.drop_path_rate, encoder_layers=config.encoder_layers,
-                   noise_channels=config.noise_channels, mlp_dropout=config.mlp_dropout)
+                   noise_channels=config.noise_channels, mlp_dropout=config.mlp_dropout,
+                   noise_length_scales_km=config.noise_length_scales_km,
+                   noise_autocorrelation=config.noise_autocorrelation)
 
     @property
     def noise_channels(self) -> int:
         return self._noise_channels
 
+    @property
+    def noise_autocorrelation(self) -> float:
+        return self._noise_autocorrelation
+
     def draw_noise(self, generators: list[torch.Generator]) -> torch.Tensor:
-        """White isotropic noise on the sphere for a batch: unit-normal spherical-harmonic
-        coefficients ``(M, L, B, 2, K)`` up to the model's truncation, one generator per
-        sample (each block synthesises unit-variance fields on its own grid from them)."""
+        """Isotropic noise on the sphere for a batch: normal spherical-harmonic coefficients
+        ``(M, L, B, 2, K)`` up to the model's truncation, one generator per sample, unit
+        variance (white) or with the channels' length scales (each block synthesises
+        unit-variance fields on its own grid from them)."""
         if not self._noise_channels:
             raise NotImplementedError("this SFNO is deterministic (model.noise_channels = 0)")
         m = l = self.noise_modes
         device = self.residual_scale.device
-        parts = [torch.randn(m, l, 1, 2, self._noise_channels, generator=g) for g in generators]
-        return torch.cat(parts, dim=2).to(device)
+        noise = torch.cat([torch.randn(m, l, 1, 2, self._noise_channels, generator=g) for g in generators], dim=2)
+        if self.noise_sigma is not None:
+            noise = noise * self.noise_sigma[None, :, None, None, :]
+        return noise.to(device)
 
     def network(self, x: torch.Tensor, noise: torch.Tensor | None = None, step: torch.Tensor | None = None,
                 masks: DropoutMasks | None = None) -> torch.Tensor:
@@ -409,6 +439,18 @@ class SFNO(PrognosticModel):
         if self.big_skip:
             h = torch.cat([h, x], dim=-1)
         return self.decoder(h).permute(0, 3, 1, 2).contiguous()
+
+
+EARTH_RADIUS_KM = 6371.0
+
+
+def noise_degree_sigma(modes: int, length_scales_km: list[float]) -> torch.Tensor:
+    r"""``(L, K)`` standard deviations of the degree-:math:`l` coefficients of each noise
+    channel, :math:`\sigma_{lk} = \exp(-\kappa_k l(l+1)/2)`, :math:`\kappa_k = (L_k/R)^2/2`
+    (the blocks scale each channel's fields to unit variance: :func:`white_noise_scale`)."""
+    degree = torch.arange(modes, dtype=torch.float64)[:, None]
+    kappa = (torch.tensor(length_scales_km, dtype=torch.float64)[None, :] / EARTH_RADIUS_KM) ** 2 / 2.0
+    return torch.exp(-kappa * degree * (degree + 1) / 2.0).float()
 
 
 def _transforms(grid: Grid, scale_factor: int, fraction: float) -> tuple[nn.Module, ...]:

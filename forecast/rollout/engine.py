@@ -177,7 +177,8 @@ class RolloutEngine:
         model = self.models[k]
         if noise_seed is None or not getattr(model, "stochastic", False):
             return None
-        return model.draw_noise([noise_generator(noise_seed, int(m), time) for m in members.tolist()])
+        ids = members.tolist()
+        return model.step_noise(lambda lag: [noise_generator(noise_seed, m, time - lag * self.time_step) for m in ids])
 
     def _forward(self, k: int, state: torch.Tensor, forcing: torch.Tensor, noise: torch.Tensor | None = None,
                  intermediate: bool = False) -> torch.Tensor:

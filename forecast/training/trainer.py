@@ -79,9 +79,9 @@ class Rollout(nn.Module):
         return out.unflatten(0, (-1, m)) if m > 1 else out
 
     def _noise(self, sample_seeds: torch.Tensor, step: int) -> torch.Tensor:
-        generators = [seeded_generator(seed, member, step)
-                      for seed in sample_seeds.tolist() for member in range(self.members)]
-        return self.model.draw_noise(generators)
+        seeds = sample_seeds.tolist()
+        return self.model.step_noise(lambda lag: [seeded_generator(seed, member, step - lag)
+                                                  for seed in seeds for member in range(self.members)])
 
 
 
@@ -116,7 +116,8 @@ class Trainer:
         weights = variable_weight_vector(data.variables, config.variable_weights)
         self.loss_fn = AreaWeightedMSE(data.grid, weights).to(world.device)
         # a stochastic model trained on the CRPS of its members; validation stays the one-step RMSE
-        self.train_loss = (AreaWeightedCRPS(data.grid, weights, config.crps_alpha).to(world.device)
+        self.train_loss = (AreaWeightedCRPS(data.grid, weights, config.crps_alpha,
+                                            config.crps_spectral_weight).to(world.device)
                            if config.loss == "crps" else self.loss_fn)
         self.l1 = AreaWeightedL1(data.grid, weights).to(world.device)
         self.model = self._build_model()
