@@ -80,13 +80,26 @@ def squared_error_sums(prediction: torch.Tensor, target: torch.Tensor, lat_weigh
     return error.mean(dim=(-2, -1)).sum(dim=0)
 
 
+#: members closer than this, relative to the sample's mean magnitude, count as tied (see almost_fair_crps)
+TIE_TOLERANCE = 1e-4
+
+
 def almost_fair_crps(members: torch.Tensor, target: torch.Tensor, alpha: float = 0.95) -> torch.Tensor:
     r"""Pointwise almost-fair CRPS (module docstring): ``members (B, M, ...)``, ``target (B, ...)`` -> ``(B, ...)``.
 
-    Uses :math:`\sum_{j \ne k} (|x_j - y| + |x_k - y|) = 2 (M - 1) \sum_j |x_j - y|` and the
-    sorted-member identity :math:`\sum_{j,k} |x_j - x_k| = 2 \sum_i (2i - M - 1) x_{(i)}`, so the
-    cost is :math:`O(M \log M)` per point (differentiable: ``torch.sort`` returns values with
-    gradients).
+    Uses :math:`\sum_{j \ne k} (|x_j - y| + |x_k - y|) = 2 (M - 1) \sum_j |x_j - y|` and
+    :math:`\sum_{j<k} |x_j - x_k| = \sum_i (2i - M - 1) x_{(i)}` over the sorted members
+    (:math:`O(M \log M)` per point) for the value. The gradient of the spread term is
+    :math:`r_j = \sum_k \mathrm{sign}(x_j - x_k)` per member (its subgradient), computed in
+    :math:`O(M^2)` comparisons without an autograd graph.
+
+    Why the ranks: members that agree to within float rounding (:data:`TIE_TOLERANCE` times
+    the sample's mean :math:`|x|`; rounding errors scale with the field, not the point) count
+    as tied, ``sign = 0``, so their spread term pulls neither apart.
+    An untrained noise-conditioned model (zero-initialised modulation) gives every member the
+    same state, and a sort would give the tied members opposite gradients decided by rounding,
+    which depends on the CPU's kernels and the batch layout: training would not be
+    reproducible across process counts (the DDP test saw it on AMD CPUs).
     """
     m = members.shape[1]
     if m < 2:
@@ -94,9 +107,18 @@ def almost_fair_crps(members: torch.Tensor, target: torch.Tensor, alpha: float =
     if not 0.0 < alpha <= 1.0:
         raise InputError(f"crps_alpha must be in (0, 1], got {alpha}")
     skill = (members - target.unsqueeze(1)).abs().mean(dim=1)
-    ordered = torch.sort(members, dim=1).values
-    rank = (2.0 * torch.arange(1, m + 1, device=members.device, dtype=members.dtype) - m - 1)
-    pair_sum = 2.0 * (ordered * rank.view(1, m, *([1] * (members.dim() - 2)))).sum(dim=1)
+    with torch.no_grad():
+        ordered = torch.sort(members, dim=1).values
+        sorted_rank = 2.0 * torch.arange(1, m + 1, device=members.device, dtype=members.dtype) - m - 1
+        exact = 2.0 * (ordered * sorted_rank.view(1, m, *([1] * (members.dim() - 2)))).sum(dim=1)
+        tolerance = TIE_TOLERANCE * members.abs().mean(dim=tuple(range(1, members.dim())), keepdim=True)
+        rank = torch.zeros_like(members)
+        for k in range(m):   # O(M^2) comparisons, O(M) memory
+            difference = members - members[:, k:k + 1]
+            rank += torch.where(difference.abs() <= tolerance, 0.0, torch.sign(difference))
+    # sum over ordered pairs of |x_j - x_k|: the exact value, the tie-aware gradient
+    linear = 2.0 * (rank * members).sum(dim=1)
+    pair_sum = exact + linear - linear.detach()
     epsilon = (1.0 - alpha) / m
     return skill - (1.0 - epsilon) * pair_sum / (2.0 * m * (m - 1))
 

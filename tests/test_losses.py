@@ -45,6 +45,24 @@ def test_almost_fair_crps_equals_the_double_sum(alpha):
     np.testing.assert_allclose(ours, brute_force(members, target, alpha), rtol=1e-12)
 
 
+def test_members_equal_to_rounding_are_tied_and_get_the_same_gradient():
+    """An untrained noise-conditioned model gives every member the same state up to float
+    rounding; the spread term must not pull them apart in a direction the rounding chose."""
+    base = torch.randn(2, 1, 50, dtype=torch.float64) * 3.0
+    third = base + 1.0   # a member well apart from the tied pair
+    gradients = []
+    for rounding in (1e-9, -1e-9):   # which twin rounds up decides a sort's order
+        members = torch.cat([base, base * (1.0 + rounding), third], dim=1).requires_grad_(True)
+        almost_fair_crps(members, torch.zeros(2, 50, dtype=torch.float64), alpha=0.95).sum().backward()
+        assert members.grad is not None
+        torch.testing.assert_close(members.grad[:, 0], members.grad[:, 1], rtol=0, atol=1e-12)
+        gradients.append(members.grad.clone())
+    torch.testing.assert_close(gradients[0], gradients[1], rtol=0, atol=1e-12)
+    # the twins still feel the third member: the spread term pulls them away from it
+    spread_only = gradients[0][:, 0] - torch.sign(base[:, 0]) / 3.0
+    assert (spread_only * torch.sign(base[:, 0] - third[:, 0]) < 0).all()
+
+
 def test_area_weighted_crps_weights_latitudes_and_has_gradients():
     grid = Grid.parse("legendre-gauss:8x16")
     loss = AreaWeightedCRPS(grid, np.ones(2), alpha=0.95)

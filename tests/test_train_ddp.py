@@ -40,8 +40,13 @@ def test_two_processes_equal_one_process(tmp_path, overrides):
     two = load_checkpoint(tmp_path / "ddp/checkpoints/latest.pt")
     one = load_checkpoint(single.checkpoint)
     assert two.step == one.step == config.max_steps and len(two.rng_state) == 2
+    # The CRPS is an L1 loss: rounding that depends on the batch layout (seen on AMD CPUs) flips
+    # its sign at the odd point (emulated with 1e-6 relative noise on the outputs: parameters
+    # move apart by up to 1.1e-4 in 4 steps). Noise drawn per process, or gradients not shared
+    # between processes, move them apart by ~lr = 2e-3 per step.
+    atol = 5e-4 if overrides is CRPS else 1e-5
     for name, value in one.model_state.items():
-        torch.testing.assert_close(two.model_state[name], value, rtol=1e-5, atol=1e-5, msg=name)
+        torch.testing.assert_close(two.model_state[name], value, rtol=1e-5, atol=atol, msg=name)
     # training moved the parameters by far more than the tolerance
     torch.manual_seed(config.seed)
     initial = build_model(config.model, one.grid, 4, len(forcing_names(one.static_names))).state_dict()
