@@ -1,7 +1,7 @@
 """Long-rollout stability: does a trained model stay finite and keep the truth's spectrum?
 
     python benchmarks/long_rollout.py --checkpoint demo/runs/sfno/checkpoints/latest.pt \
-        --store demo/data/swe.zarr [--steps 1000] [--every 50] [--variable gh]
+        --store demo/data/swe.zarr [--steps 1000] [--every 50] [--variable gh] [--seeds 3]
 
 Runs one unperturbed member for ``--steps`` model steps from the store's first time
 (through the same ``forecast rollout`` workflow: streamed output, blow-up checks),
@@ -12,6 +12,10 @@ store's last day (the shallow-water flow is unforced and decays slowly, so its l
 is the nearest thing to the climate the model should settle into), and prints the
 ratios and the value range against the truth's.
 
+A stochastic model's blow-up step is chaotic (one model, two noise seeds: steps 249 and
+528), so ``--seeds N`` rolls it out with N noise seeds, prints the step each one lasted and
+the spectra of the first; a deterministic model needs one.
+
 A ratio near 1 in every band at every lead is stable and sharp; a falling high band is
 blurring; a growing one is noise piling up at small scales (the usual road to blow-up).
 """
@@ -19,6 +23,7 @@ blurring; a growing one is noise piling up at small scales (the usual road to bl
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 import tempfile
 import time
@@ -30,22 +35,20 @@ import pandas as pd
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from forecast.checkpoint import load_checkpoint  # noqa: E402
+from forecast.checkpoint import load_model  # noqa: E402
 from forecast.config import PerturbationConfig, RolloutConfig  # noqa: E402
 from forecast.rollout.engine import BlowUpError  # noqa: E402
 from forecast.rollout.io import open_forecast, partial_path  # noqa: E402
 from forecast.rollout.workflow import rollout  # noqa: E402
-from forecast.verify.spectra import power_spectrum  # noqa: E402
+from forecast.verify.spectra import degree_bands, power_spectrum  # noqa: E402
 from pipelines.store import open_store  # noqa: E402
 
 
 def bands(truth_spectrum: np.ndarray) -> dict[str, slice]:
-    """Low / middle / high thirds of the wavenumbers the truth resolves (1 <= l <= the last
-    l with power above 1e-8 of the peak; a spectral solver's truncation leaves nothing
-    above), and everything above that."""
-    resolved = int(np.flatnonzero(truth_spectrum > 1e-8 * truth_spectrum[1:].max())[-1]) + 1
-    edges = np.linspace(1, resolved, 4).round().astype(int)
-    out = {f"l {a}-{b - 1}": slice(a, b) for a, b in zip(edges[:-1], edges[1:])}
+    """Low / middle / high thirds of the wavenumbers the truth resolves
+    (:func:`forecast.verify.spectra.degree_bands`), and everything above them."""
+    out = {f"l {a}-{b}": slice(a, b + 1) for a, b in degree_bands(truth_spectrum)}
+    resolved = max(b for _, b in degree_bands(truth_spectrum)) + 1
     if resolved < truth_spectrum.size:
         out[f"l>={resolved}*"] = slice(resolved, None)
     return out
@@ -58,24 +61,38 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=1000)
     parser.add_argument("--every", type=int, default=50)
     parser.add_argument("--variable", default="gh")
-    parser.add_argument("--out", default=None, help="forecast output (default: a temporary directory)")
+    parser.add_argument("--seeds", type=int, default=1, help="noise seeds of a stochastic model (default 1)")
+    parser.add_argument("--out", default=None, help="forecast outputs (default: a temporary directory)")
     args = parser.parse_args()
 
     store = open_store(args.store)
     init = store.times[0]
-    out = Path(args.out or tempfile.mkdtemp(prefix="long_rollout_")) / "long.zarr"
-    step_h = load_checkpoint(args.checkpoint).time_step_seconds / 3600.0
-    config = RolloutConfig(checkpoints=[args.checkpoint], initial=args.store, init_times=[init.isoformat()],
-                           lead=f"{args.steps * step_h:g}h", members=1, perturbation=PerturbationConfig(kind=["none"]),
-                           out=str(out), output_every=args.every, overwrite=True)
-    started = time.perf_counter()
-    try:
-        rollout(config)
-        print(f"{args.steps} steps of {step_h:g} h ({args.steps * step_h / 24:.0f} days) from {init} in "
-              f"{time.perf_counter() - started:.1f} s: no blow-up (values stayed finite and inside the bounds)")
-    except BlowUpError as exc:
-        print(f"BLOW-UP after {time.perf_counter() - started:.1f} s: {exc}")
-        out = partial_path(out)  # the complete lead times are kept there
+    root = Path(args.out or tempfile.mkdtemp(prefix="long_rollout_"))
+    model, ckpt = load_model(args.checkpoint)
+    step_h, stochastic = ckpt.time_step_seconds / 3600.0, model.stochastic
+    lasted, outputs = [], []
+    for seed in range(args.seeds):
+        out = root / f"long_seed{seed}.zarr"
+        config = RolloutConfig(checkpoints=[args.checkpoint], initial=args.store, init_times=[init.isoformat()],
+                               lead=f"{args.steps * step_h:g}h", members=1, seed=seed,
+                               perturbation=PerturbationConfig(kind=["none"]), out=str(out),
+                               output_every=args.every, overwrite=True)
+        started = time.perf_counter()
+        try:
+            rollout(config)
+            lasted.append(args.steps)
+            print(f"seed {seed}: {args.steps} steps of {step_h:g} h ({args.steps * step_h / 24:.0f} days) from {init} "
+                  f"in {time.perf_counter() - started:.1f} s: no blow-up (values stayed finite and inside the bounds)")
+        except BlowUpError as exc:
+            blown = re.search(r"\(step (\d+)", str(exc))
+            lasted.append(int(blown.group(1)) - 1 if blown else -1)
+            print(f"seed {seed}: BLOW-UP after {time.perf_counter() - started:.1f} s: {exc}")
+            out = partial_path(out)  # the complete lead times are kept there
+        outputs.append(out)
+        if not stochastic:
+            break   # a deterministic model's rollout does not depend on the seed
+    print(f"steps completed per seed: {lasted} (median {float(np.median(lasted)):g})")
+    out = outputs[0]
 
     fc = open_forecast(out)[args.variable].isel(member=0, init_time=0).load()
     fc = fc.isel(lead_time=np.flatnonzero(np.isfinite(fc.values).all(axis=(1, 2))))
@@ -84,7 +101,7 @@ def main() -> None:
     last_day = truth_spectra.isel(time=slice(-max(1, round(24 * 3600 / store.time_step.total_seconds())), None))
     reference_late = last_day.mean("time").values
     band = bands(truth_spectra.mean("time").values)
-    print(f"\n{args.variable}: forecast / truth power per band, the truth at the same valid time while the store "
+    print(f"\n{args.variable} (seed 0): forecast / truth power per band, the truth at the same valid time while the store "
           f"has it, else (marked ~) the mean of the store's last day; *: power above the truth's truncation as a "
           f"fraction of the truth's total. Value range against the truth's "
           f"[{float(truth.min()):.5g}, {float(truth.max()):.5g}] {truth.attrs.get('units', '')}")

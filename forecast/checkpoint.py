@@ -187,6 +187,6 @@ def load_model(path: str | Path, device: str | torch.device = "cpu",
 
     ckpt = load_checkpoint(path)
     config = ckpt.model_config.model_copy(update=model_overrides) if model_overrides else ckpt.model_config
-    model = build_model(config, ckpt.grid, len(ckpt.variables), len(forcing_names(ckpt.static_names)))
+    model = build_model(config, ckpt.grid, len(ckpt.variables), len(forcing_names(ckpt.static_names)), ckpt.variables)
     model.load_state_dict(ckpt.model_state)
     return model.to(device).eval(), ckpt

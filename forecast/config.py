@@ -58,6 +58,12 @@ class ModelConfig(StrictModel):
     noise_length_scales_km: list[Positive] | None = None
     # lag-one-step correlation phi of its noise (AR(1) in time, FourCastNet 3); 0: fresh every step
     noise_autocorrelation: float = Field(0.0, ge=0.0, lt=1.0)
+    # SFNO/AFNO: spectral hyperdiffusion of every new state (forecast/models/hyperdiffusion.py),
+    # D_l = exp(-(dt / efold) (l(l+1) / (L(L+1)))^order) with L = hyperdiffusion_degree (None: the
+    # grid's largest); None: no filter. The demo's solver: 2 h at its largest degree, order 4
+    hyperdiffusion_efold_hours: Positive | None = None
+    hyperdiffusion_degree: PositiveInt | None = None
+    hyperdiffusion_order: PositiveInt = 4
     # AFNO only
     patch_size: Annotated[list[PositiveInt], Field(min_length=2, max_length=2)] = [4, 4]
     num_blocks: PositiveInt = 8

@@ -93,8 +93,10 @@ def _train_config(config: DemoConfig, arch: str, store: Path, work: Path, test_s
                     "crps_alpha": config.stochastic.crps_alpha,
                     "crps_spectral_weight": config.stochastic.spectral_weight, "rollout_steps": config.stochastic.rollout_steps}
     if arch == "dyffusion":
+        # the sfno section's hyperdiffusion filters an SFNO's step; DYffusion's networks predict states
         model = model.model_copy(update={"architecture": "dyffusion", "mlp_dropout": config.dyffusion.mlp_dropout,
-                                         "drop_path_rate": config.dyffusion.drop_path_rate})
+                                         "drop_path_rate": config.dyffusion.drop_path_rate,
+                                         "hyperdiffusion_efold_hours": None})
         ensemble = {"rollout_steps": 1, "forecaster_epochs": config.dyffusion.forecaster_epochs,
                     "input_noise": config.dyffusion.input_noise}
     # training, then one validation day, then the held-back window: no target of either

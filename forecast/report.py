@@ -28,22 +28,27 @@ def _value(da, model: str, metric: str, lead_h: float) -> float:
     return float(da.sel(model=model, metric=metric, region="global").isel(lead_time=int(hit[0])))
 
 
-def upper_band_power_ratio(spectra, variable: str, lead_h: float) -> float:
-    """Forecast over truth power summed over the upper half of the wavenumbers the truth
-    resolves (power above 1e-6 of its peak): 1 is a realistic small-scale spectrum, < 1
-    blurred, > 1 noise where the data have little."""
+def band_power(spectra, variable: str, lead_h: float) -> str:
+    """Forecast over truth power in three bands of the wavenumbers the truth resolves (large,
+    middle, small scales; :func:`forecast.verify.spectra.degree_bands`), e.g. ``"0.84 / 1.00 /
+    1.9 (l 1-7 / 8-14 / 15-21)"``: 1 keeps the truth's energy, < 1 blurs, > 1 noise where the
+    data have little."""
+    from forecast.verify.spectra import band_power_ratios, degree_bands
+
     da = spectra[variable]
     leads = pd.TimedeltaIndex(da["lead_time"].values)
     hit = np.flatnonzero(leads == pd.Timedelta(hours=lead_h))
     if hit.size == 0:
-        return float("nan")
+        return "n/a"
     truth = da.sel(source="truth").isel(lead_time=int(hit[0])).values
     forecast = da.sel(source="forecast").isel(lead_time=int(hit[0])).values
-    resolved = np.flatnonzero(truth > 1e-6 * np.nanmax(truth))
-    if resolved.size < 2:
-        return float("nan")
-    upper = slice(int(resolved[-1]) // 2, int(resolved[-1]) + 1)
-    return float(np.nansum(forecast[upper]) / np.nansum(truth[upper]))
+    if not np.isfinite(truth).all():
+        return "n/a"
+    bands = degree_bands(truth)
+    if not bands:
+        return "n/a"
+    ratios = " / ".join(f"{r:.3g}" for r in band_power_ratios(forecast, truth, bands))
+    return f"{ratios} (l " + " / ".join(f"{a}-{b}" for a, b in bands) + ")"
 
 
 def skill_rows(scores_path: Path, model_name: str) -> list[str]:
@@ -65,7 +70,7 @@ def skill_rows(scores_path: Path, model_name: str) -> list[str]:
             rows.append(
                 f"| {model_name} | {var} ({units}) | {lead} h | {fc:.4g} | {ens:.4g} "
                 f"| {pers:.4g} | {clim:.4g} | {ens / pers:.2f} | {ens / clim:.2f} | {crps:.4g} | {ens_mae:.4g} | {crps / ens_mae:.2f} | "
-                f"{_value(da, 'forecast', 'spread_skill', lead):.2f} | {upper_band_power_ratio(spectra, var, lead):.2f} |")
+                f"{_value(da, 'forecast', 'spread_skill', lead):.2f} | {band_power(spectra, var, lead)} |")
     return rows
 
 
@@ -80,9 +85,9 @@ def write_report(result, config: DemoConfig) -> Path:
              "Global scores, all init times pooled. RMSE pools the members (each scored as a deterministic "
              "forecast); the ratios `/pers.` and `/clim.` are the ensemble-mean RMSE over persistence's and "
              "climatology's; spread/skill uses the (M+1)/M correction; the last column is the forecast's power "
-             "over the truth's in the upper half of the wavenumbers the truth resolves.", "",
+             "over the truth's in three bands of the wavenumbers the truth resolves (large / middle / small scales).", "",
              "| model | variable | lead | RMSE | ens-mean RMSE | persistence RMSE | climatology RMSE | /pers. | /clim. "
-             "| CRPS | ens-mean MAE | CRPS/ens-mean MAE | spread/skill | power, upper half of resolved l |",
+             "| CRPS | ens-mean MAE | CRPS/ens-mean MAE | spread/skill | power / truth's, per band of l |",
              "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     figures: list[str] = []
     for arch, scores in result.scores.items():

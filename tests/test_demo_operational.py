@@ -41,7 +41,7 @@ def demo_dir(tmp_path_factory):
 def test_demo_quick_writes_every_output(demo_dir):
     report = (demo_dir / "report.md").read_text()
     assert "| sfno | gh (m) | 24 h |" in report and "| sfno-crps | gh (m) | 24 h |" in report
-    assert "power, upper half of resolved l" in report
+    assert "power / truth's, per band of l" in report
     assert "| dyffusion | gh (m) | 24 h |" in report
     for name in ("sfno-crps", "dyffusion"):   # spread from the model alone (dyffusion: no initial perturbation)
         stochastic = open_forecast(demo_dir / "forecasts" / f"{name}.zarr")["gh"]

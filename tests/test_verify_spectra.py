@@ -79,3 +79,18 @@ def test_dask_lazy_with_extra_dims_and_nan_fields() -> None:
     np.testing.assert_allclose(lazy.compute(), eager, rtol=1e-10, atol=1e-20)
     assert np.isnan(eager[2]).all() and np.isfinite(eager[[0, 1, 3]]).all()
     assert power_spectrum(fields.to_dataset(name="gh"))["gh"].dims == ("time", "wavenumber")  # grid from coords
+
+
+def test_bands_split_the_resolved_degrees_and_ratios_sum_power_per_band() -> None:
+    from forecast.verify.spectra import band_power_ratios, degree_bands
+
+    truth = np.concatenate([[5.0], np.full(21, 2.0), np.full(10, 1e-12)])   # resolves l = 1..21 of 0..31
+    assert degree_bands(truth) == [(1, 7), (8, 14), (15, 21)]
+    assert degree_bands(truth, parts=2) == [(1, 11), (12, 21)]
+    forecast = truth.copy()
+    forecast[0] = 100.0            # the mean is in no band
+    forecast[3] = 16.0             # band 1: (6 * 2 + 16) / 14 = 2
+    forecast[15:22] = 0.5          # band 3: 3.5 / 14 = 0.25
+    forecast[25] = 7.0             # above the resolved degrees: in no band
+    assert band_power_ratios(forecast, truth, degree_bands(truth)) == pytest.approx([2.0, 1.0, 0.25])
+    assert degree_bands(np.zeros(8)) == []

@@ -56,6 +56,8 @@ class PrognosticModel(nn.Module, ABC):
         self.n_forcing = n_forcing
         self.residual = residual
         self.register_buffer("residual_scale", torch.ones(n_state))
+        # optional spectral damping of every new state (build_model attaches it from the config)
+        self.hyperdiffusion: nn.Module | None = None
 
     @classmethod
     @abstractmethod
@@ -120,7 +122,19 @@ class PrognosticModel(nn.Module, ABC):
         self._check_inputs(state, forcings)
         x = torch.cat([state, forcings], dim=1) if self.n_forcing else state
         out = self.network(x, noise) if noise is not None else self.network(x)
-        return state + out * self.residual_scale.to(out.dtype).view(1, -1, 1, 1) if self.residual else out
+        new = state + out * self.residual_scale.to(out.dtype).view(1, -1, 1, 1) if self.residual else out
+        return self.hyperdiffusion(new) if self.hyperdiffusion is not None else new
+
+    def set_time_step(self, seconds: float) -> None:
+        """Tell the model its step length (s): sets the hyperdiffusion's per-step damping, if any."""
+        if self.hyperdiffusion is not None:
+            self.hyperdiffusion.set_time_step(seconds)
+
+    def set_normalisation(self, mean, std) -> None:
+        """Tell the model the per-variable mean and std ``(C,)`` of its normalised state (the
+        hyperdiffusion filters wind vectors in physical units)."""
+        if self.hyperdiffusion is not None:
+            self.hyperdiffusion.set_normalisation(mean, std)
 
     def set_residual_scale(self, scale) -> None:
         """Set :math:`s` (``(C,)``, positive) from the data: the std of the normalised tendency."""

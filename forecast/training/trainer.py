@@ -132,7 +132,8 @@ class Trainer:
     def _build_model(self) -> nn.Module:
         from forecast.models import build_model
 
-        model = build_model(self.config.model, self.data.grid, len(self.data.variables), self.data.n_forcing)
+        model = build_model(self.config.model, self.data.grid, len(self.data.variables), self.data.n_forcing,
+                            self.data.variables)
         if self.config.model.residual and self.config.model.tendency_scaling:
             from forecast.data import tendency_scale
 
@@ -140,6 +141,8 @@ class Trainer:
             log.info("residual scale (std of the normalised %g h tendency): %s", self.data.time_step_seconds / 3600,
                      ", ".join(f"{v} {s:.3g}" for v, s in zip(self.data.variables, scale)))
             model.set_residual_scale(scale)
+        model.set_time_step(self.data.time_step_seconds)
+        model.set_normalisation(self.data.normaliser.mean, self.data.normaliser.std)
         if self.config.model.architecture == "dyffusion":
             model.set_horizon(self.data.step)
         return model.to(self.world.device)

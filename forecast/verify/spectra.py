@@ -32,7 +32,7 @@ from torch_harmonics import RealSHT
 from pipelines.errors import InputError
 from pipelines.grids import Grid
 
-__all__ = ["power_spectrum", "spectrum_ratio", "squared_units"]
+__all__ = ["band_power_ratios", "degree_bands", "power_spectrum", "spectrum_ratio", "squared_units"]
 
 
 def squared_units(units: str) -> str:
@@ -109,3 +109,26 @@ def spectrum_ratio(forecast: xr.DataArray | xr.Dataset, truth: xr.DataArray | xr
     pf = power_spectrum(forecast, grid)
     pt = power_spectrum(truth, grid)
     return pf / pt.where(pt > 0)
+
+
+def degree_bands(truth_power: np.ndarray, parts: int = 3, threshold: float = 1e-8) -> list[tuple[int, int]]:
+    r"""Equal bands ``[(first, last), ...]`` of the degrees :math:`1 \le l \le l_r` a truth
+    spectrum ``(L,)`` resolves, :math:`l_r` the last degree with power above ``threshold``
+    times the peak (a spectral solver's truncation leaves nothing above it; data regridded
+    from a finer grid resolve every degree). Low to high: large scales to the smallest."""
+    power = np.asarray(truth_power, dtype=np.float64)
+    above = np.flatnonzero(power[1:] > threshold * np.nanmax(power[1:])) + 1
+    if above.size == 0:
+        return []
+    resolved = int(above[-1])
+    parts = max(1, min(parts, resolved))
+    edges = np.linspace(1, resolved + 1, parts + 1).round().astype(int)
+    return [(int(a), int(b) - 1) for a, b in zip(edges[:-1], edges[1:])]
+
+
+def band_power_ratios(forecast_power: np.ndarray, truth_power: np.ndarray,
+                      bands: list[tuple[int, int]]) -> list[float]:
+    """Forecast over truth power summed over each band of :func:`degree_bands`: 1 keeps the
+    truth's energy at those scales, < 1 blurs, > 1 piles up noise."""
+    f, t = np.asarray(forecast_power, dtype=np.float64), np.asarray(truth_power, dtype=np.float64)
+    return [float(np.nansum(f[a:b + 1]) / np.nansum(t[a:b + 1])) for a, b in bands]
