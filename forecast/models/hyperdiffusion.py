@@ -11,11 +11,12 @@ training; checkpoints carry the factors). torch-harmonics' shallow-water solver 
 vorticity and divergence this way every sub-step (:math:`\tau` = 2 h at its largest degree,
 :math:`p = 4`), and NeuralGCM filters its states with the same exponential form.
 
-Why a learned model wants it: a network's small errors at the smallest resolved scales,
-where the data have little power and the learned dynamics are weakest, are fed back step
-after step and pile up until the rollout blows up. With the filter in the step, in training
-and at inference alike, the network learns the dynamics that the filter does not do, and
-any energy it puts at scales the filter removes is gone by the next step.
+Why a learned model may want it: a network puts energy at scales the data do not have
+(above a spectral solver's truncation, or where the data have almost no power), and a
+filter in the step, in training and at inference alike, removes it every step while the
+network learns the rest of the dynamics. On the demo's data it takes away all energy
+above the data's truncation and keeps the winds' spectra close to the truth's, but does not
+make rollouts last longer, and costs some skill (README, "What the stochastic options do").
 
 Scalar fields ``(B, C, H, W)`` are transformed with :class:`torch_harmonics.RealSHT` on the
 model's grid (degrees :math:`l < n_{lat}`); the :math:`l = 0` mean is never touched, so the
@@ -24,8 +25,10 @@ vector field they form (:class:`torch_harmonics.RealVectorSHT`: the spheroidal a
 parts, i.e. divergence and vorticity, as the solver damps them): a flow whose vorticity and
 divergence stop at degree 21 has components ``u``, ``v`` with power far above it (the
 :math:`1/\cos\varphi` of the gradients), which a scalar filter would take away. The pairs come
-from the variable names (:func:`wind_pairs`); the filter is the same for any sign or order
-convention of the two components, since it commutes with rotating every vector by 90 degrees.
+from the variable names (:func:`wind_pairs`). ERA5's ``(u, v)`` (east, north) and
+torch-harmonics' colatitude-longitude components differ by a 90 degree rotation of every
+vector, which swaps the spheroidal and toroidal parts and commutes with the filter, so
+either works.
 A vector field is only a vector field in physical units (a normalised ``u`` has its mean
 taken away, and a constant eastward wind has power at every degree), so the wind pairs are
 filtered as :math:`\sigma_c \hat x_c + \mu_c`, with the store's statistics given to
