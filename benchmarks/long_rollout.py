@@ -23,7 +23,6 @@ blurring; a growing one is noise piling up at small scales (the usual road to bl
 from __future__ import annotations
 
 import argparse
-import re
 import sys
 import tempfile
 import time
@@ -47,8 +46,9 @@ from pipelines.store import open_store  # noqa: E402
 def bands(truth_spectrum: np.ndarray) -> dict[str, slice]:
     """Low / middle / high thirds of the wavenumbers the truth resolves
     (:func:`forecast.verify.spectra.degree_bands`), and everything above them."""
-    out = {f"l {a}-{b}": slice(a, b + 1) for a, b in degree_bands(truth_spectrum)}
-    resolved = max(b for _, b in degree_bands(truth_spectrum)) + 1
+    thirds = degree_bands(truth_spectrum)
+    out = {f"l {a}-{b}": slice(a, b + 1) for a, b in thirds}
+    resolved = thirds[-1][1] + 1
     if resolved < truth_spectrum.size:
         out[f"l>={resolved}*"] = slice(resolved, None)
     return out
@@ -84,8 +84,7 @@ def main() -> None:
             print(f"seed {seed}: {args.steps} steps of {step_h:g} h ({args.steps * step_h / 24:.0f} days) from {init} "
                   f"in {time.perf_counter() - started:.1f} s: no blow-up (values stayed finite and inside the bounds)")
         except BlowUpError as exc:
-            blown = re.search(r"\(step (\d+)", str(exc))
-            lasted.append(int(blown.group(1)) - 1 if blown else -1)
+            lasted.append(int(exc.step) - 1 if exc.step is not None else -1)
             print(f"seed {seed}: BLOW-UP after {time.perf_counter() - started:.1f} s: {exc}")
             out = partial_path(out)  # the complete lead times are kept there
         outputs.append(out)

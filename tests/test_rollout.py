@@ -108,8 +108,9 @@ def test_values_outside_the_bounds_stop_the_run_at_the_first_bad_lead(setup):
     assert bad_lead is not None, f"the untrained model's state does not grow: {excess}"
     limit = float(excess[:bad_lead].max() * 1.0005)
     out = root / "bounded.zarr"
-    with pytest.raises(BlowUpError, match=fr"outside physical bounds.*lead time {bad_lead} h"):
+    with pytest.raises(BlowUpError, match=fr"outside physical bounds.*lead time {bad_lead} h") as caught:
         rollout(rollout_config([a], store, out, lead="6h", bounds_std=limit))
+    assert caught.value.step == bad_lead   # 1 h model steps: the step the benchmarks read
     kept = open_forecast(partial_path(out)).isel(init_time=0)
     assert np.array_equal(data(kept.isel(lead_time=slice(0, bad_lead))),
                           data(free.isel(init_time=0, lead_time=slice(0, bad_lead))))

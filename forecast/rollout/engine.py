@@ -35,7 +35,12 @@ __all__ = ["RolloutEngine", "BoundsCheck", "BlowUpError", "noise_generator"]
 
 
 class BlowUpError(RuntimeError):
-    """The forecast left the physical range (NaN, inf or out of bounds)."""
+    """The forecast left the physical range (NaN, inf or out of bounds); ``step`` is the model
+    step (from the init time) at which it did, where known."""
+
+    def __init__(self, message: str, step: float | None = None) -> None:
+        super().__init__(message)
+        self.step = step
 
 
 class BoundsCheck:

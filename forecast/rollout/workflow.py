@@ -586,7 +586,7 @@ def _check(plan: RolloutPlan, state: torch.Tensor, init_time: pd.Timestamp, step
     where = f"; the complete lead times are kept in {writer.partial}" if writer is not None else ""
     raise BlowUpError(f"forecast blew up ({what}) at init time {init_time.isoformat()}, member {first_member + member}, "
                       f"lead time {_hours(lead)} (step {step:g}, valid {(init_time + lead).isoformat()}), variable "
-                      f"{variable!r}{where}")
+                      f"{variable!r}{where}", step=float(step))
 
 
 def _emit(plan: RolloutPlan, writer: ForecastSink, background: BackgroundWriter, unit: WorkUnit, k: int,
