@@ -357,7 +357,8 @@ def demo(
     typer.echo(f"  report:  {result.report}")
     typer.echo(f"  store:   {result.store}")
     for arch in result.checkpoints:
-        typer.echo(f"  {arch}: checkpoint {result.checkpoints[arch]}, forecast {result.forecasts[arch]}, "
+        checkpoints = ", ".join(map(str, result.checkpoints[arch]))
+        typer.echo(f"  {arch}: checkpoint(s) {checkpoints}, forecast {result.forecasts[arch]}, "
                    f"scores {result.scores[arch]}")
     typer.echo(f"  total time: {result.timings.get('total', 0):.0f} s")
 

@@ -58,6 +58,8 @@ class ModelConfig(StrictModel):
     noise_length_scales_km: list[Positive] | None = None
     # lag-one-step correlation phi of its noise (AR(1) in time, FourCastNet 3); 0: fresh every step
     noise_autocorrelation: float = Field(0.0, ge=0.0, lt=1.0)
+    # factor on its noise fields; 1 in training (rollout.noise_amplitude sets it at inference)
+    noise_amplitude: Positive = 1.0
     # SFNO/AFNO: spectral hyperdiffusion of every new state (forecast/models/hyperdiffusion.py),
     # D_l = exp(-(dt / efold) (l(l+1) / (L(L+1)))^order) with L = hyperdiffusion_degree (None: the
     # grid's largest); None: no filter. The demo's solver: 2 h at its largest degree, order 4
@@ -74,9 +76,10 @@ class ModelConfig(StrictModel):
         if self.noise_length_scales_km is not None and len(self.noise_length_scales_km) != self.noise_channels:
             raise ValueError(f"noise_length_scales_km has {len(self.noise_length_scales_km)} values; give one per "
                              f"noise channel (noise_channels = {self.noise_channels})")
-        if (self.noise_length_scales_km is not None or self.noise_autocorrelation) and not self.noise_channels:
-            raise ValueError("noise_length_scales_km and noise_autocorrelation shape the noise of a stochastic SFNO: "
-                             "set noise_channels > 0")
+        if (self.noise_length_scales_km is not None or self.noise_autocorrelation or self.noise_amplitude != 1.0) \
+                and not self.noise_channels:
+            raise ValueError("noise_length_scales_km, noise_autocorrelation and noise_amplitude shape the noise of a "
+                             "stochastic SFNO: set noise_channels > 0")
         return self
 
 
@@ -169,6 +172,9 @@ class RolloutConfig(StrictModel):
     # it was trained with). The network learns to shrug off its training dropout, so a higher rate
     # here is how the ensemble's spread is calibrated, as the perturbation amplitude is for the SFNO
     dropout: float | None = Field(None, ge=0, lt=1)
+    # stochastic SFNO: a factor on its noise at inference (None: 1, as trained); > 1 widens the
+    # ensemble at every lead, at a cost in the members' own skill (README, "Probabilistic models")
+    noise_amplitude: Positive | None = None
     overwrite: bool = False
     lock_timeout_s: float = Field(0.0, ge=0.0)  # wait for another rollout writing the same out; 0 refuses at once
     device: Literal["auto", "cpu", "cuda"] = "auto"
@@ -240,8 +246,8 @@ class RunConfig(StrictModel):
 
 class StochasticDemoConfig(StrictModel):
     """The demo's stochastic SFNO (``sfno-crps``): the ``sfno`` section plus noise, trained on
-    the almost-fair CRPS of ``ensemble_members`` members per sample; its ensemble spread
-    comes from the model, with small initial perturbations shaped like the data's own tendencies."""
+    the almost-fair CRPS of ``ensemble_members`` members per sample, ``models`` copies of it with
+    their own seeds; its ensemble spread comes from the noise and from the copies' differences."""
 
     noise_channels: PositiveInt = 4
     noise_length_scales_km: list[Positive] | None = None   # model.noise_length_scales_km (None: white)
@@ -250,7 +256,13 @@ class StochasticDemoConfig(StrictModel):
     rollout_steps: PositiveInt = 2            # CRPS over 2-step rollouts: better skill and stability than 1
     crps_alpha: float = Field(0.95, gt=0.0, le=1.0)
     spectral_weight: float = Field(0.0, ge=0.0)   # train.crps_spectral_weight: CRPS of SHT amplitudes
-    perturbation: PerturbationConfig = PerturbationConfig(kind=["data-spectrum"], amplitude=0.1)
+    # independently trained copies (seeds seed, seed + 1, ...), each for train.epochs // models
+    # epochs (at least 1): the members are spread over them, and their differences carry the
+    # model's own uncertainty, which grows with lead as its error does
+    models: PositiveInt = 2
+    # none: two copies' noise alone give spread/skill 1.04 at 6 h; initial perturbations on top
+    # of them over-disperse the first day (README, "Model uncertainty")
+    perturbation: PerturbationConfig = PerturbationConfig(kind=["none"], amplitude=0.1)
 
 
 class DYffusionDemoConfig(StrictModel):

@@ -56,7 +56,7 @@ class DemoResult:
 
     workdir: Path
     store: Path
-    checkpoints: dict[str, Path] = field(default_factory=dict)
+    checkpoints: dict[str, list[Path]] = field(default_factory=dict)   # several: a multi-model ensemble
     forecasts: dict[str, Path] = field(default_factory=dict)
     scores: dict[str, Path] = field(default_factory=dict)
     report: Path | None = None
@@ -108,6 +108,19 @@ def _train_config(config: DemoConfig, arch: str, store: Path, work: Path, test_s
         "val_end": (test_start - pd.Timedelta(hours=1)).isoformat(), "seed": config.seed, **ensemble})
 
 
+def _train_configs(config: DemoConfig, arch: str, store: Path, work: Path,
+                   test_start: pd.Timestamp) -> list[TrainConfig]:
+    """One training run per model of ``arch``'s ensemble: ``stochastic.models`` copies of the
+    stochastic SFNO with consecutive seeds, sharing ``train.epochs`` between them."""
+    single = _train_config(config, arch, store, work, test_start)
+    copies = config.stochastic.models if arch == "sfno-crps" else 1
+    if copies == 1:
+        return [single]
+    epochs = max(1, single.epochs // copies)
+    return [single.model_copy(update={"out": str(Path(single.out) / f"model{k}"), "seed": single.seed + k,
+                                      "epochs": epochs}) for k in range(copies)]
+
+
 def _perturbation(config: DemoConfig, arch: str):
     """Initial perturbations: a model's own section's for the probabilistic models."""
     return {"sfno-crps": config.stochastic.perturbation, "dyffusion": config.dyffusion.perturbation}.get(
@@ -156,11 +169,11 @@ def demo(config: DemoConfig, quick: bool = False) -> DemoResult:
 
     for arch in config.models:
         with _stage(f"train {arch}", result.timings):
-            trained = train(_train_config(config, arch, result.store, work, test_start))
-        result.checkpoints[arch] = Path(trained.checkpoint)
+            result.checkpoints[arch] = [Path(train(c).checkpoint)
+                                        for c in _train_configs(config, arch, result.store, work, test_start)]
         with _stage(f"rollout {arch}", result.timings):
             result.forecasts[arch] = rollout(RolloutConfig(
-                checkpoints=[str(result.checkpoints[arch])], initial=str(result.store),
+                checkpoints=[str(c) for c in result.checkpoints[arch]], initial=str(result.store),
                 init_times=[t.isoformat() for t in inits], lead=f"{config.lead_hours:g}h", members=config.members,
                 perturbation=_perturbation(config, arch),
                 dropout=config.dyffusion.inference_dropout if arch == "dyffusion" else None,

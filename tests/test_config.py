@@ -90,5 +90,5 @@ def test_overriding_one_key_of_a_section_keeps_the_sections_own_defaults():
     assert demo.train.rollout_steps == 2 and demo.train.epochs == default.train.epochs != TrainConfig().epochs
     assert demo.train.step_hours == default.train.step_hours and demo.train.lr == default.train.lr
     assert demo.swe.grid == "legendre-gauss:96x192" and demo.swe.days == default.swe.days
-    assert demo.stochastic.perturbation.kind == default.stochastic.perturbation.kind == ["data-spectrum"]
+    assert demo.stochastic.perturbation.kind == default.stochastic.perturbation.kind == ["none"]
     assert demo.stochastic.perturbation.amplitude == 0.3

@@ -31,7 +31,8 @@ def _forecast_cli(*args, **kwargs):
 @pytest.fixture(scope="module")
 def demo_dir(tmp_path_factory):
     work = tmp_path_factory.mktemp("demo")
-    proc = _forecast_cli("demo", "--quick", "--workdir", str(work), "--models", "sfno,sfno-crps,dyffusion")
+    proc = _forecast_cli("demo", "--quick", "--workdir", str(work), "--models", "sfno,sfno-crps,dyffusion",
+                         "stochastic.models=2")
     out, err = proc.communicate(timeout=600)
     assert proc.returncode == 0, err[-3000:]
     assert f"demo outputs in {work}" in out
@@ -47,6 +48,10 @@ def test_demo_quick_writes_every_output(demo_dir):
         stochastic = open_forecast(demo_dir / "forecasts" / f"{name}.zarr")["gh"]
         assert np.isfinite(stochastic.values).all()
         assert np.ptp(stochastic.isel(lead_time=-1).values, axis=0).max() > 0   # an ensemble, not one forecast
+    # stochastic.models=2: two copies trained with their own seeds, the members spread over both
+    used = json.loads(open_forecast(demo_dir / "forecasts" / "sfno-crps.zarr").attrs["provenance"])["checkpoints"]
+    assert [Path(c["path"]).parts[-3] for c in used] == ["model0", "model1"]
+    assert used[0]["sha256"] != used[1]["sha256"]
     dyffusion = load_checkpoint(demo_dir / "runs" / "dyffusion" / "checkpoints" / "latest.pt")
     assert dyffusion.epoch >= 2     # epochs 0-1 train the interpolator, 2-3 the forecaster: both stages ran
     fc = open_forecast(demo_dir / "forecasts" / "sfno.zarr")

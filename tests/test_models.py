@@ -259,6 +259,19 @@ def test_ar1_noise_has_the_lag_one_correlation_and_unit_variance() -> None:
     assert abs(float((w0 * w1).mean() / w0.square().mean())) < 0.03
 
 
+def test_noise_amplitude_scales_the_step_noise_exactly() -> None:
+    """The inference factor multiplies the noise the generators give, white or AR(1)."""
+    from forecast.models.base import seeded_generator
+
+    for noise in ({}, {"noise_autocorrelation": 0.6}):
+        _, _, plain = _stochastic_pair(noise_channels=2, **noise)
+        _, _, louder = _stochastic_pair(noise_channels=2, noise_amplitude=2.5, **noise)
+        draw = [lambda lag: [seeded_generator(s, 0, 3 - lag) for s in (1, 2)] for _ in range(2)]
+        reference, scaled = plain.step_noise(draw[0]), louder.step_noise(draw[1])
+        assert reference.abs().max() > 0
+        torch.testing.assert_close(scaled, 2.5 * reference, rtol=1e-6, atol=0)
+
+
 def test_seeded_generators_accept_negative_counters() -> None:
     from forecast.models.base import seeded_generator
 

@@ -294,6 +294,23 @@ def test_a_stochastic_rollout_stopped_mid_way_resumes_bit_identically(setup, mon
     assert np.ptp(resumed[:, :, :, -1], axis=1).max() > 0          # the members did spread
 
 
+def test_noise_amplitude_widens_a_stochastic_ensemble(setup):
+    """rollout.noise_amplitude widens the ensemble, is recorded, and is refused for a model that
+    has no noise."""
+    root, store, a, _ = setup
+    model = TINY_MODEL.model_copy(update={"noise_channels": 2})
+    ckpt = make_checkpoint(root / "stochastic_knobs.pt", store, model=model, weight_scale=0.3, noise_weight=0.5)
+    options = dict(perturbation={"kind": ["none"]}, lead="2h")
+    base = data(open_forecast(rollout(rollout_config([ckpt], store, root / "knobs_base.zarr", **options))))
+    louder = open_forecast(rollout(rollout_config([ckpt], store, root / "knobs_loud.zarr", noise_amplitude=3.0,
+                                                  **options)))
+    spread = base[:, :, :, 1].std(axis=1).mean()
+    assert spread > 0 and data(louder)[:, :, :, 1].std(axis=1).mean() > 1.5 * spread
+    assert __import__("json").loads(louder.attrs["provenance"])["config"]["noise_amplitude"] == 3.0
+    with pytest.raises(InputError, match="noise of a stochastic SFNO"):
+        rollout(rollout_config([a], store, root / "knobs_plain.zarr", noise_amplitude=2.0))
+
+
 def test_data_spectrum_perturbations_in_a_rollout_use_only_earlier_analyses(setup):
     root, store, a, _ = setup
     out = rollout(rollout_config([a], store, root / "ds.zarr",

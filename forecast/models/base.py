@@ -89,6 +89,11 @@ class PrognosticModel(nn.Module, ABC):
         r""":math:`\phi` of the noise's AR(1) in time (0: fresh every step)."""
         return 0.0
 
+    @property
+    def noise_amplitude(self) -> float:
+        """Factor on the noise :meth:`step_noise` gives (1: as trained)."""
+        return 1.0
+
     def step_noise(self, generators_at: Callable[[int], list[torch.Generator]]) -> torch.Tensor:
         r"""The noise of one step, from ``generators_at(k)``: the batch's generators of the
         innovation ``k`` steps back (``k = 0``: this step's; the rollout names them by valid
@@ -103,15 +108,17 @@ class PrognosticModel(nn.Module, ABC):
         with :math:`\phi^K < 10^{-3}`. Each step's noise has the innovations' variance and a
         lag-one correlation of :math:`\phi(1 - \phi^{2K-2})`, and depends only on the
         generators, so no noise state has to be carried, saved or restored to resume.
+        :attr:`noise_amplitude` multiplies the result.
         """
-        phi = self.noise_autocorrelation
+        phi, amplitude = self.noise_autocorrelation, self.noise_amplitude
         if phi == 0.0:
-            return self.draw_noise(generators_at(0))
-        lags = max(1, math.ceil(math.log(1e-3) / math.log(phi)))
-        noise = phi**lags * self.draw_noise(generators_at(lags))
-        for k in range(lags):
-            noise = noise + math.sqrt(1.0 - phi**2) * phi**k * self.draw_noise(generators_at(k))
-        return noise
+            noise = self.draw_noise(generators_at(0))
+        else:
+            lags = max(1, math.ceil(math.log(1e-3) / math.log(phi)))
+            noise = phi**lags * self.draw_noise(generators_at(lags))
+            for k in range(lags):
+                noise = noise + math.sqrt(1.0 - phi**2) * phi**k * self.draw_noise(generators_at(k))
+        return noise * amplitude if amplitude != 1.0 else noise
 
     def forward(self, state: torch.Tensor, forcings: torch.Tensor, noise: torch.Tensor | None = None) -> torch.Tensor:
         """Next state ``(B, C, H, W)`` from ``state (B, C, H, W)`` and ``forcings (B, F, H, W)``.

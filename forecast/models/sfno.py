@@ -362,6 +362,9 @@ class SFNO(PrognosticModel):
         point. None: white noise (equal variance per coefficient).
     noise_autocorrelation
         :math:`\phi` of the noise's AR(1) in time (:meth:`PrognosticModel.step_noise`).
+    noise_amplitude
+        Factor on the noise (1 in training; an inference setting that widens or narrows the
+        ensemble).
     """
 
     def __init__(self, grid: Grid, n_state: int, n_forcing: int, *, embed_dim: int = 64, num_layers: int = 4,
@@ -370,10 +373,11 @@ class SFNO(PrognosticModel):
                  big_skip: bool = True, pos_embed: str | None = "lat", drop_path_rate: float = 0.0,
                  encoder_layers: int = 1, noise_channels: int = 0, step_conditioning: bool = False,
                  mlp_dropout: float = 0.0, noise_length_scales_km: list[float] | None = None,
-                 noise_autocorrelation: float = 0.0) -> None:
+                 noise_autocorrelation: float = 0.0, noise_amplitude: float = 1.0) -> None:
         super().__init__(grid, n_state, n_forcing, residual)
         self._noise_channels = noise_channels
         self._noise_autocorrelation = float(noise_autocorrelation)
+        self._noise_amplitude = float(noise_amplitude)
         act = ACTIVATIONS[activation]
         in_dim = n_state + n_forcing
         self.big_skip = big_skip
@@ -403,7 +407,7 @@ class SFNO(PrognosticModel):
                    drop_path_rate=config.drop_path_rate, encoder_layers=config.encoder_layers,
                    noise_channels=config.noise_channels, mlp_dropout=config.mlp_dropout,
                    noise_length_scales_km=config.noise_length_scales_km,
-                   noise_autocorrelation=config.noise_autocorrelation)
+                   noise_autocorrelation=config.noise_autocorrelation, noise_amplitude=config.noise_amplitude)
 
     @property
     def noise_channels(self) -> int:
@@ -412,6 +416,10 @@ class SFNO(PrognosticModel):
     @property
     def noise_autocorrelation(self) -> float:
         return self._noise_autocorrelation
+
+    @property
+    def noise_amplitude(self) -> float:
+        return self._noise_amplitude
 
     def draw_noise(self, generators: list[torch.Generator]) -> torch.Tensor:
         """Isotropic noise on the sphere for a batch: normal spherical-harmonic coefficients

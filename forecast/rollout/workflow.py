@@ -92,22 +92,31 @@ def _hours(step: pd.Timedelta) -> str:
     return f"{step / pd.Timedelta(hours=1):g} h"
 
 
-def load_models(paths: list[str], device: torch.device,
-                dropout: float | None = None) -> tuple[list[torch.nn.Module], list[Any]]:
+def load_models(paths: list[str], device: torch.device, dropout: float | None = None,
+                noise_amplitude: float | None = None) -> tuple[list[torch.nn.Module], list[Any]]:
     """Load every checkpoint; refuse a set that disagrees on grid, variables, step or statistics.
-    ``dropout`` sets a DYffusion interpolator's inference dropout (MLP dropout and drop path)."""
+    ``dropout`` sets a DYffusion interpolator's inference dropout (MLP dropout and drop path);
+    ``noise_amplitude`` multiplies a stochastic SFNO's noise (None: as trained)."""
     from forecast.checkpoint import load_checkpoint, load_model
 
     if not paths:
         raise InputError("no checkpoint given; pass --checkpoint CKPT (repeatable)")
-    overrides = None
+    overrides: dict[str, float] = {}
+    configs = {p: load_checkpoint(p).model_config for p in paths} \
+        if dropout is not None or noise_amplitude is not None else {}
     if dropout is not None:
-        kinds = {load_checkpoint(p).model_config.architecture for p in paths}
+        kinds = {c.architecture for c in configs.values()}
         if kinds != {"dyffusion"}:
             raise InputError(f"rollout dropout={dropout} is the inference dropout of a DYffusion interpolator; "
                              f"these checkpoints are {', '.join(sorted(kinds))}")
-        overrides = {"mlp_dropout": dropout, "drop_path_rate": dropout}
-    loaded = [load_model(p, device, overrides) for p in paths]
+        overrides.update(mlp_dropout=dropout, drop_path_rate=dropout)
+    if noise_amplitude is not None:
+        plain = [p for p, c in configs.items() if c.architecture != "sfno" or not c.noise_channels]
+        if plain:
+            raise InputError(f"rollout noise_amplitude={noise_amplitude:g} scales the noise of a stochastic SFNO "
+                             f"(model.noise_channels > 0); {', '.join(plain)} has none")
+        overrides["noise_amplitude"] = noise_amplitude
+    loaded = [load_model(p, device, overrides or None) for p in paths]
     models, ckpts = [m for m, _ in loaded], [c for _, c in loaded]
     first = ckpts[0]
     for path, ckpt in zip(paths[1:], ckpts[1:]):
@@ -179,7 +188,7 @@ class RolloutPlan:
     @classmethod
     def build(cls, config: RolloutConfig, device: torch.device | None = None) -> "RolloutPlan":
         device = device or select_device(config.device)
-        models, ckpts = load_models(list(config.checkpoints), device, config.dropout)
+        models, ckpts = load_models(list(config.checkpoints), device, config.dropout, config.noise_amplitude)
         first = ckpts[0]
         grid, variables = first.grid, list(first.variables)
         step = pd.Timedelta(seconds=first.time_step_seconds)
