@@ -181,12 +181,18 @@ def load_model(path: str | Path, device: str | torch.device = "cpu",
                model_overrides: dict[str, Any] | None = None) -> tuple[torch.nn.Module, Checkpoint]:
     """Build the model of a checkpoint, load its weights and put it in eval mode on ``device``;
     ``model_overrides`` replace keys of its model config that carry no weights (an inference
-    dropout rate)."""
+    dropout rate, a noise amplitude)."""
+    ckpt = load_checkpoint(path)
+    return model_from_checkpoint(ckpt, device, model_overrides), ckpt
+
+
+def model_from_checkpoint(ckpt: Checkpoint, device: str | torch.device = "cpu",
+                          model_overrides: dict[str, Any] | None = None) -> torch.nn.Module:
+    """:func:`load_model` for a checkpoint already loaded (and checked) by :func:`load_checkpoint`."""
     from forecast.forcings import forcing_names
     from forecast.models import build_model
 
-    ckpt = load_checkpoint(path)
     config = ckpt.model_config.model_copy(update=model_overrides) if model_overrides else ckpt.model_config
     model = build_model(config, ckpt.grid, len(ckpt.variables), len(forcing_names(ckpt.static_names)), ckpt.variables)
     model.load_state_dict(ckpt.model_state)
-    return model.to(device).eval(), ckpt
+    return model.to(device).eval()

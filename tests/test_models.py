@@ -266,8 +266,10 @@ def test_noise_amplitude_scales_the_step_noise_exactly() -> None:
     for noise in ({}, {"noise_autocorrelation": 0.6}):
         _, _, plain = _stochastic_pair(noise_channels=2, **noise)
         _, _, louder = _stochastic_pair(noise_channels=2, noise_amplitude=2.5, **noise)
-        draw = [lambda lag: [seeded_generator(s, 0, 3 - lag) for s in (1, 2)] for _ in range(2)]
-        reference, scaled = plain.step_noise(draw[0]), louder.step_noise(draw[1])
+        def draw(lag):   # fresh generators each call: both models get the same innovations
+            return [seeded_generator(s, 0, 3 - lag) for s in (1, 2)]
+
+        reference, scaled = plain.step_noise(draw), louder.step_noise(draw)
         assert reference.abs().max() > 0
         torch.testing.assert_close(scaled, 2.5 * reference, rtol=1e-6, atol=0)
 

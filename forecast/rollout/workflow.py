@@ -97,27 +97,25 @@ def load_models(paths: list[str], device: torch.device, dropout: float | None = 
     """Load every checkpoint; refuse a set that disagrees on grid, variables, step or statistics.
     ``dropout`` sets a DYffusion interpolator's inference dropout (MLP dropout and drop path);
     ``noise_amplitude`` multiplies a stochastic SFNO's noise (None: as trained)."""
-    from forecast.checkpoint import load_checkpoint, load_model
+    from forecast.checkpoint import load_checkpoint, model_from_checkpoint
 
     if not paths:
         raise InputError("no checkpoint given; pass --checkpoint CKPT (repeatable)")
+    ckpts = [load_checkpoint(p) for p in paths]   # each read and checksummed once
     overrides: dict[str, float] = {}
-    configs = {p: load_checkpoint(p).model_config for p in paths} \
-        if dropout is not None or noise_amplitude is not None else {}
     if dropout is not None:
-        kinds = {c.architecture for c in configs.values()}
+        kinds = {c.model_config.architecture for c in ckpts}
         if kinds != {"dyffusion"}:
             raise InputError(f"rollout dropout={dropout} is the inference dropout of a DYffusion interpolator; "
                              f"these checkpoints are {', '.join(sorted(kinds))}")
         overrides.update(mlp_dropout=dropout, drop_path_rate=dropout)
     if noise_amplitude is not None:
-        plain = [p for p, c in configs.items() if c.architecture != "sfno" or not c.noise_channels]
+        plain = [p for p, c in zip(paths, ckpts) if c.model_config.architecture != "sfno"
+                 or not c.model_config.noise_channels]
         if plain:
             raise InputError(f"rollout noise_amplitude={noise_amplitude:g} scales the noise of a stochastic SFNO "
                              f"(model.noise_channels > 0); {', '.join(plain)} has none")
         overrides["noise_amplitude"] = noise_amplitude
-    loaded = [load_model(p, device, overrides or None) for p in paths]
-    models, ckpts = [m for m, _ in loaded], [c for _, c in loaded]
     first = ckpts[0]
     for path, ckpt in zip(paths[1:], ckpts[1:]):
         same = (ckpt.grid == first.grid and list(ckpt.variables) == list(first.variables)
@@ -129,7 +127,7 @@ def load_models(paths: list[str], device: torch.device, dropout: float | None = 
                              f"variables {ckpt.variables} vs {first.variables}, step {ckpt.time_step_seconds:g} s "
                              f"vs {first.time_step_seconds:g} s, or statistics); a multi-checkpoint ensemble "
                              "needs models trained on the same data")
-    return models, ckpts
+    return [model_from_checkpoint(c, device, overrides or None) for c in ckpts], ckpts
 
 
 @dataclass
