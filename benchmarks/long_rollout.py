@@ -62,6 +62,8 @@ def main() -> None:
     parser.add_argument("--every", type=int, default=50)
     parser.add_argument("--variable", default="gh")
     parser.add_argument("--seeds", type=int, default=1, help="noise seeds of a stochastic model (default 1)")
+    parser.add_argument("--spectral-cap", type=float, default=None,
+                        help="rollout spectral_cap: factor on the training data's power per degree (default: none)")
     parser.add_argument("--out", default=None, help="forecast outputs (default: a temporary directory)")
     args = parser.parse_args()
 
@@ -76,7 +78,7 @@ def main() -> None:
         config = RolloutConfig(checkpoints=[args.checkpoint], initial=args.store, init_times=[init.isoformat()],
                                lead=f"{args.steps * step_h:g}h", members=1, seed=seed,
                                perturbation=PerturbationConfig(kind=["none"]), out=str(out),
-                               output_every=args.every, overwrite=True)
+                               output_every=args.every, overwrite=True, spectral_cap=args.spectral_cap)
         started = time.perf_counter()
         try:
             rollout(config)

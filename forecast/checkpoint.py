@@ -49,7 +49,10 @@ class Checkpoint:
     ``mean``/``std`` are ``(C,)`` in physical units; ``static`` is ``(S, nlat, nlon)``
     normalised (or None); ``time_step_seconds`` is the *model* step; ``batch_in_epoch``
     counts the optimiser steps already taken in ``epoch``; ``rng_state`` holds one dict
-    of RNG states per rank; ``sha256`` and ``path`` are filled in by :func:`load_checkpoint`.
+    of RNG states per rank; ``power_spectrum`` is the ``(C, L)`` mean power per spherical-harmonic
+    degree of the normalised training states (:func:`forecast.models.spectral_cap.reference_power`;
+    None in checkpoints written before it existed); ``sha256`` and ``path`` are filled in by
+    :func:`load_checkpoint`.
     """
 
     model_config: ModelConfig
@@ -68,6 +71,7 @@ class Checkpoint:
     scheduler_state: dict | None = None
     rng_state: list[dict] = field(default_factory=list)
     batch_in_epoch: int = 0
+    power_spectrum: np.ndarray | None = None
     version: str = __version__
     sha256: str = ""
     path: Path | None = None

@@ -175,6 +175,9 @@ class RolloutConfig(StrictModel):
     # stochastic SFNO: a factor on its noise at inference (None: 1, as trained); > 1 widens the
     # ensemble at every lead, at a cost in the members' own skill (README, "Probabilistic models")
     noise_amplitude: Positive | None = None
+    # cap each member's power per spherical-harmonic degree at this factor times the training
+    # data's mean power (the checkpoint carries it) after every step; None: no cap (README)
+    spectral_cap: Positive | None = None
     overwrite: bool = False
     lock_timeout_s: float = Field(0.0, ge=0.0)  # wait for another rollout writing the same out; 0 refuses at once
     device: Literal["auto", "cpu", "cuda"] = "auto"

@@ -31,7 +31,8 @@ __all__ = ["make_swe_store", "make_checkpoint", "rollout_config", "wait_for_lead
 
 def make_checkpoint(path: str | Path, store: str | Path, seed: int = 0, model: ModelConfig = TINY_MODEL,
                     grid: str | None = None, variables: list[str] | None = None, poison: bool = False,
-                    weight_scale: float = 1.0, noise_weight: float = 0.0, horizon: int = 1) -> Path:
+                    weight_scale: float = 1.0, noise_weight: float = 0.0, horizon: int = 1,
+                    power_spectrum: np.ndarray | None = None) -> Path:
     """Save an untrained model for ``store``'s grid, variables and statistics.
 
     ``grid``/``variables`` override the store's (to make a mismatching checkpoint);
@@ -39,7 +40,8 @@ def make_checkpoint(path: str | Path, store: str | Path, seed: int = 0, model: M
 gives a stochastic model's (zero-initialised) noise modulations random weights; ``weight_scale``
     multiplies every weight (an untrained residual model grows exponentially: 0.3 makes it
     grow about 3x per 20 steps instead of 1e4x); ``horizon`` is the model step in store steps
-    (a DYffusion model's interpolated states per step).
+    (a DYffusion model's interpolated states per step); ``power_spectrum`` is the training
+    spectrum the checkpoint carries (``(C, L)``, for the rollout's ``spectral_cap``).
     """
     opened = open_store(store)
     g = Grid.parse(grid) if grid else opened.grid
@@ -60,7 +62,7 @@ gives a stochastic model's (zero-initialised) noise modulations random weights; 
     ckpt = Checkpoint(model_config=model, train_config={}, grid=g, variables=list(names), static_names=[],
                       static=None, mean=np.asarray(mean, np.float64), std=np.asarray(std, np.float64),
                       time_step_seconds=horizon * opened.time_step.total_seconds(), step=0, epoch=0,
-                      model_state=net.state_dict())
+                      model_state=net.state_dict(), power_spectrum=power_spectrum)
     return save_checkpoint(path, ckpt)
 
 

@@ -12,8 +12,9 @@ through it in batches of at most ``batch_members``; the batches never depend on 
 lead time or on which process steps a block of members, so a resumed or distributed
 run computes exactly what an uninterrupted single-process one does.
 
-After each step :class:`BoundsCheck` stops the run on NaN, inf or values outside
-physical bounds, naming the member and variable.
+An optional ``cap`` (:class:`forecast.models.spectral_cap.SpectralPowerCap`) limits every
+new state's power per spherical-harmonic degree. After each step :class:`BoundsCheck`
+stops the run on NaN, inf or values outside physical bounds, naming the member and variable.
 """
 
 from __future__ import annotations
@@ -116,10 +117,14 @@ class RolloutEngine:
         Largest number of members per forward pass (None: all of a model's members).
     device
         Where the states and models live.
+    cap
+        Applied to every new state ``(B, C, H, W)`` (and to DYffusion's intermediate ones),
+        e.g. a :class:`~forecast.models.spectral_cap.SpectralPowerCap`; None: none.
     """
 
     def __init__(self, models: Sequence[nn.Module], grid: Grid, time_step: pd.Timedelta,
-                 static: np.ndarray | None, batch_members: int | None, device: torch.device):
+                 static: np.ndarray | None, batch_members: int | None, device: torch.device,
+                 cap: nn.Module | None = None):
         if not models:
             raise InputError("no checkpoint given; pass --checkpoint CKPT")
         if batch_members is not None and batch_members < 1:
@@ -127,6 +132,7 @@ class RolloutEngine:
         self.models = list(models)
         self.grid, self.time_step, self.static = grid, pd.Timedelta(time_step), static
         self.batch_members, self.device = batch_members, device
+        self.cap = cap.to(device) if cap is not None else None
         self._forcing_cache: tuple[np.datetime64, torch.Tensor] | None = None
         self.forward_seconds = 0.0  # time inside the models' forward passes (for benchmarks)
 
@@ -191,6 +197,8 @@ class RolloutEngine:
         forcing = forcing.expand(state.shape[0], -1, -1, -1)
         model = self.models[k]
         out = model.sample(state, forcing, noise, intermediate=True) if intermediate else model(state, forcing, noise)
+        if self.cap is not None:
+            out = self.cap(out)
         if state.device.type == "cuda":
             torch.cuda.synchronize(state.device)
         self.forward_seconds += _time.perf_counter() - start

@@ -205,7 +205,8 @@ class RolloutPlan:
         check_perturbation(config, variables, step)
         initial = open_initial(config.initial, grid, variables, config.regrid_method)
         initial.check_times(init_times)
-        engine = RolloutEngine(models, grid, step, first.static, config.batch_members, device)
+        engine = RolloutEngine(models, grid, step, first.static, config.batch_members, device,
+                               _spectral_cap(config, first))
         if config.intermediate and engine.substeps == 1:
             raise InputError(f"--intermediate needs a model that makes states between its steps (architecture "
                              f"dyffusion); {first.path} is a {first.model_config.architecture}")
@@ -285,6 +286,20 @@ def output_every_steps(every: int | str, step: pd.Timedelta) -> int:
     if isinstance(every, int):
         return every
     return parse_lead(every, step)   # the same rules: positive, units, a multiple of the step
+
+
+def _spectral_cap(config: RolloutConfig, ckpt: Any) -> torch.nn.Module | None:
+    """The cap on each new state's power per degree (``config.spectral_cap`` times the
+    training data's, which the checkpoint carries), or None."""
+    if config.spectral_cap is None:
+        return None
+    from forecast.models.spectral_cap import SpectralPowerCap
+
+    if ckpt.power_spectrum is None:
+        raise InputError(f"spectral_cap={config.spectral_cap:g} caps the power per degree at the training data's; "
+                         f"checkpoint {ckpt.path} was written before checkpoints carried that spectrum: retrain "
+                         "it, or roll out without spectral_cap")
+    return SpectralPowerCap(ckpt.grid, ckpt.power_spectrum, config.spectral_cap)
 
 
 def _output_grid(config: RolloutConfig, grid: Grid) -> Grid:

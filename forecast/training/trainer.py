@@ -22,6 +22,7 @@ from forecast.config import TrainConfig
 from forecast.data import TrajectoryDataset
 from forecast.distributed import DistributedContext, all_gather_objects, all_reduce_sum, barrier
 from forecast.models.base import seeded_generator
+from forecast.models.spectral_cap import reference_power
 from forecast.training.dyffusion import AreaWeightedL1, DYffusionObjective
 from forecast.losses import AreaWeightedCRPS, AreaWeightedMSE, squared_error_sums, variable_weight_vector
 from forecast.training.metrics import MetricsWriter
@@ -121,6 +122,7 @@ class Trainer:
                            if config.loss == "crps" else self.loss_fn)
         self.l1 = AreaWeightedL1(data.grid, weights).to(world.device)
         self.model = self._build_model()
+        self.power_spectrum = training_spectrum(data.splits.train)
         self.stage = ""
         self._configure_stage(self.stages[0][0])
         self.sampler = ResumableSampler(data.splits.train, world, config.seed, self.batch_per_rank)
@@ -190,7 +192,7 @@ class Trainer:
             time_step_seconds=self.data.time_step_seconds, step=self.step, epoch=self.epoch,
             batch_in_epoch=self.batch_in_epoch, model_state=self.model.state_dict(),
             optimizer_state=self.optimizer.state_dict(), scheduler_state=self.scheduler.state_dict(),
-            rng_state=[])
+            rng_state=[], power_spectrum=self.power_spectrum)
 
     def save(self) -> Path:
         """Gather every rank's RNG state; process 0 writes ``step_XXXXXXX.pt`` and ``latest.pt``."""
@@ -322,3 +324,12 @@ class Trainer:
         if self.world.is_main:
             text = ", ".join(f"{k.removeprefix('val_rmse_')} {v:.4g}" for k, v in self.last_val.items() if k.startswith("val_rmse_"))
             log.info("epoch %d (step %d): loss %.4g; validation RMSE %s", self.epoch, self.step, loss, text or "n/a")
+
+
+def training_spectrum(dataset: TrajectoryDataset, max_samples: int = 64) -> np.ndarray:
+    """``(C, L)`` mean power per spherical-harmonic degree of up to ``max_samples`` evenly spaced
+    normalised training states (the same on every process); checkpoints carry it for the
+    rollout's ``spectral_cap``."""
+    picks = np.unique(np.linspace(0, len(dataset.starts) - 1, min(max_samples, len(dataset.starts))).astype(int))
+    return reference_power((np.asarray(dataset.states[np.array([s])], dtype=np.float64)[0]
+                            for s in dataset.starts[picks]), dataset.grid)
