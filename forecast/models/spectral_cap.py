@@ -49,7 +49,8 @@ def degree_power(coeffs: torch.Tensor) -> torch.Tensor:
     r"""Power per degree :math:`\sum_m |\hat x_{lm}|^2` of real-SHT coefficients ``(..., L, M)``
     -> ``(..., L)`` (orders :math:`m > 0` counted twice: they stand for :math:`\pm m`)."""
     power = coeffs.abs().square()
-    return power[..., 0] + 2.0 * power[..., 1:].sum(-1)
+    power[..., 1:] *= 2.0
+    return power.sum(-1)
 
 
 def reference_power(states: Iterable[np.ndarray], grid: Grid) -> np.ndarray:

@@ -167,12 +167,11 @@ def tendency_spectrum(pairs: torch.Tensor, grid: Grid) -> torch.Tensor:
     """
     from torch_harmonics import RealSHT
 
+    from forecast.models.spectral_cap import degree_power
+
     sht = RealSHT(grid.nlat, grid.nlon, lmax=grid.nlat, mmax=min(grid.nlat, grid.nlon // 2 + 1), grid=grid.kind)
     delta = (pairs[:, 1] - pairs[:, 0]).double()
-    coeffs = sht(delta)                                                   # (N, C, L, M) complex
-    power = coeffs.abs().square()
-    power[..., 1:] *= 2.0
-    return power.sum(-1).mean(0).float()
+    return degree_power(sht(delta)).mean(0).float()                     # (N, C, L) -> (C, L)
 
 
 class DataSpectrum:

@@ -29,6 +29,7 @@ import torch
 import xarray as xr
 from torch_harmonics import RealSHT
 
+from forecast.models.spectral_cap import degree_power
 from pipelines.errors import InputError
 from pipelines.grids import Grid
 
@@ -54,10 +55,7 @@ def _power_numpy(field: np.ndarray, grid: Grid) -> np.ndarray:
     flat = np.asarray(field, dtype=np.float64).reshape(-1, grid.nlat, grid.nlon)
     bad = np.isnan(flat).any(axis=(-2, -1))
     with torch.no_grad():
-        coeffs = _sht(grid)(torch.from_numpy(np.nan_to_num(flat)))
-    power = coeffs.abs().square()
-    power[..., 1:] *= 2.0
-    out = power.sum(-1).numpy()
+        out = degree_power(_sht(grid)(torch.from_numpy(np.nan_to_num(flat)))).numpy()
     out[bad] = np.nan
     return out.reshape(*shape, out.shape[-1])
 
