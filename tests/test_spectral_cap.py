@@ -5,7 +5,7 @@ checkpoint carries for it."""
 import numpy as np
 import pytest
 import torch
-from rollout_factories import make_checkpoint, make_swe_store, rollout_config
+from rollout_factories import TINY_MODEL, interrupt_rollout, make_checkpoint, make_swe_store, rollout_config
 from torch_harmonics import InverseRealSHT, RealSHT
 
 from forecast.models.spectral_cap import SpectralPowerCap, degree_power, reference_power
@@ -111,6 +111,29 @@ def test_a_rollout_with_the_cap_keeps_every_degree_within_it(setup):
     assert (capped_power[:, 1:, :, 1:] <= ceiling * (1 + 1e-3) + 1e-9).all()     # the capped one never does
     assert np.array_equal(powers(loose), free_power)                              # a cap never reached: no change
     assert __import__("json").loads(capped.attrs["provenance"])["config"]["spectral_cap"] == 1.0
+
+
+def test_a_capped_stochastic_rollout_stopped_mid_way_resumes_bit_identically(setup, monkeypatch):
+    """The cap draws nothing and depends on the state alone, so a resumed capped run of a
+    noisy model restarts from the capped state it wrote and ends bit for bit as an
+    uninterrupted one."""
+    root, store, spectrum, _, _ = setup
+    model = TINY_MODEL.model_copy(update={"noise_channels": 2})
+    ckpt = make_checkpoint(root / "noisy.pt", store, model=model, noise_weight=0.5, power_spectrum=spectrum)
+    options = dict(perturbation={"kind": ["none"]}, lead="4h", members=2, spectral_cap=1.0)
+
+    def values(path):
+        ds = open_forecast(path)
+        return np.stack([ds[v].values for v in sorted(ds.data_vars)])
+
+    reference = values(rollout(rollout_config([ckpt], store, root / "noisy_ref.zarr", **options)))
+    uncapped = values(rollout(rollout_config([ckpt], store, root / "noisy_free.zarr",
+                                             **{**options, "spectral_cap": None})))
+    interrupt_rollout(rollout_config([ckpt], store, root / "noisy_resumed.zarr", **options), monkeypatch)
+    resumed = values(rollout(rollout_config([ckpt], store, root / "noisy_resumed.zarr", **options)))
+    assert resumed.tobytes() == reference.tobytes()
+    assert not np.allclose(reference, uncapped)                  # the cap was at work
+    assert np.ptp(reference[:, :, :, -1], axis=1).max() > 0      # (variable, member, init, lead, ...): members spread
 
 
 def test_a_checkpoint_without_the_training_spectrum_is_refused_with_a_reason(setup):
