@@ -1,7 +1,8 @@
 """Long-rollout stability: does a trained model stay finite and keep the truth's spectrum?
 
     python benchmarks/long_rollout.py --checkpoint demo/runs/sfno/checkpoints/latest.pt \
-        --store demo/data/swe.zarr [--steps 1000] [--every 50] [--variable gh] [--seeds 3]
+        --store demo/data/swe.zarr [--steps 1000] [--every 50] [--variable gh] [--seeds 3] \
+        [--spectral-cap 2] [--conserve gh vo]
 
 Runs one unperturbed member for ``--steps`` model steps from the store's first time
 (through the same ``forecast rollout`` workflow: streamed output, blow-up checks),
@@ -10,7 +11,7 @@ forecast (:mod:`forecast.verify.spectra`) per band of total wavenumber with the 
 at the same valid time while the store has it, and beyond with the mean spectrum of the
 store's last day (the shallow-water flow is unforced and decays slowly, so its last day
 is the nearest thing to the climate the model should settle into), and prints the
-ratios and the value range against the truth's.
+ratios, the value range and the global (area) mean against the truth's.
 
 A stochastic model's blow-up step is chaotic (one model, two noise seeds: steps 249 and
 528), so ``--seeds N`` rolls it out with N noise seeds, prints the step each one lasted and
@@ -64,6 +65,8 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=1, help="noise seeds of a stochastic model (default 1)")
     parser.add_argument("--spectral-cap", type=float, default=None,
                         help="rollout spectral_cap: factor on the training data's power per degree (default: none)")
+    parser.add_argument("--conserve", nargs="+", default=None, metavar="VARIABLE",
+                        help="rollout conserve_global_mean: variables whose global mean stays at the initial state's")
     parser.add_argument("--out", default=None, help="forecast outputs (default: a temporary directory)")
     args = parser.parse_args()
 
@@ -78,7 +81,8 @@ def main() -> None:
         config = RolloutConfig(checkpoints=[args.checkpoint], initial=args.store, init_times=[init.isoformat()],
                                lead=f"{args.steps * step_h:g}h", members=1, seed=seed,
                                perturbation=PerturbationConfig(kind=["none"]), out=str(out),
-                               output_every=args.every, overwrite=True, spectral_cap=args.spectral_cap)
+                               output_every=args.every, overwrite=True, spectral_cap=args.spectral_cap,
+                               conserve_global_mean=args.conserve)
         started = time.perf_counter()
         try:
             rollout(config)
@@ -106,8 +110,13 @@ def main() -> None:
           f"has it, else (marked ~) the mean of the store's last day; *: power above the truth's truncation as a "
           f"fraction of the truth's total. Value range against the truth's "
           f"[{float(truth.min()):.5g}, {float(truth.max()):.5g}] {truth.attrs.get('units', '')}")
+    weights = store.grid.area_weights()
+    area_mean = lambda field: float(field.weighted(weights).mean(("lat", "lon")))   # noqa: E731
+    truth_means = [area_mean(truth.isel(time=i)) for i in (0, -1)]
+    print(f"global mean: the truth's {truth_means[0]:.6g} at the start, {truth_means[1]:.6g} at the end "
+          f"(a conserved quantity's drift shows here, not in the spectra; rollout conserve_global_mean)")
     header = f"{'lead (h)':>9} {'step':>5}  " + " ".join(f"{name:>10}" for name in band) + \
-             f" {'total':>7} {'min':>10} {'max':>10}"
+             f" {'total':>7} {'min':>10} {'max':>10} {'mean':>10}"
     print(header)
     for i in range(fc.sizes["lead_time"]):
         field = fc.isel(lead_time=i)
@@ -120,7 +129,8 @@ def main() -> None:
         lead_h = lead.total_seconds() / 3600
         print(f"{lead_h:9.0f} {round(lead_h / step_h):5d} {' ' if same_time else '~'} " +
               " ".join(f"{r:10.3f}" for r in ratios) +
-              f" {spec[1:].sum() / ref[1:].sum():7.3f} {float(field.min()):10.5g} {float(field.max()):10.5g}")
+              f" {spec[1:].sum() / ref[1:].sum():7.3f} {float(field.min()):10.5g} {float(field.max()):10.5g}"
+              f" {area_mean(field):10.6g}")
 
 
 if __name__ == "__main__":

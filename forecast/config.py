@@ -178,6 +178,9 @@ class RolloutConfig(StrictModel):
     # cap each member's power per spherical-harmonic degree at this factor times the training
     # data's mean power (the checkpoint carries it) after every step; None: no cap (README)
     spectral_cap: Positive | None = None
+    # keep these variables' area-weighted global means at the initial state's after every step
+    # (quantities the physics conserves: on the demo's shallow-water data gh, the mass, and vo); None: none
+    conserve_global_mean: list[str] | None = None
     overwrite: bool = False
     lock_timeout_s: float = Field(0.0, ge=0.0)  # wait for another rollout writing the same out; 0 refuses at once
     device: Literal["auto", "cpu", "cuda"] = "auto"

@@ -13,7 +13,9 @@ lead time or on which process steps a block of members, so a resumed or distribu
 run computes exactly what an uninterrupted single-process one does.
 
 An optional ``cap`` (:class:`forecast.models.spectral_cap.SpectralPowerCap`) limits every
-new state's power per spherical-harmonic degree. After each step :class:`BoundsCheck`
+new state's power per spherical-harmonic degree, and an optional ``conserve``
+(:class:`forecast.models.conservation.GlobalMeanConservation`) keeps chosen variables'
+global means at the input state's. After each step :class:`BoundsCheck`
 stops the run on NaN, inf or values outside physical bounds, naming the member and variable.
 """
 
@@ -120,11 +122,15 @@ class RolloutEngine:
     cap
         Applied to every new state ``(B, C, H, W)`` (and to DYffusion's intermediate ones),
         e.g. a :class:`~forecast.models.spectral_cap.SpectralPowerCap`; None: none.
+    conserve
+        ``conserve(state, new)`` after the cap: the new states corrected from the states
+        they were stepped from, e.g. a
+        :class:`~forecast.models.conservation.GlobalMeanConservation`; None: none.
     """
 
     def __init__(self, models: Sequence[nn.Module], grid: Grid, time_step: pd.Timedelta,
                  static: np.ndarray | None, batch_members: int | None, device: torch.device,
-                 cap: nn.Module | None = None):
+                 cap: nn.Module | None = None, conserve: nn.Module | None = None):
         if not models:
             raise InputError("no checkpoint given; pass --checkpoint CKPT")
         if batch_members is not None and batch_members < 1:
@@ -133,6 +139,7 @@ class RolloutEngine:
         self.grid, self.time_step, self.static = grid, pd.Timedelta(time_step), static
         self.batch_members, self.device = batch_members, device
         self.cap = cap.to(device) if cap is not None else None
+        self.conserve = conserve.to(device) if conserve is not None else None
         self._forcing_cache: tuple[np.datetime64, torch.Tensor] | None = None
         self.forward_seconds = 0.0  # time inside the models' forward passes (for benchmarks)
 
@@ -199,6 +206,8 @@ class RolloutEngine:
         out = model.sample(state, forcing, noise, intermediate=True) if intermediate else model(state, forcing, noise)
         if self.cap is not None:
             out = self.cap(out)
+        if self.conserve is not None:
+            out = self.conserve(state, out)
         if state.device.type == "cuda":
             torch.cuda.synchronize(state.device)
         self.forward_seconds += _time.perf_counter() - start

@@ -206,7 +206,7 @@ class RolloutPlan:
         initial = open_initial(config.initial, grid, variables, config.regrid_method)
         initial.check_times(init_times)
         engine = RolloutEngine(models, grid, step, first.static, config.batch_members, device,
-                               _spectral_cap(config, first))
+                               _spectral_cap(config, first), _conservation(config, grid, variables))
         if config.intermediate and engine.substeps == 1:
             raise InputError(f"--intermediate needs a model that makes states between its steps (architecture "
                              f"dyffusion); {first.path} is a {first.model_config.architecture}")
@@ -300,6 +300,19 @@ def _spectral_cap(config: RolloutConfig, ckpt: Any) -> torch.nn.Module | None:
                          f"checkpoint {ckpt.path} was written before checkpoints carried that spectrum: retrain "
                          "it, or roll out without spectral_cap")
     return SpectralPowerCap(ckpt.grid, ckpt.power_spectrum, config.spectral_cap)
+
+
+def _conservation(config: RolloutConfig, grid: Grid, variables: list[str]) -> torch.nn.Module | None:
+    """The correction that keeps ``config.conserve_global_mean``'s global means, or None."""
+    if not config.conserve_global_mean:
+        return None
+    from forecast.models.conservation import GlobalMeanConservation
+
+    unknown = [v for v in config.conserve_global_mean if v not in variables]
+    if unknown:
+        raise InputError(f"conserve_global_mean names {', '.join(unknown)}, not the model's variables; it has "
+                         f"{', '.join(variables)}")
+    return GlobalMeanConservation(grid, [variables.index(v) for v in config.conserve_global_mean])
 
 
 def _output_grid(config: RolloutConfig, grid: Grid) -> Grid:
