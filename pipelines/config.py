@@ -33,6 +33,17 @@ class StrictModel(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
 
+class StirringConfig(StrictModel):
+    """Stochastic stirring of the shallow-water flow, and the drag that balances it
+    (:class:`pipelines.sources.shallow_water.Stirring`): a statistically stationary flow."""
+
+    rms: Positive = 1.5e-10           # s-2, rms vorticity tendency of the stirring
+    degree: Positive = 10.0           # total wavenumber it stirs at ...
+    width: Annotated[float, Field(ge=0)] = 2.0  # ... give or take this many degrees
+    correlation_hours: Positive = 24.0  # AR(1) e-folding time of the stirring pattern
+    drag_days: Positive = 10.0        # linear (Rayleigh) drag on vorticity and divergence
+
+
 class SWESourceConfig(StrictModel):
     """The embedded shallow-water source (``forecast prepare --source swe``)."""
 
@@ -50,6 +61,9 @@ class SWESourceConfig(StrictModel):
     # grid than the store's with lmax >= the store grid's nlat, and the store (spectral regridding)
     # has power at every degree its grid resolves, as ERA5 regridded to it does
     lmax: PositiveInt | None = None
+    # stochastic stirring + drag (keys of StirringConfig, e.g. `swe.stirring={}` for its defaults):
+    # a flow with a climate, whose statistics stay put; None: the unforced flow, which decays
+    stirring: StirringConfig | None = None
 
 
 class PrepareConfig(StrictModel):

@@ -114,6 +114,8 @@ def test_run_leaves_global_rng_and_threads_alone():
     (dict(grid="legendre-gauss:16"), "grid"), (dict(substep_seconds=700), "whole"),
     (dict(output_step_hours=0), "output_step_hours"), (dict(spinup_days=-1), "spinup"),
     (dict(wind_rms=0), "wind_rms"), (dict(start="someday"), "start"), (dict(days=0.3), "whole"),
+    (dict(stirring={"degree": 40}), "stirring.*truncation"), (dict(stirring={"drag_days": 0}), "drag_days"),
+    (dict(stirring={"width": -1}), "width"),
 ])
 def test_bad_config_is_input_error(tmp_path, bad, match):
     """Limits are refused when the config is built (pydantic; a YAML file gives an InputError
@@ -153,3 +155,91 @@ def test_a_finer_solver_fills_every_degree_of_the_store_grid(tmp_path):
 
     assert degrees_with_power({"grid": "legendre-gauss:48x96", "lmax": 16, "substep_seconds": 900}, "fine") >= 14
     assert degrees_with_power({"grid": "legendre-gauss:16x32", "substep_seconds": 1800}, "coarse") <= 6
+
+
+# -- stochastic stirring -------------------------------------------------------------------
+STIRRED_GRID = "legendre-gauss:24x48"  # lmax 8
+
+
+def _upper_band_power(ds: xr.Dataset) -> np.ndarray:
+    """Vorticity power in degrees 5-7 per time, from torch-harmonics' own transform."""
+    from torch_harmonics import RealSHT
+
+    coeffs = RealSHT(24, 48, grid="legendre-gauss").double()(torch.as_tensor(ds["vo"].values.astype(np.float64)))
+    power = coeffs.abs() ** 2
+    power[..., 1:] *= 2
+    return power.sum(-1)[:, 5:8].sum(-1).numpy()
+
+
+def test_stirring_keeps_the_flow_stationary_where_the_unforced_one_decays():
+    """25 days, one output a day: the unforced flow loses ~98% of its small-scale power; the
+    stirred one keeps it (mean of days 13-24 over days 1-8 near 1), as a climate should."""
+    from pipelines.sources.swe import Stirring
+
+    kw = dict(output_step_hours=24, substep_seconds=1200, seed=0)
+    free = _upper_band_power(simulate_swe(STIRRED_GRID, 25, **kw))
+    run = simulate_swe(STIRRED_GRID, 25, **kw, stirring=Stirring(degree=4, width=1, drag_days=4))
+    stirred = _upper_band_power(run)
+    assert free[13:].mean() / free[1:9].mean() < 0.2
+    assert 0.4 < stirred[13:].mean() / stirred[1:9].mean() < 2.5
+    assert stirred[13:].mean() > 50 * free[13:].mean()
+    # the drag holds the energy too (without it the mean square wind grows 3.5-fold here)
+    wind2 = (run["u"].values.astype(np.float64) ** 2 + run["v"].values ** 2).mean((1, 2))
+    assert wind2[13:].mean() / wind2[1:9].mean() < 2.2
+
+
+def test_stirring_has_its_rms_and_correlation_time():
+    """Many draws: area-mean square of F (numpy's Gauss-Legendre weights) = rms^2, and the
+    lag-one correlation of the AR(1) = exp(-dt / tau_F), its variance kept as it advances."""
+    from pipelines.sources.shallow_water import Stirring, StirringForce
+
+    params = SWEParameters(Grid.parse(STIRRED_GRID), substep_seconds=1200)
+    solver = build_solver(params)
+    stirring = Stirring(rms=2e-10, degree=4, width=1, correlation_hours=1.0)
+    force = StirringForce(solver, stirring, seed=0)
+    weights = np.polynomial.legendre.leggauss(24)[1] / 2  # sum to 1 over latitude
+
+    def mean_square(f: torch.Tensor) -> float:
+        return float(weights @ (solver.spec2grid(f).numpy() ** 2).mean(-1))
+
+    fields, products = [], []
+    for _ in range(600):
+        previous = force.force.clone()
+        force.advance()
+        fields.append(mean_square(force.force))
+        products.append(float(weights @ (solver.spec2grid(previous).numpy() * solver.spec2grid(force.force).numpy()).mean(-1)))
+    assert np.mean(fields) / stirring.rms**2 == pytest.approx(1.0, abs=0.08)
+    assert np.mean(products) / np.mean(fields) == pytest.approx(math.exp(-1200 / 3600), abs=0.06)
+    other, first = StirringForce(solver, stirring, seed=1).force, StirringForce(solver, stirring, seed=0).force
+    assert (other - first).abs().max() > 0.1 * first.abs().max()
+
+
+def test_stirring_advances_once_per_substep_of_the_solver():
+    from pipelines.sources.shallow_water import AdamsBashforth3, Stirring, StirringForce
+
+    solver = build_solver(SWEParameters(Grid.parse(STIRRED_GRID), substep_seconds=1200))
+    stirring = Stirring(degree=4, width=1)
+    with torch.inference_mode():
+        stepper = AdamsBashforth3(solver, initial_condition(solver, seed=0), StirringForce(solver, stirring, seed=5))
+        stepper.step(5)
+        reference = StirringForce(solver, stirring, seed=5)
+        for _ in range(5):
+            reference.advance()
+    assert torch.equal(stepper.stirring.force, reference.force)
+
+
+def test_stirred_run_is_seeded_conserves_mass_and_starts_where_the_free_run_does():
+    from pipelines.sources.swe import Stirring
+
+    stirring = Stirring(degree=4, width=1)
+    kw = dict(grid=STIRRED_GRID, n_steps=3, output_step_hours=12, substep_seconds=1200, spinup_hours=0)
+    a, b, c = _simulate(**kw, stirring=stirring), _simulate(**kw, stirring=stirring), _simulate(**kw, seed=4, stirring=stirring)
+    free = _simulate(**kw)
+    xr.testing.assert_identical(a, b)
+    assert not np.allclose(a["vo"].values[-1], c["vo"].values[-1])
+    np.testing.assert_array_equal(a["gh"].values[0], free["gh"].values[0])  # its own random stream
+    assert not np.allclose(a["vo"].values[-1], free["vo"].values[-1])
+    weights = np.polynomial.legendre.leggauss(24)[1] / 2
+    means = weights @ a["gh"].values.astype(np.float64).mean(-1).T
+    np.testing.assert_allclose(means, means[0], rtol=1e-6)
+    assert "stirring" in a.attrs["source"]

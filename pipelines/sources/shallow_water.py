@@ -16,6 +16,26 @@ with relative vorticity :math:`\zeta` (s\ :sup:`-1`), divergence :math:`\delta`
 parameter :math:`f = 2\Omega\sin\varphi`. Time stepping is third-order Adams-Bashforth
 with the solver's implicit hyperdiffusion on :math:`\zeta, \delta`.
 
+Left to itself the flow decays: its small scales lose most of their power within weeks,
+so it has no climate for a long emulation to keep. With *stochastic stirring*
+(:class:`Stirring`) the vorticity equation gains a random forcing and a linear drag,
+
+.. math:: \partial_t \zeta \mathrel{+}= F - \zeta / \tau_d, \qquad
+          \partial_t \delta \mathrel{+}= -\delta / \tau_d, \qquad
+          \hat F_{lm}(t + \Delta t) = a \hat F_{lm}(t) + \sqrt{1 - a^2}\, \sigma\, \xi_{lm},
+          \quad a = e^{-\Delta t / \tau_F},
+
+where :math:`F` lives on the degrees :math:`|l - l_F| \le w` (an AR(1) in time with
+e-folding :math:`\tau_F`, fresh complex Gaussian :math:`\xi` each sub-step) and
+:math:`\sigma` makes its area-mean square :math:`F_{rms}^2`. The energy it puts in at
+:math:`l_F` cascades up to the large scales, where the drag takes it out, and its
+enstrophy down to the truncation, where the hyperdiffusion does: the forced-dissipative
+turbulence of two-dimensional flows (Vallis 2017, *Atmospheric and Oceanic Fluid
+Dynamics*, ch. 12). After a spin-up of about two drag times the flow is statistically
+stationary, with power at every resolved degree. Neither term changes the global mean
+of :math:`\Phi`. (Relaxing the state towards a fixed one instead, Held-Suarez style,
+was tried: the flow settles into a forced *steady* state, not a turbulent one.)
+
 Initial conditions are random (seeded) vorticity with a red, atmosphere-like kinetic
 energy spectrum :math:`E(l) \propto (l/l_0)^3 / (1 + (l/l_0)^8)` peaking near total
 wavenumber :math:`l_0` (``peak_wavenumber``), scaled to a root-mean-square wind
@@ -72,6 +92,27 @@ class SimulationError(InputError):
 
 
 @dataclass(frozen=True)
+class Stirring:
+    """Stochastic stirring and drag (module docstring): a statistically stationary flow."""
+
+    rms: float = 1.5e-10            # s-2, F_rms: rms vorticity tendency of the stirring
+    degree: float = 10.0            # l_F
+    width: float = 2.0              # w: stirred degrees |l - l_F| <= w
+    correlation_hours: float = 24.0  # tau_F
+    drag_days: float = 10.0         # tau_d
+
+    def validate(self, truncation: int) -> None:
+        for name in ("rms", "degree", "correlation_hours", "drag_days"):
+            if not getattr(self, name) > 0:
+                raise InputError(f"swe.stirring.{name} must be > 0, got {getattr(self, name)}")
+        if not self.width >= 0:
+            raise InputError(f"swe.stirring.width must be >= 0, got {self.width}")
+        if max(1, math.ceil(self.degree - self.width)) > truncation - 1:
+            raise InputError(f"swe.stirring stirs degrees {self.degree:g} +- {self.width:g}, none of them below the "
+                             f"solver's truncation lmax={truncation}; lower swe.stirring.degree")
+
+
+@dataclass(frozen=True)
 class SWEParameters:
     """Everything that determines a shallow-water trajectory (recorded in file attrs)."""
 
@@ -85,6 +126,7 @@ class SWEParameters:
     balanced: bool = True
     lmax: int | None = None
     start: str = "2020-01-01T00:00"
+    stirring: Stirring | None = None
 
     @property
     def substeps(self) -> int:
@@ -123,6 +165,8 @@ class SWEParameters:
             raise InputError(f"spectral truncation lmax={self.truncation} must be between 2 and nlat={self.grid.nlat}")
         _ = self.substeps, self.spinup_substeps
         parse_start(self.start)
+        if self.stirring is not None:
+            self.stirring.validate(self.truncation)
         if self.substep_seconds > self.max_stable_substep():
             logger.warning("swe.substep_seconds=%g is above the gravity-wave stability limit of about %.0f s on %s; "
                            "the run will probably blow up", self.substep_seconds, self.max_stable_substep(), self.grid)
@@ -213,26 +257,74 @@ def _balance(solver: ShallowWaterSolver, uspec: torch.Tensor) -> torch.Tensor:
     return torch.tril(uspec)
 
 
+class StirringForce:
+    r"""The stirring's state on one solver: :math:`\hat F` ``(lmax, mmax)`` complex128, advanced
+    once per sub-step from its own seeded generator (module docstring).
+
+    :math:`\sigma` comes from Parseval: a field with unit coefficients on the stirred
+    degrees has the area-mean square that :math:`\xi` (unit variance per coefficient:
+    real for :math:`m = 0`, complex with variance 1/2 per part otherwise) has on average.
+    """
+
+    def __init__(self, solver: ShallowWaterSolver, stirring: Stirring, seed: int) -> None:
+        lmax, mmax = solver.lmax, solver.mmax
+        l = torch.arange(lmax, dtype=torch.float64)[:, None].expand(lmax, mmax)
+        m = torch.arange(mmax)[None, :].expand(lmax, mmax)
+        self.band = ((l - stirring.degree).abs() <= stirring.width) & (l >= 1) & (m <= l)
+        unit = solver.spec2grid(self.band.to(torch.complex128))
+        mean_square = float(solver.integrate_grid(unit**2, dimensionless=True)) / (4 * math.pi)
+        self.sigma = stirring.rms / math.sqrt(mean_square)
+        self.a = math.exp(-solver.dt / (stirring.correlation_hours * 3600.0))
+        self.drag = 1.0 / (stirring.drag_days * 86400.0)
+        # its own stream, apart from the initial condition's, so stirring leaves the start alone
+        self.generator = torch.Generator().manual_seed(int(np.random.SeedSequence([seed, 1]).generate_state(1)[0]))
+        self.force = self._draw()  # from the stationary distribution
+
+    def _draw(self) -> torch.Tensor:
+        shape = self.band.shape
+        re = torch.randn(shape, generator=self.generator, dtype=torch.float64)
+        im = torch.randn(shape, generator=self.generator, dtype=torch.float64)
+        xi = torch.complex(re, im) * math.sqrt(0.5)
+        xi[:, 0] = re[:, 0].to(torch.complex128)  # m = 0: real, unit variance
+        return self.sigma * xi * self.band
+
+    def tendency(self, uspec: torch.Tensor) -> torch.Tensor:
+        """The stirring and the drag, ``(3, lmax, mmax)``: added to the solver's tendency."""
+        extra = torch.zeros_like(uspec)
+        extra[1] = self.force - self.drag * uspec[1]
+        extra[2] = -self.drag * uspec[2]
+        return extra
+
+    def advance(self) -> None:
+        self.force = self.a * self.force + math.sqrt(1.0 - self.a**2) * self._draw()
+
+
 class AdamsBashforth3:
     """Third-order Adams-Bashforth stepping of a :class:`ShallowWaterSolver` state.
 
     Unlike ``ShallowWaterSolver.timestep``, which restarts with forward Euler at every
     call, the tendency history is kept between calls, so the trajectory does not depend
-    on how often it is sampled. Start-up: forward Euler, then AB2, then AB3.
+    on how often it is sampled. Start-up: forward Euler, then AB2, then AB3. With
+    ``stirring`` its tendency is added to the solver's, and it advances every sub-step.
     """
 
     _COEFFS = ((1.0,), (1.5, -0.5), (23.0 / 12.0, -16.0 / 12.0, 5.0 / 12.0))
 
-    def __init__(self, solver: ShallowWaterSolver, uspec: torch.Tensor) -> None:
+    def __init__(self, solver: ShallowWaterSolver, uspec: torch.Tensor, stirring: StirringForce | None = None) -> None:
         self.solver = solver
         self.uspec = uspec
+        self.stirring = stirring
         self.history: list[torch.Tensor] = []  # newest first
 
     def step(self, n: int) -> torch.Tensor:
         """Advance ``n`` sub-steps of ``solver.dt`` seconds; return the spectral state."""
         solver = self.solver
         for _ in range(n):
-            self.history = [solver.dudtspec(self.uspec), *self.history[:2]]
+            tendency = solver.dudtspec(self.uspec)
+            if self.stirring is not None:
+                tendency = tendency + self.stirring.tendency(self.uspec)
+                self.stirring.advance()
+            self.history = [tendency, *self.history[:2]]
             coeffs = self._COEFFS[len(self.history) - 1]
             tendency = sum(c * d for c, d in zip(coeffs, self.history))
             self.uspec = self.uspec + solver.dt * tendency
@@ -272,7 +364,9 @@ def trajectory(params: SWEParameters, n_steps: int, num_threads: int | None = 1)
     params.validate()
     with _torch_threads(num_threads), torch.inference_mode():
         solver = build_solver(params)
-        stepper = AdamsBashforth3(solver, initial_condition(solver, params.seed, params.wind_rms, params.peak_wavenumber, params.balanced))
+        start = initial_condition(solver, params.seed, params.wind_rms, params.peak_wavenumber, params.balanced)
+        stirring = StirringForce(solver, params.stirring, params.seed) if params.stirring is not None else None
+        stepper = AdamsBashforth3(solver, start, stirring)
         mean0 = _mean_geopotential(solver, stepper.uspec)
         stepper.step(params.spinup_substeps)
         _check(solver, stepper.uspec, mean0, params, "after spin-up")

@@ -22,12 +22,12 @@ from pipelines.atomic import atomic_path
 from pipelines.config import SWESourceConfig
 from pipelines.errors import InputError
 from pipelines.grids import Grid
-from pipelines.sources.shallow_water import (GRAVITY, MEAN_DEPTH_M, OMEGA, SimulationError, SWEParameters,
-                                             build_solver, initial_condition, parse_start, trajectory,
+from pipelines.sources.shallow_water import (GRAVITY, MEAN_DEPTH_M, OMEGA, SimulationError, Stirring,
+                                             SWEParameters, build_solver, initial_condition, parse_start, trajectory,
                                              whole_number)
 
 __all__ = ["simulate_swe", "generate_swe", "to_dataset", "SWEParameters", "SimulationError", "build_solver",
-           "initial_condition", "GRAVITY", "OMEGA", "MEAN_DEPTH_M", "VARIABLES"]
+           "initial_condition", "Stirring", "GRAVITY", "OMEGA", "MEAN_DEPTH_M", "VARIABLES"]
 
 logger = logging.getLogger(__name__)
 
@@ -73,7 +73,7 @@ def to_dataset(fields: np.ndarray, times: pd.DatetimeIndex, params: SWEParameter
 def simulate_swe(grid: Grid | str, n_steps: int, *, output_step_hours: float = 1.0, substep_seconds: float = 450.0,
                  spinup_hours: float = 0.0, seed: int = 0, wind_rms: float = 15.0,
                  peak_wavenumber: float = 6.0, balanced: bool = True,
-                 lmax: int | None = None, start: str = "2020-01-01T00:00",
+                 lmax: int | None = None, start: str = "2020-01-01T00:00", stirring: Stirring | None = None,
                  num_threads: int | None = 1) -> xr.Dataset:
     r"""Integrate the shallow-water equations and return the outputs in memory.
 
@@ -101,6 +101,9 @@ def simulate_swe(grid: Grid | str, n_steps: int, *, output_step_hours: float = 1
         Spectral truncation ``lmax = mmax``; default ``ceil(nlat / 3)``.
     start
         Valid time of the first output (ISO 8601, UTC).
+    stirring
+        Stochastic stirring and drag (:class:`~pipelines.sources.shallow_water.Stirring`):
+        a statistically stationary flow; None: the unforced flow, which decays.
     num_threads
         Torch intra-op threads during the run (restored afterwards). The transforms are
         small, so 1 is fastest up to about 128x256 and keeps results independent of
@@ -122,7 +125,7 @@ def simulate_swe(grid: Grid | str, n_steps: int, *, output_step_hours: float = 1
     if int(n_steps) != n_steps or n_steps < 1:
         raise InputError(f"n_steps must be a positive whole number, got {n_steps}")
     params = SWEParameters(Grid.parse(grid), output_step_hours, substep_seconds, spinup_hours, seed, wind_rms,
-                           peak_wavenumber, balanced, lmax, start)
+                           peak_wavenumber, balanced, lmax, start, stirring)
     fields = np.stack(list(trajectory(params, int(n_steps), num_threads)))
     return to_dataset(fields, output_times(params, int(n_steps)), params)
 
@@ -136,7 +139,8 @@ def parameters_from_config(config: SWESourceConfig) -> tuple[SWEParameters, int]
         raise InputError(f"swe.output_step_hours must be > 0, got {config.output_step_hours}")
     params = SWEParameters(Grid.parse(config.grid), config.output_step_hours, config.substep_seconds,
                            config.spinup_days * 24.0, config.seed, config.wind_rms, config.peak_wavenumber,
-                           config.balanced, config.lmax, config.start)
+                           config.balanced, config.lmax, config.start,
+                           Stirring(**config.stirring.model_dump()) if config.stirring is not None else None)
     params.validate()
     n_steps = whole_number(config.days * 24.0 / config.output_step_hours,
                      f"swe.days*24 / swe.output_step_hours ({config.days} d / {config.output_step_hours} h)")
@@ -177,7 +181,7 @@ def generate_swe(config: SWESourceConfig, out_dir: str | Path) -> list[Path]:
     config
         Grid, ``days`` of output, ``output_step_hours``, ``substep_seconds``,
         ``spinup_days`` (discarded, before ``start``), ``seed``, ``wind_rms``,
-        ``peak_wavenumber``, ``balanced``
+        ``peak_wavenumber``, ``balanced``, ``lmax``, ``stirring``
         and ``start`` (valid time of the first output).
     out_dir
         Directory for ``swe_YYYYMMDD.nc`` (created if missing). Each file holds the
