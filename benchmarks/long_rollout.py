@@ -9,9 +9,10 @@ Runs one unperturbed member for ``--steps`` model steps from the store's first t
 writing every ``--every``-th step. Then compares the global power spectrum of the
 forecast (:mod:`forecast.verify.spectra`) per band of total wavenumber with the truth's
 at the same valid time while the store has it, and beyond with the mean spectrum of the
-store's last day (the shallow-water flow is unforced and decays slowly, so its last day
-is the nearest thing to the climate the model should settle into), and prints the
-ratios, the value range and the global (area) mean against the truth's.
+store's last day (the unforced shallow-water flow decays, so its last day is the nearest
+thing to the climate the model should settle into) or, with ``--reference climate``, over
+every time the store holds (a statistically stationary flow: ``swe.stirring``), and prints
+the ratios, the value range and the global (area) mean against the truth's.
 
 A stochastic model's blow-up step is chaotic (one model, two noise seeds: steps 249 and
 528), so ``--seeds N`` rolls it out with N noise seeds, prints the step each one lasted and
@@ -67,6 +68,9 @@ def main() -> None:
                         help="rollout spectral_cap: factor on the training data's power per degree (default: none)")
     parser.add_argument("--conserve", nargs="+", default=None, metavar="VARIABLE",
                         help="rollout conserve_global_mean: variables whose global mean stays at the initial state's")
+    parser.add_argument("--reference", choices=("last-day", "climate"), default="last-day",
+                        help="truth beyond the store's end: its last day (a decaying flow) or the mean over every "
+                             "time it holds (a statistically stationary one, e.g. swe.stirring)")
     parser.add_argument("--out", default=None, help="forecast outputs (default: a temporary directory)")
     args = parser.parse_args()
 
@@ -103,11 +107,15 @@ def main() -> None:
     fc = fc.isel(lead_time=np.flatnonzero(np.isfinite(fc.values).all(axis=(1, 2))))
     truth = store.data[args.variable].load()
     truth_spectra = power_spectrum(truth)                                   # (time, wavenumber)
-    last_day = truth_spectra.isel(time=slice(-max(1, round(24 * 3600 / store.time_step.total_seconds())), None))
-    reference_late = last_day.mean("time").values
+    if args.reference == "climate":
+        reference_late = truth_spectra.mean("time").values
+    else:
+        last_day = truth_spectra.isel(time=slice(-max(1, round(24 * 3600 / store.time_step.total_seconds())), None))
+        reference_late = last_day.mean("time").values
     band = bands(truth_spectra.mean("time").values)
+    late = "last day" if args.reference == "last-day" else "times"
     print(f"\n{args.variable} (seed 0): forecast / truth power per band, the truth at the same valid time while the store "
-          f"has it, else (marked ~) the mean of the store's last day; *: power above the truth's truncation as a "
+          f"has it, else (marked ~) the mean of the store's {late}; *: power above the truth's truncation as a "
           f"fraction of the truth's total. Value range against the truth's "
           f"[{float(truth.min()):.5g}, {float(truth.max()):.5g}] {truth.attrs.get('units', '')}")
     weights = store.grid.area_weights()
