@@ -79,8 +79,15 @@ def _circular_distance(doy0: np.ndarray, days0: np.ndarray) -> np.ndarray:
     return np.minimum(d, N_DAYS - d)
 
 
-def _block_sum(sub: np.ndarray, indicator: np.ndarray, scale: np.ndarray) -> np.ndarray:
-    """``(B, H, lat, lon)`` = indicator ``(B, H, n)`` . sub ``(n, lat, lon)``, times ``scale (B, H)``."""
+def _block_sum(sub: np.ndarray, near: np.ndarray, hour_index: np.ndarray, scale: np.ndarray) -> np.ndarray:
+    """``(B, H, lat, lon)`` = indicator ``(B, H, n)`` . sub ``(n, lat, lon)``, times ``scale (B, H)``.
+
+    The indicator (day ``b`` near time ``k`` and time ``k`` at hour ``h``) is built here from
+    ``near (B, n)`` and ``hour_index (n,)``, not sent with the graph: it would be
+    ``B * H * n`` floats per block and variable, megabytes for a year of hourly data.
+    """
+    hours = np.arange(scale.shape[1])
+    indicator = (near[:, None, :] & (hour_index[None, None, :] == hours[None, :, None])).astype(np.float64)
     out = np.tensordot(indicator, np.asarray(sub, dtype=np.float64), axes=(2, 0))
     return (out * scale[:, :, None, None]).astype(np.float32)
 
@@ -111,10 +118,9 @@ def climatology(ds: xr.Dataset, smoothing_days: float = 15.0, block_days: int = 
         parts = []
         for block in blocks:
             idx = np.nonzero(near[block].any(axis=0))[0]
-            indicator = (near[block][:, idx][:, None, :]
-                         & (h_idx[idx][None, None, :] == np.arange(hours.size)[None, :, None])).astype(np.float64)
             sub = arr[idx].rechunk((idx.size, -1, -1))
-            parts.append(dsa.map_blocks(_block_sum, sub, indicator=indicator, scale=scale[block], new_axis=[0],
+            parts.append(dsa.map_blocks(_block_sum, sub, near=near[block][:, idx], hour_index=h_idx[idx],
+                                        scale=scale[block], new_axis=[0],
                                         chunks=(block.size, hours.size, *arr.shape[1:]), dtype=np.float32))
         out[name] = xr.DataArray(dsa.concatenate(parts, axis=0), dims=("dayofyear", "hour", "lat", "lon"),
                                  attrs=dict(da.attrs))
