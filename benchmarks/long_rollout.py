@@ -71,6 +71,8 @@ def main() -> None:
     parser.add_argument("--reference", choices=("last-day", "climate"), default="last-day",
                         help="truth beyond the store's end: its last day (a decaying flow) or the mean over every "
                              "time it holds (a statistically stationary one, e.g. swe.stirring)")
+    parser.add_argument("--dropout", type=float, default=None,
+                        help="DYffusion: rollout dropout, the interpolator's rate at inference (default: as trained)")
     parser.add_argument("--out", default=None, help="forecast outputs (default: a temporary directory)")
     args = parser.parse_args()
 
@@ -86,7 +88,7 @@ def main() -> None:
                                lead=f"{args.steps * step_h:g}h", members=1, seed=seed,
                                perturbation=PerturbationConfig(kind=["none"]), out=str(out),
                                output_every=args.every, overwrite=True, spectral_cap=args.spectral_cap,
-                               conserve_global_mean=args.conserve)
+                               conserve_global_mean=args.conserve, dropout=args.dropout)
         started = time.perf_counter()
         try:
             rollout(config)
