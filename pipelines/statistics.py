@@ -110,14 +110,15 @@ def climatology(ds: xr.Dataset, smoothing_days: float = 15.0, block_days: int = 
     with np.errstate(divide="ignore"):
         scale = np.where(counts > 0, 1.0 / np.maximum(counts, 1), np.nan)
     blocks = [keep[i:i + block_days] for i in range(0, keep.size, block_days)]
+    # per block: the time steps it reads, and which output day each of them is near (the same for every variable)
+    reads = [np.nonzero(near[block].any(axis=0))[0] for block in blocks]
     out = {}
     for name, da in ds.data_vars.items():
         arr = da.transpose("time", "lat", "lon").data
         if not isinstance(arr, dsa.Array):
             arr = dsa.from_array(arr, chunks=(1, -1, -1))
         parts = []
-        for block in blocks:
-            idx = np.nonzero(near[block].any(axis=0))[0]
+        for block, idx in zip(blocks, reads):
             sub = arr[idx].rechunk((idx.size, -1, -1))
             parts.append(dsa.map_blocks(_block_sum, sub, near=near[block][:, idx], hour_index=h_idx[idx],
                                         scale=scale[block], new_axis=[0],
