@@ -73,6 +73,8 @@ def main() -> None:
                              "time it holds (a statistically stationary one, e.g. swe.stirring)")
     parser.add_argument("--dropout", type=float, default=None,
                         help="DYffusion: rollout dropout, the interpolator's rate at inference (default: as trained)")
+    parser.add_argument("--noise-amplitude", type=float, default=None,
+                        help="a stochastic SFNO's noise factor at inference (rollout noise_amplitude; default 1)")
     parser.add_argument("--out", default=None, help="forecast outputs (default: a temporary directory)")
     args = parser.parse_args()
 
@@ -88,7 +90,8 @@ def main() -> None:
                                lead=f"{args.steps * step_h:g}h", members=1, seed=seed,
                                perturbation=PerturbationConfig(kind=["none"]), out=str(out),
                                output_every=args.every, overwrite=True, spectral_cap=args.spectral_cap,
-                               conserve_global_mean=args.conserve, dropout=args.dropout)
+                               conserve_global_mean=args.conserve, dropout=args.dropout,
+                               noise_amplitude=args.noise_amplitude)
         started = time.perf_counter()
         try:
             rollout(config)

@@ -166,7 +166,7 @@ def train(
     dry_run: bool = typer.Option(False, "--dry-run", help="Print parameter count and FLOPs per step, then exit."),
     overrides: Optional[list[str]] = OverridesArg,
 ) -> None:
-    """Train an SFNO or AFNO (one process, or many under torchrun with DDP)."""
+    """Train an SFNO, AFNO or Spherical DYffusion (one process, or many under torchrun with DDP)."""
     from forecast.config import TrainConfig
     from forecast.train import train as run_train
     from pipelines.config import read_yaml

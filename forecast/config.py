@@ -266,6 +266,9 @@ class StochasticDemoConfig(StrictModel):
     # epochs (at least 1): the members are spread over them, and their differences carry the
     # model's own uncertainty, which grows with lead as its error does
     models: PositiveInt = 2
+    # rollout.noise_amplitude: a factor on the noise at inference (None: 1, as trained); with the
+    # demo's spectral_cap the noise's small-scale part is clipped, and a larger factor restores the spread
+    noise_amplitude: Positive | None = None
     # none: two copies' noise alone give spread/skill 1.04 at 6 h; initial perturbations on top
     # of them over-disperse the first day (README, "Model uncertainty")
     perturbation: PerturbationConfig = PerturbationConfig(kind=["none"], amplitude=0.1)
@@ -280,6 +283,9 @@ class DYffusionDemoConfig(StrictModel):
     drop_path_rate: float = Field(0.1, ge=0, lt=1)
     forecaster_epochs: PositiveInt | None = None
     input_noise: float = Field(0.0, ge=0.0)   # train.input_noise for this model only
+    # independently trained copies (seeds seed, seed + 1, ...) sharing the epochs, as
+    # ``stochastic.models``: their differences carry the model's uncertainty into the spread
+    models: PositiveInt = 1
     # rollout.dropout: trained at 0.1 the interpolator's ensemble has spread/skill 0.40 at 6 h;
     # 0.4 at inference gives 1.11 (0.58 at 72 h) with the same ensemble-mean RMSE
     inference_dropout: float | None = Field(0.4, ge=0, lt=1)
@@ -317,4 +323,8 @@ class DemoConfig(StrictModel):
     perturbation: PerturbationConfig = PerturbationConfig(kind=["spherical-gaussian"], amplitude=0.2,
                                                           length_scale_km=1000.0)
     seed: int = 0
+    # rollout.spectral_cap and rollout.conserve_global_mean of every model's ensemble (None: off):
+    # the safeguards long runs need (README, "A flow with a climate")
+    spectral_cap: Positive | None = None
+    conserve_global_mean: list[str] | None = None
     plot: PlotConfig = PlotConfig(lead_times_hours=[24.0, 72.0])

@@ -111,14 +111,17 @@ def _train_config(config: DemoConfig, arch: str, store: Path, work: Path, test_s
 def _train_configs(config: DemoConfig, arch: str, store: Path, work: Path,
                    test_start: pd.Timestamp) -> list[TrainConfig]:
     """One training run per model of ``arch``'s ensemble: ``stochastic.models`` copies of the
-    stochastic SFNO with consecutive seeds, sharing ``train.epochs`` between them."""
+    stochastic SFNO (``dyffusion.models`` of DYffusion) with consecutive seeds, sharing
+    ``train.epochs`` (and DYffusion's ``forecaster_epochs``) between them."""
     single = _train_config(config, arch, store, work, test_start)
-    copies = config.stochastic.models if arch == "sfno-crps" else 1
+    copies = {"sfno-crps": config.stochastic.models, "dyffusion": config.dyffusion.models}.get(arch, 1)
     if copies == 1:
         return [single]
     epochs = max(1, single.epochs // copies)
+    forecaster_epochs = None if single.forecaster_epochs is None else max(1, single.forecaster_epochs // copies)
     return [single.model_copy(update={"out": str(Path(single.out) / f"model{k}"), "seed": single.seed + k,
-                                      "epochs": epochs}) for k in range(copies)]
+                                      "epochs": epochs, "forecaster_epochs": forecaster_epochs})
+            for k in range(copies)]
 
 
 def _perturbation(config: DemoConfig, arch: str):
@@ -177,6 +180,8 @@ def demo(config: DemoConfig, quick: bool = False) -> DemoResult:
                 init_times=[t.isoformat() for t in inits], lead=f"{config.lead_hours:g}h", members=config.members,
                 perturbation=_perturbation(config, arch),
                 dropout=config.dyffusion.inference_dropout if arch == "dyffusion" else None,
+                noise_amplitude=config.stochastic.noise_amplitude if arch == "sfno-crps" else None,
+                spectral_cap=config.spectral_cap, conserve_global_mean=config.conserve_global_mean,
                 seed=config.seed, out=str(work / "forecasts" / f"{arch}.zarr")))
         with _stage(f"verify {arch}", result.timings):
             result.scores[arch] = verify(VerifyConfig(forecast=str(result.forecasts[arch]), truth=str(result.store),

@@ -32,7 +32,8 @@ def _forecast_cli(*args, **kwargs):
 def demo_dir(tmp_path_factory):
     work = tmp_path_factory.mktemp("demo")
     proc = _forecast_cli("demo", "--quick", "--workdir", str(work), "--models", "sfno,sfno-crps,dyffusion",
-                         "stochastic.models=2")
+                         "stochastic.models=2", "dyffusion.models=2", "stochastic.noise_amplitude=1.3",
+                         "spectral_cap=4", "conserve_global_mean=[gh]")
     out, err = proc.communicate(timeout=600)
     assert proc.returncode == 0, err[-3000:]
     assert f"demo outputs in {work}" in out
@@ -48,12 +49,17 @@ def test_demo_quick_writes_every_output(demo_dir):
         stochastic = open_forecast(demo_dir / "forecasts" / f"{name}.zarr")["gh"]
         assert np.isfinite(stochastic.values).all()
         assert np.ptp(stochastic.isel(lead_time=-1).values, axis=0).max() > 0   # an ensemble, not one forecast
-    # stochastic.models=2: two copies trained with their own seeds, the members spread over both
-    used = json.loads(open_forecast(demo_dir / "forecasts" / "sfno-crps.zarr").attrs["provenance"])["checkpoints"]
-    assert [Path(c["path"]).parts[-3] for c in used] == ["model0", "model1"]
-    assert used[0]["sha256"] != used[1]["sha256"]
-    dyffusion = load_checkpoint(demo_dir / "runs" / "dyffusion" / "checkpoints" / "latest.pt")
-    assert dyffusion.epoch >= 2     # epochs 0-1 train the interpolator, 2-3 the forecaster: both stages ran
+    # stochastic.models=2, dyffusion.models=2: two copies trained with their own seeds, the members spread over both
+    for name in ("sfno-crps", "dyffusion"):
+        used = json.loads(open_forecast(demo_dir / "forecasts" / f"{name}.zarr").attrs["provenance"])["checkpoints"]
+        assert [Path(c["path"]).parts[-3] for c in used] == ["model0", "model1"]
+        assert used[0]["sha256"] != used[1]["sha256"]
+    # the demo's rollout settings reach each model's rollout: the noise factor the stochastic SFNO's only
+    for name, noise in (("sfno", None), ("sfno-crps", 1.3), ("dyffusion", None)):
+        rolled = json.loads(open_forecast(demo_dir / "forecasts" / f"{name}.zarr").attrs["provenance"])["config"]
+        assert (rolled["noise_amplitude"], rolled["spectral_cap"], rolled["conserve_global_mean"]) == (noise, 4, ["gh"])
+    dyffusion = load_checkpoint(demo_dir / "runs" / "dyffusion" / "model1" / "checkpoints" / "latest.pt")
+    assert dyffusion.epoch >= 1     # 1 of the 2 epochs each: epoch 0 trains the interpolator, 1 the forecaster
     fc = open_forecast(demo_dir / "forecasts" / "sfno.zarr")
     assert dict(fc.sizes) == {"member": 4, "init_time": 2, "lead_time": 5, "lat": 16, "lon": 32}
     assert np.isfinite(fc["gh"].values).all()
