@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from pipelines.config import (GridSpec, Positive, PositiveInt, PrepareConfig, StrictModel, SWESourceConfig, load_config,
                               validate_config)
@@ -292,6 +292,10 @@ class DYffusionDemoConfig(StrictModel):
     perturbation: PerturbationConfig = PerturbationConfig(kind=["none"])
 
 
+# the variables the demo's store holds (pipelines' shallow-water source, selected by forecast.demo)
+DEMO_VARIABLES = ("gh", "u", "v", "vo")
+
+
 class DemoConfig(StrictModel):
     """The end-to-end demo on the embedded shallow-water data (``configs/demo.yaml``, which
     states these same defaults: ``forecast demo`` without ``--config`` runs them).
@@ -328,3 +332,12 @@ class DemoConfig(StrictModel):
     spectral_cap: Positive | None = None
     conserve_global_mean: list[str] | None = None
     plot: PlotConfig = PlotConfig(lead_times_hours=[24.0, 72.0])
+
+    @field_validator("conserve_global_mean")
+    @classmethod
+    def _conserved_are_demo_variables(cls, names: list[str] | None) -> list[str] | None:
+        # refused here, not after the data and the first model's training
+        unknown = [n for n in names or [] if n not in DEMO_VARIABLES]
+        if unknown:
+            raise ValueError(f"{', '.join(unknown)} not among the demo's variables {', '.join(DEMO_VARIABLES)}")
+        return names

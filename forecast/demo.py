@@ -21,14 +21,14 @@ from pathlib import Path
 
 import pandas as pd
 
-from forecast.config import DemoConfig, ModelConfig, RolloutConfig, TrainConfig, VerifyConfig
+from forecast.config import DEMO_VARIABLES, DemoConfig, ModelConfig, RolloutConfig, TrainConfig, VerifyConfig
 from pipelines.atomic import remove_path
 from pipelines.config import PrepareConfig
 from pipelines.errors import InputError
 
 log = logging.getLogger(__name__)
 
-VARIABLES = ["gh", "u", "v", "vo"]
+VARIABLES = list(DEMO_VARIABLES)
 STAGE_DIRS = ("sources", "data", "runs", "forecasts", "scores", "plots")
 
 # `--quick`: the same chain on a tiny grid and a short simulation (about a minute on 2 cores).

@@ -169,6 +169,7 @@ CASES = [
     ("demo-model", lambda p: ["demo", "--models", "sfno,gpt"], 2, "key 'models.1'"),
     ("demo-grid", lambda p: ["demo", "grid=legendre:64"], 2, "key 'grid'"),
     ("demo-members", lambda p: ["demo", "members=0"], 2, "key 'members'"),
+    ("demo-conserve", lambda p: ["demo", "conserve_global_mean=[gh,gz]"], 2, "key 'conserve_global_mean'"),
 ]
 
 
