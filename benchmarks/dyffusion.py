@@ -71,10 +71,14 @@ def main() -> None:
     state = torch.randn(args.members, n_state, grid.nlat, grid.nlon)
     forcings = torch.randn(args.members, n_forcing, grid.nlat, grid.nlon)
     noise = dyffusion.draw_noise([torch.Generator().manual_seed(m) for m in range(args.members)])
+    # member masks (rollout.member_dropout) on top of the fresh ones: a second mask per call
+    dyffusion.member_dropout = 0.4
+    with_members = torch.stack([noise, dyffusion.draw_noise([torch.Generator().manual_seed(1000 + m) for m in range(args.members)])], 1)
 
     with torch.inference_mode():
         inference = interleaved_medians({"sfno": lambda: sfno(state, forcings),
                                          "dyffusion": lambda: dyffusion(state, forcings, noise),
+                                         "dyffusion, member masks": lambda: dyffusion(state, forcings, with_members),
                                          "dyffusion, no dropout": lambda: dyffusion(state, forcings)}, args.repeats)
     calls = 3 * h - 2
     print(f"inference, one {h}-store-step model step of {args.members} members (LG 64x128, h = {h}):")

@@ -73,6 +73,8 @@ def main() -> None:
                              "time it holds (a statistically stationary one, e.g. swe.stirring)")
     parser.add_argument("--dropout", type=float, default=None,
                         help="DYffusion: rollout dropout, the interpolator's rate at inference (default: as trained)")
+    parser.add_argument("--member-dropout", type=float, default=None,
+                        help="DYffusion: rollout member_dropout, masks each member keeps for the whole run (default: none)")
     parser.add_argument("--noise-amplitude", type=float, default=None,
                         help="a stochastic SFNO's noise factor at inference (rollout noise_amplitude; default 1)")
     parser.add_argument("--out", default=None, help="forecast outputs (default: a temporary directory)")
@@ -91,6 +93,7 @@ def main() -> None:
                                perturbation=PerturbationConfig(kind=["none"]), out=str(out),
                                output_every=args.every, overwrite=True, spectral_cap=args.spectral_cap,
                                conserve_global_mean=args.conserve, dropout=args.dropout,
+                               member_dropout=args.member_dropout,
                                noise_amplitude=args.noise_amplitude)
         started = time.perf_counter()
         try:

@@ -51,6 +51,9 @@ class ModelConfig(StrictModel):
     # dropout after the activation of each SFNO block's MLP; DYffusion's interpolator keeps it
     # (and drop_path_rate) on at inference: the source of its ensemble spread
     mlp_dropout: float = Field(0.0, ge=0, lt=1)
+    # DYffusion at inference only (rollout.member_dropout sets it; 0 in training): a second dropout
+    # whose masks each member keeps for its whole forecast (forecast/models/dyffusion.py)
+    member_dropout: float = Field(0.0, ge=0, lt=1)
     # SFNO only: noise channels of a stochastic (noise-conditioned) SFNO; 0 is deterministic
     noise_channels: int = Field(0, ge=0)
     # its noise's length scale per channel (FourCastNet 3: sigma_l ~ exp(-(L/R)^2 l(l+1)/4));
@@ -80,6 +83,9 @@ class ModelConfig(StrictModel):
                 and not self.noise_channels:
             raise ValueError("noise_length_scales_km, noise_autocorrelation and noise_amplitude shape the noise of a "
                              "stochastic SFNO: set noise_channels > 0")
+        if self.member_dropout and self.architecture != "dyffusion":
+            raise ValueError("member_dropout is the member masks of a DYffusion interpolator at inference; "
+                             f"architecture is {self.architecture!r}")
         return self
 
 
@@ -130,6 +136,9 @@ class TrainConfig(StrictModel):
         if self.model.architecture == "dyffusion" and (self.loss != "mse" or self.ensemble_members > 1):
             raise ValueError("model.architecture 'dyffusion' trains its own two stages (MSE interpolator, L1 "
                              "forecaster): use loss 'mse' and ensemble_members 1")
+        if self.model.member_dropout:
+            raise ValueError("model.member_dropout applies at inference only (rollout.member_dropout); training "
+                             "draws fresh masks at every call: set it to 0")
         if self.loss == "crps" and self.ensemble_members < 2:
             raise ValueError("loss 'crps' needs ensemble_members >= 2 (members per sample)")
         if self.loss == "crps" and self.model.noise_channels == 0:
@@ -172,6 +181,10 @@ class RolloutConfig(StrictModel):
     # it was trained with). The network learns to shrug off its training dropout, so a higher rate
     # here is how the ensemble's spread is calibrated, as the perturbation amplitude is for the SFNO
     dropout: float | None = Field(None, ge=0, lt=1)
+    # DYffusion: the rate of a second dropout whose masks each member keeps for its whole forecast
+    # (one network of the dropout ensemble per member; None/0: none). Fresh masks alone over-disperse
+    # the first step and under-disperse days 1-3; member masks carry a persistent, growing error
+    member_dropout: float | None = Field(None, ge=0, lt=1)
     # stochastic SFNO: a factor on its noise at inference (None: 1, as trained); > 1 widens the
     # ensemble at every lead, at a cost in the members' own skill (README, "Probabilistic models")
     noise_amplitude: Positive | None = None
@@ -289,6 +302,8 @@ class DYffusionDemoConfig(StrictModel):
     # rollout.dropout: trained at 0.1 the interpolator's ensemble has spread/skill 0.40 at 6 h;
     # 0.4 at inference gives 1.11 (0.58 at 72 h) with the same ensemble-mean RMSE
     inference_dropout: float | None = Field(0.4, ge=0, lt=1)
+    # rollout.member_dropout: masks each member keeps for its whole forecast (None: none)
+    inference_member_dropout: float | None = Field(None, ge=0, lt=1)
     perturbation: PerturbationConfig = PerturbationConfig(kind=["none"])
 
 

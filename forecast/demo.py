@@ -180,6 +180,7 @@ def demo(config: DemoConfig, quick: bool = False) -> DemoResult:
                 init_times=[t.isoformat() for t in inits], lead=f"{config.lead_hours:g}h", members=config.members,
                 perturbation=_perturbation(config, arch),
                 dropout=config.dyffusion.inference_dropout if arch == "dyffusion" else None,
+                member_dropout=config.dyffusion.inference_member_dropout if arch == "dyffusion" else None,
                 noise_amplitude=config.stochastic.noise_amplitude if arch == "sfno-crps" else None,
                 spectral_cap=config.spectral_cap, conserve_global_mean=config.conserve_global_mean,
                 seed=config.seed, out=str(work / "forecasts" / f"{arch}.zarr")))

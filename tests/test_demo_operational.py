@@ -33,7 +33,7 @@ def demo_dir(tmp_path_factory):
     work = tmp_path_factory.mktemp("demo")
     proc = _forecast_cli("demo", "--quick", "--workdir", str(work), "--models", "sfno,sfno-crps,dyffusion",
                          "stochastic.models=2", "dyffusion.models=2", "stochastic.noise_amplitude=1.3",
-                         "spectral_cap=4", "conserve_global_mean=[gh]")
+                         "spectral_cap=4", "conserve_global_mean=[gh]", "dyffusion.inference_member_dropout=0.02")
     out, err = proc.communicate(timeout=600)
     assert proc.returncode == 0, err[-3000:]
     assert f"demo outputs in {work}" in out
@@ -54,10 +54,12 @@ def test_demo_quick_writes_every_output(demo_dir):
         used = json.loads(open_forecast(demo_dir / "forecasts" / f"{name}.zarr").attrs["provenance"])["checkpoints"]
         assert [Path(c["path"]).parts[-3] for c in used] == ["model0", "model1"]
         assert used[0]["sha256"] != used[1]["sha256"]
-    # the demo's rollout settings reach each model's rollout: the noise factor the stochastic SFNO's only
-    for name, noise in (("sfno", None), ("sfno-crps", 1.3), ("dyffusion", None)):
+    # the demo's rollout settings reach each model's rollout: the noise factor the stochastic SFNO's
+    # only, the member dropout DYffusion's only
+    for name, noise, member in (("sfno", None, None), ("sfno-crps", 1.3, None), ("dyffusion", None, 0.02)):
         rolled = json.loads(open_forecast(demo_dir / "forecasts" / f"{name}.zarr").attrs["provenance"])["config"]
         assert (rolled["noise_amplitude"], rolled["spectral_cap"], rolled["conserve_global_mean"]) == (noise, 4, ["gh"])
+        assert rolled["member_dropout"] == member
     dyffusion = load_checkpoint(demo_dir / "runs" / "dyffusion" / "model1" / "checkpoints" / "latest.pt")
     assert dyffusion.epoch >= 1     # 1 of the 2 epochs each: epoch 0 trains the interpolator, 1 the forecaster
     fc = open_forecast(demo_dir / "forecasts" / "sfno.zarr")

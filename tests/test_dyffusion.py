@@ -17,8 +17,9 @@ from forecast.checkpoint import load_checkpoint, load_model
 from forecast.config import ModelConfig, TrainConfig
 from forecast.models import build_model
 from forecast.models.dyffusion import DYffusion, cold_sample
+from forecast.models.layers import DropoutMasks
 from forecast.models.sfno import SFNO
-from forecast.rollout import open_forecast, rollout
+from forecast.rollout import RolloutEngine, open_forecast, rollout
 from forecast.train import train
 from pipelines.errors import InputError
 from pipelines.grids import Grid
@@ -143,6 +144,53 @@ def test_interpolator_dropout_stays_on_at_inference_and_is_seeded_per_member():
     assert not _model(DYFFUSION.model_copy(update={"mlp_dropout": 0.0, "drop_path_rate": 0.0})).stochastic
 
 
+def test_member_masks_are_the_same_at_every_step_and_multiply_the_fresh_ones():
+    x = torch.ones(2, 20_000)
+    fresh = [torch.Generator().manual_seed(s) for s in (1, 2)]
+    step1 = DropoutMasks(fresh, [torch.Generator().manual_seed(s) for s in (7, 8)], member_rate=0.5).apply(x, 0.2, True)
+    fresh = [torch.Generator().manual_seed(s) for s in (3, 4)]     # the next step: new fresh masks, the same members'
+    step2 = DropoutMasks(fresh, [torch.Generator().manual_seed(s) for s in (7, 8)], member_rate=0.5).apply(x, 0.2, True)
+    for y in (step1, step2):
+        assert abs((y > 0).float().mean().item() - 0.8 * 0.5) < 0.01      # keep (1 - p)(1 - q)
+        assert torch.all(y[y > 0] == 1.0 / 0.4)                           # survivors scaled by 1 / keep
+    both = ((step1 > 0) & (step2 > 0)).float().mean().item()
+    assert abs(both - 0.8 * 0.8 * 0.5) < 0.01          # independent masks would share 0.16 of the elements
+    with pytest.raises(ValueError, match="member mask generators"):
+        DropoutMasks(fresh, fresh[:1], member_rate=0.5)
+
+
+def test_member_dropout_gives_each_member_one_network_for_its_whole_forecast():
+    model = _model(DYFFUSION.model_copy(update={"mlp_dropout": 0.0, "drop_path_rate": 0.0, "member_dropout": 0.3}))
+    state, forcings = _inputs()
+    assert model.stochastic
+
+    def step_noise(step: int, member_seeds: tuple[int, ...] = (11, 12, 13, 14)) -> torch.Tensor:
+        def generators_at(lag):
+            seeds = member_seeds if lag is None else [100 * step + s for s in range(4)]
+            return [torch.Generator().manual_seed(s) for s in seeds]
+        return model.step_noise(generators_at)
+
+    assert step_noise(0).shape == (4, 2)       # this step's seed and the member's
+    with torch.no_grad():
+        first, later = model(state, forcings, step_noise(0)), model(state, forcings, step_noise(5))
+        others = model(state, forcings, step_noise(0, (21, 22, 23, 24)))
+        plain = _model(DYFFUSION.model_copy(update={"mlp_dropout": 0.0, "drop_path_rate": 0.0}))(state, forcings)
+    assert torch.equal(first, later)            # no fresh dropout: the member's masks alone, the same every step
+    assert (first - others).abs().amax(dim=(1, 2, 3)).min() > 1e-4      # other members, other networks
+    assert (first - plain).abs().amax(dim=(1, 2, 3)).min() > 1e-4       # and not the network without masks
+    torch.testing.assert_close(model(state, forcings), plain)             # no noise: no masks at all
+    # the rollout engine names the member's seed by the member alone: the same at every valid time
+    engine = RolloutEngine([model], GRID, pd.Timedelta(hours=1), None, batch_members=4, device="cpu")
+    ids = torch.arange(4)
+    at_0, at_5 = (engine._noise(0, ids, pd.Timestamp("2020-01-01") + pd.Timedelta(hours=h), 9) for h in (0, 5))
+    assert torch.equal(at_0[:, 1], at_5[:, 1]) and not torch.equal(at_0[:, 0], at_5[:, 0])
+    assert len(set(at_0[:, 1].tolist())) == 4
+    with pytest.raises(ValueError, match="member_dropout is the member masks of a DYffusion"):
+        ModelConfig(member_dropout=0.2)
+    with pytest.raises(ValueError, match="inference only"):
+        TrainConfig(store="s.zarr", model=DYFFUSION.model_copy(update={"member_dropout": 0.2}))
+
+
 def test_gradients_reach_both_networks_through_the_sampling_loop():
     model = _model().train()
     state, forcings = _inputs(batch=2)
@@ -257,16 +305,23 @@ def test_intermediate_states_need_a_dyffusion_checkpoint_and_every_store_step(ro
     sfno = make_checkpoint(root / "sfno.pt", store)
     with pytest.raises(InputError, match="architecture dyffusion"):
         rollout(rollout_config([sfno], store, root / "x.zarr", intermediate=True))
-    with pytest.raises(InputError, match="inference dropout of a DYffusion"):
-        rollout(rollout_config([sfno], store, root / "z.zarr", dropout=0.3))
+    for key in ("dropout", "member_dropout"):
+        with pytest.raises(InputError, match=f"rollout {key}=0.3 is an inference dropout of a DYffusion"):
+            rollout(rollout_config([sfno], store, root / "z.zarr", **{key: 0.3}))
     with pytest.raises(InputError, match="output_every"):
         rollout(rollout_config([ckpt], store, root / "y.zarr", intermediate=True, lead="6h", output_every=2))
 
 
-def test_a_dyffusion_rollout_stopped_mid_way_resumes_bit_identically(rollout_setup, monkeypatch):
+@pytest.mark.parametrize("member_dropout", [None, 0.3])
+def test_a_dyffusion_rollout_stopped_mid_way_resumes_bit_identically(rollout_setup, monkeypatch, member_dropout):
     root, store, ckpt = rollout_setup
-    options = dict(perturbation=NONE, lead="9h", init_times=["2020-03-20T03"], intermediate=True)
-    reference = _data(rollout(rollout_config([ckpt], store, root / "ref.zarr", **options)))
-    interrupt_rollout(rollout_config([ckpt], store, root / "resumed.zarr", **options), monkeypatch)
-    resumed = _data(rollout(rollout_config([ckpt], store, root / "resumed.zarr", **options)))
+    options = dict(perturbation=NONE, lead="9h", init_times=["2020-03-20T03"], intermediate=True,
+                   member_dropout=member_dropout)
+    name = f"m{member_dropout}"
+    reference = _data(rollout(rollout_config([ckpt], store, root / f"ref{name}.zarr", **options)))
+    interrupt_rollout(rollout_config([ckpt], store, root / f"resumed{name}.zarr", **options), monkeypatch)
+    resumed = _data(rollout(rollout_config([ckpt], store, root / f"resumed{name}.zarr", **options)))
     assert resumed.tobytes() == reference.tobytes()
+    if member_dropout:   # the member masks change the forecast (the reference without them was written first)
+        plain = _data(rollout(rollout_config([ckpt], store, root / "plain.zarr", **options | {"member_dropout": None})))
+        assert not np.array_equal(plain[:, :, :, -1], reference[:, :, :, -1])

@@ -94,10 +94,11 @@ class PrognosticModel(nn.Module, ABC):
         """Factor on the noise :meth:`step_noise` gives (1: as trained)."""
         return 1.0
 
-    def step_noise(self, generators_at: Callable[[int], list[torch.Generator]]) -> torch.Tensor:
+    def step_noise(self, generators_at: Callable[[int | None], list[torch.Generator]]) -> torch.Tensor:
         r"""The noise of one step, from ``generators_at(k)``: the batch's generators of the
         innovation ``k`` steps back (``k = 0``: this step's; the rollout names them by valid
-        time, training by step, so they exist before the first step too).
+        time, training by step, so they exist before the first step too); ``generators_at(None)``
+        gives each member's generator of no step, the same for its whole run.
 
         With :math:`\phi` = :attr:`noise_autocorrelation` > 0 this is FourCastNet 3's AR(1)
         :math:`\eta_t = \phi\,\eta_{t-1} + \sqrt{1-\phi^2}\,\xi_t` started :math:`K` steps back

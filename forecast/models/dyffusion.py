@@ -31,12 +31,22 @@ come from one generator per member (:class:`~forecast.models.layers.DropoutMasks
 by :meth:`DYffusion.draw_noise` from the rollout's or the training sample's generator; so
 the same seed gives the same ensemble, bit for bit, however members are batched.
 
+At inference a second, *member* dropout (rate ``member_dropout``, 0 in training) can
+multiply each mask: its masks are drawn from a seed of the member's own, the same at every
+step, so each member keeps one network of the dropout ensemble for its whole forecast.
+The paper's fresh masks alone give each step an error of about fixed size that the next
+steps partly undo, so the spread is too large after one step relative to the error and
+too small after a few days; the member masks add an error that persists and grows with the
+flow, as a model's own error does (README, "Member dropout").
+
 Reference: S. Rühling Cachay, B. Henn, O. Watt-Meyer, C. S. Bretherton, R. Yu (2024),
 "Probabilistic Emulation of a Global Climate Model with Spherical DYffusion", NeurIPS;
 https://github.com/Rose-STL-Lab/spherical-dyffusion.
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable
 
 import torch
 
@@ -79,6 +89,10 @@ def cold_sample(x0: torch.Tensor, horizon: int, forecaster, interpolator, interm
     return torch.stack(path, dim=1) if intermediate else state
 
 
+def _generators(seeds: torch.Tensor) -> list[torch.Generator]:
+    return [torch.Generator().manual_seed(int(s)) for s in seeds.tolist()]
+
+
 class DYffusion(PrognosticModel):
     """Spherical DYffusion: interpolator and forecaster SFNOs (module docstring).
 
@@ -92,15 +106,20 @@ class DYffusion(PrognosticModel):
     dropout, drop_path
         The interpolator's MLP dropout and drop-path rate (0.1 and 0.1 in the paper); the
         ensemble's spread comes from them.
+    member_dropout
+        The rate of the member masks at inference (module docstring; 0: none, as the paper).
     """
 
     def __init__(self, grid: Grid, n_state: int, n_forcing: int, *, sfno: dict, dropout: float = 0.1,
-                 drop_path: float = 0.1) -> None:
+                 drop_path: float = 0.1, member_dropout: float = 0.0) -> None:
         super().__init__(grid, n_state, n_forcing, residual=False)
         self.interpolator = SFNO(grid, n_state, n_state + n_forcing, residual=False, step_conditioning=True,
                                  mlp_dropout=dropout, drop_path_rate=drop_path, **sfno)
         self.forecaster = SFNO(grid, n_state, n_forcing, residual=False, step_conditioning=True, **sfno)
         self.dropout, self.drop_path = dropout, drop_path
+        if not 0.0 <= member_dropout < 1.0:
+            raise InputError(f"member_dropout must be in [0, 1), got {member_dropout}")
+        self.member_dropout = member_dropout
         # model step in store steps; set from the data by training, carried by checkpoints
         self.register_buffer("horizon_steps", torch.zeros((), dtype=torch.long))
 
@@ -114,7 +133,8 @@ class DYffusion(PrognosticModel):
                     normalization=config.normalization, activation=config.activation, big_skip=config.big_skip,
                     pos_embed=config.pos_embed_kind if config.pos_embed else None,
                     encoder_layers=config.encoder_layers)
-        return cls(grid, n_state, n_forcing, sfno=sfno, dropout=config.mlp_dropout, drop_path=config.drop_path_rate)
+        return cls(grid, n_state, n_forcing, sfno=sfno, dropout=config.mlp_dropout, drop_path=config.drop_path_rate,
+                   member_dropout=config.member_dropout)
 
     # -- horizon ----------------------------------------------------------------------------
     @property
@@ -136,18 +156,27 @@ class DYffusion(PrognosticModel):
     # -- noise ------------------------------------------------------------------------------
     @property
     def stochastic(self) -> bool:
-        return self.dropout > 0 or self.drop_path > 0
+        return self.dropout > 0 or self.drop_path > 0 or self.member_dropout > 0
 
     def draw_noise(self, generators: list[torch.Generator]) -> torch.Tensor:
         """One 62-bit seed per sample ``(B,)`` int64: it seeds the sample's dropout masks."""
         return torch.cat([torch.randint(0, 2**62, (1,), generator=g) for g in generators])
 
-    @staticmethod
-    def masks(noise: torch.Tensor | None) -> DropoutMasks | None:
-        """The dropout masks of a batch from :meth:`draw_noise`'s seeds (None: no dropout)."""
+    def step_noise(self, generators_at: Callable[[int | None], list[torch.Generator]]) -> torch.Tensor:
+        """The seeds of one step's masks ``(B,)``; with member dropout ``(B, 2)``: this step's
+        seed and the member's (from ``generators_at(None)``, the same at every step)."""
+        seeds = self.draw_noise(generators_at(0))
+        if self.member_dropout <= 0.0:
+            return seeds
+        return torch.stack([seeds, self.draw_noise(generators_at(None))], dim=1)
+
+    def masks(self, noise: torch.Tensor | None) -> DropoutMasks | None:
+        """The dropout masks of a batch from :meth:`step_noise`'s seeds (None: no dropout)."""
         if noise is None:
             return None
-        return DropoutMasks([torch.Generator().manual_seed(int(s)) for s in noise.tolist()])
+        if noise.dim() == 1:
+            return DropoutMasks(_generators(noise))
+        return DropoutMasks(_generators(noise[:, 0]), _generators(noise[:, 1]), self.member_dropout)
 
     # -- the two networks ---------------------------------------------------------------------
     def interpolate(self, x0: torch.Tensor, xh: torch.Tensor, forcings: torch.Tensor, step: torch.Tensor,
@@ -174,7 +203,7 @@ class DYffusion(PrognosticModel):
         masks = self.masks(noise)
         # cold_sample stacks the two interpolator calls of one n on the batch: each member's
         # generator then draws the masks of both, in order
-        doubled = None if masks is None else DropoutMasks(masks.generators * 2)
+        doubled = None if masks is None else masks.doubled()
 
         def interpolator(x0: torch.Tensor, xhat: torch.Tensor, step: torch.Tensor) -> torch.Tensor:
             if x0.shape[0] == forcings.shape[0]:

@@ -65,8 +65,9 @@ class MLP(nn.Module):
         """``(..., in_features) -> (..., out_features)``; ``masks`` draws the dropout masks
         from per-sample generators (``x`` then has the batch first) instead of the global RNG."""
         hidden = self.act(self.fc1(x))
-        if masks is not None and isinstance(self.drop, nn.Dropout):
-            return self.fc2(masks.apply(hidden, self.drop.p, per_element=True))
+        if masks is not None:
+            rate = self.drop.p if isinstance(self.drop, nn.Dropout) else 0.0
+            return self.fc2(masks.apply(hidden, rate, per_element=True))
         return self.fc2(self.drop(hidden))
 
 
@@ -86,7 +87,7 @@ class DropPath(nn.Module):
     def forward(self, x: torch.Tensor, masks: "DropoutMasks | None" = None) -> torch.Tensor:
         """``(B, ...) -> (B, ...)``; with ``masks`` the mask comes from per-sample generators
         and is applied whatever the mode (dropout as a source of ensemble spread)."""
-        if masks is not None and self.p > 0.0:
+        if masks is not None:
             return masks.apply(x, self.p, per_element=False)
         if self.p == 0.0 or not self.training:
             return x
@@ -107,27 +108,62 @@ class DropoutMasks:
     Spherical DYffusion) gives a seeded, bit-reproducible ensemble. Masks are drawn on
     the CPU (the generators are CPU generators) and moved to the activations' device.
 
+    With ``member_generators`` each mask is the product of two: one drawn afresh from
+    ``generators`` at rate :math:`p` (the layer's) and one at rate :math:`q`
+    (``member_rate``) from generators that the caller creates anew from the same seeds at
+    every model step, so that the :math:`k`-th dropout call of every step gets the same
+    member mask:
+
+    .. math:: y = x \odot m^{\text{step}} \odot m^{\text{member}} / ((1-p)(1-q)).
+
+    The member masks make each member one network drawn from the dropout ensemble for its
+    whole forecast (Gal & Ghahramani 2016): an error that persists from step to step, as a
+    model's error does, where fresh masks alone give an error that averages out over steps.
+
     Parameters
     ----------
     generators
         One CPU generator per sample of the batch.
+    member_generators
+        One CPU generator per sample for the member masks (None: none).
+    member_rate
+        :math:`q`, the member masks' drop rate (MLP dropout and drop path alike).
     """
 
-    def __init__(self, generators: list[torch.Generator]) -> None:
+    def __init__(self, generators: list[torch.Generator], member_generators: list[torch.Generator] | None = None,
+                 member_rate: float = 0.0) -> None:
         self.generators = list(generators)
+        self.member_generators = None if member_generators is None else list(member_generators)
+        if self.member_generators is not None and len(self.member_generators) != len(self.generators):
+            raise ValueError(f"{len(self.member_generators)} member mask generators for {len(self.generators)} samples")
+        if not 0.0 <= member_rate < 1.0:
+            raise ValueError(f"member dropout rate must be in [0, 1), got {member_rate}")
+        self.member_rate = member_rate if self.member_generators is not None else 0.0
+
+    def doubled(self) -> "DropoutMasks":
+        """The masks of the batch stacked twice (``[x, x]``): each sample's generators draw
+        the masks of its first copy, then of its second."""
+        members = None if self.member_generators is None else self.member_generators * 2
+        return DropoutMasks(self.generators * 2, members, self.member_rate)
 
     def apply(self, x: torch.Tensor, p: float, per_element: bool) -> torch.Tensor:
-        r"""``x * mask / (1 - p)``, ``x`` ``(B, ...)`` with ``B`` = number of generators; the
+        r"""``x * mask / keep``, ``x`` ``(B, ...)`` with ``B`` = number of generators; the
         mask keeps each element (``per_element``) or each sample's whole tensor (drop path)
-        with probability :math:`1 - p`."""
-        if p <= 0.0:
+        with probability ``keep`` = :math:`(1 - p)(1 - q)`."""
+        if p <= 0.0 and self.member_rate <= 0.0:
             return x
         if x.shape[0] != len(self.generators):
             raise ValueError(f"{len(self.generators)} mask generators for a batch of {x.shape[0]}")
-        keep = 1.0 - p
         shape = tuple(x.shape[1:]) if per_element else (1,) * (x.dim() - 1)
-        # uniform draws compared with keep: twice as fast as bernoulli_ on the CPU
-        mask = torch.stack([torch.rand(shape, generator=g) < keep for g in self.generators])
+        keep, mask = 1.0, None
+        for rate, generators in ((p, self.generators), (self.member_rate, self.member_generators)):
+            if rate <= 0.0 or generators is None:
+                continue
+            # uniform draws compared with the keep probability: twice as fast as bernoulli_ on the CPU
+            drawn = torch.stack([torch.rand(shape, generator=g) < 1.0 - rate for g in generators])
+            mask = drawn if mask is None else mask & drawn
+            keep *= 1.0 - rate
+        assert mask is not None
         return x * mask.to(device=x.device, dtype=x.dtype) / keep
 
     def __len__(self) -> int:

@@ -196,7 +196,8 @@ class RolloutEngine:
         if noise_seed is None or not getattr(model, "stochastic", False):
             return None
         ids = members.tolist()
-        return model.step_noise(lambda lag: [noise_generator(noise_seed, m, time - lag * self.time_step) for m in ids])
+        return model.step_noise(lambda lag: [noise_generator(noise_seed, m, None if lag is None else time - lag * self.time_step)
+                                             for m in ids])
 
     def _forward(self, k: int, state: torch.Tensor, forcing: torch.Tensor, noise: torch.Tensor | None = None,
                  intermediate: bool = False) -> torch.Tensor:
@@ -230,6 +231,9 @@ class RolloutEngine:
         return state
 
 
-def noise_generator(noise_seed: int, member: int, time: pd.Timestamp) -> torch.Generator:
-    """The generator of member ``member``'s model noise for the step from ``time``."""
+def noise_generator(noise_seed: int, member: int, time: pd.Timestamp | None) -> torch.Generator:
+    """The generator of member ``member``'s model noise for the step from ``time``; with
+    ``time`` None the member's generator of no step (the same for its whole forecast)."""
+    if time is None:
+        return seeded_generator(noise_seed, member)
     return seeded_generator(noise_seed, member, int(pd.Timestamp(time).value // 1_000_000_000))

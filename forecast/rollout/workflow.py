@@ -93,22 +93,27 @@ def _hours(step: pd.Timedelta) -> str:
 
 
 def load_models(paths: list[str], device: torch.device, dropout: float | None = None,
-                noise_amplitude: float | None = None) -> tuple[list[torch.nn.Module], list[Any]]:
+                noise_amplitude: float | None = None,
+                member_dropout: float | None = None) -> tuple[list[torch.nn.Module], list[Any]]:
     """Load every checkpoint; refuse a set that disagrees on grid, variables, step or statistics.
-    ``dropout`` sets a DYffusion interpolator's inference dropout (MLP dropout and drop path);
-    ``noise_amplitude`` multiplies a stochastic SFNO's noise (None: as trained)."""
+    ``dropout`` sets a DYffusion interpolator's inference dropout (MLP dropout and drop path),
+    ``member_dropout`` its member masks' rate; ``noise_amplitude`` multiplies a stochastic
+    SFNO's noise (None: as trained)."""
     from forecast.checkpoint import load_checkpoint, model_from_checkpoint
 
     if not paths:
         raise InputError("no checkpoint given; pass --checkpoint CKPT (repeatable)")
     ckpts = [load_checkpoint(p) for p in paths]   # each read and checksummed once
     overrides: dict[str, float] = {}
-    if dropout is not None:
-        kinds = {c.model_config.architecture for c in ckpts}
-        if kinds != {"dyffusion"}:
-            raise InputError(f"rollout dropout={dropout} is the inference dropout of a DYffusion interpolator; "
+    kinds = {c.model_config.architecture for c in ckpts}
+    for key, rate in (("dropout", dropout), ("member_dropout", member_dropout)):
+        if rate is not None and kinds != {"dyffusion"}:
+            raise InputError(f"rollout {key}={rate} is an inference dropout of a DYffusion interpolator; "
                              f"these checkpoints are {', '.join(sorted(kinds))}")
+    if dropout is not None:
         overrides.update(mlp_dropout=dropout, drop_path_rate=dropout)
+    if member_dropout is not None:
+        overrides["member_dropout"] = member_dropout
     if noise_amplitude is not None:
         plain = [p for p, c in zip(paths, ckpts) if c.model_config.architecture != "sfno"
                  or not c.model_config.noise_channels]
@@ -186,7 +191,8 @@ class RolloutPlan:
     @classmethod
     def build(cls, config: RolloutConfig, device: torch.device | None = None) -> "RolloutPlan":
         device = device or select_device(config.device)
-        models, ckpts = load_models(list(config.checkpoints), device, config.dropout, config.noise_amplitude)
+        models, ckpts = load_models(list(config.checkpoints), device, config.dropout, config.noise_amplitude,
+                                    config.member_dropout)
         first = ckpts[0]
         grid, variables = first.grid, list(first.variables)
         step = pd.Timedelta(seconds=first.time_step_seconds)

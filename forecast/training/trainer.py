@@ -81,7 +81,8 @@ class Rollout(nn.Module):
 
     def _noise(self, sample_seeds: torch.Tensor, step: int) -> torch.Tensor:
         seeds = sample_seeds.tolist()
-        return self.model.step_noise(lambda lag: [seeded_generator(seed, member, step - lag)
+        return self.model.step_noise(lambda lag: [seeded_generator(seed, member) if lag is None
+                                                  else seeded_generator(seed, member, step - lag)
                                                   for seed in seeds for member in range(self.members)])
 
 
