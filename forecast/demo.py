@@ -124,10 +124,16 @@ def _train_configs(config: DemoConfig, arch: str, store: Path, work: Path,
             for k in range(copies)]
 
 
-def _perturbation(config: DemoConfig, arch: str):
-    """Initial perturbations: a model's own section's for the probabilistic models."""
-    return {"sfno-crps": config.stochastic.perturbation, "dyffusion": config.dyffusion.perturbation}.get(
-        arch, config.perturbation)
+def _model_rollout(config: DemoConfig, arch: str) -> dict:
+    """The rollout settings that belong to one kind of model: initial perturbations (a model's
+    own section's for the probabilistic models), the stochastic SFNO's noise factor,
+    DYffusion's two inference dropouts. The rest of the rollout is the same for every model."""
+    if arch == "sfno-crps":
+        return dict(perturbation=config.stochastic.perturbation, noise_amplitude=config.stochastic.noise_amplitude)
+    if arch == "dyffusion":
+        return dict(perturbation=config.dyffusion.perturbation, dropout=config.dyffusion.inference_dropout,
+                    member_dropout=config.dyffusion.inference_member_dropout)
+    return dict(perturbation=config.perturbation)
 
 
 def _stage(name: str, timings: dict[str, float]):
@@ -178,12 +184,8 @@ def demo(config: DemoConfig, quick: bool = False) -> DemoResult:
             result.forecasts[arch] = rollout(RolloutConfig(
                 checkpoints=[str(c) for c in result.checkpoints[arch]], initial=str(result.store),
                 init_times=[t.isoformat() for t in inits], lead=f"{config.lead_hours:g}h", members=config.members,
-                perturbation=_perturbation(config, arch),
-                dropout=config.dyffusion.inference_dropout if arch == "dyffusion" else None,
-                member_dropout=config.dyffusion.inference_member_dropout if arch == "dyffusion" else None,
-                noise_amplitude=config.stochastic.noise_amplitude if arch == "sfno-crps" else None,
                 spectral_cap=config.spectral_cap, conserve_global_mean=config.conserve_global_mean,
-                seed=config.seed, out=str(work / "forecasts" / f"{arch}.zarr")))
+                seed=config.seed, out=str(work / "forecasts" / f"{arch}.zarr"), **_model_rollout(config, arch)))
         with _stage(f"verify {arch}", result.timings):
             result.scores[arch] = verify(VerifyConfig(forecast=str(result.forecasts[arch]), truth=str(result.store),
                                                       out=str(work / "scores" / f"{arch}.nc")))
