@@ -322,6 +322,6 @@ def test_a_dyffusion_rollout_stopped_mid_way_resumes_bit_identically(rollout_set
     interrupt_rollout(rollout_config([ckpt], store, root / f"resumed{name}.zarr", **options), monkeypatch)
     resumed = _data(rollout(rollout_config([ckpt], store, root / f"resumed{name}.zarr", **options)))
     assert resumed.tobytes() == reference.tobytes()
-    if member_dropout:   # the member masks change the forecast (the reference without them was written first)
+    if member_dropout:   # the member masks change the forecast: the same rollout without them differs
         plain = _data(rollout(rollout_config([ckpt], store, root / "plain.zarr", **options | {"member_dropout": None})))
         assert not np.array_equal(plain[:, :, :, -1], reference[:, :, :, -1])
