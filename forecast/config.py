@@ -211,6 +211,9 @@ class VerifyConfig(StrictModel):
     forecast: str = "forecast.zarr"
     truth: str = "data/store.zarr"
     climatology: str | None = None            # None: the truth store's own climatology
+    # the perfect-model ensemble of the embedded data (`forecast perfect-model`), scored as
+    # the model "perfect_model": the physical limit of skill; None: not scored
+    perfect_model: str | None = None
     baselines: list[Literal["persistence", "climatology"]] = ["persistence", "climatology"]
     metrics: list[MetricName] = ["rmse", "mse", "mae", "bias", "acc", "ens_rmse", "ens_mae", "spread", "spread_skill", "crps", "crps_fair"]
     regions: list[RegionName] = ["global", "nh-extratropics", "tropics", "sh-extratropics"]

@@ -43,7 +43,7 @@ def test_scores_layout(scored: tuple[Path, xr.Dataset, xr.Dataset]) -> None:
         lead = raw["lead_time"]
         assert lead.units == "hours" and lead.dtype == np.float64 and "_FillValue" not in lead.ncattrs()
         assert raw["model"].dtype == np.int32 and raw["model"].flag_meanings == "forecast persistence climatology"
-        assert raw["gh"].dimensions[0] == "lead_time" and set(raw.groups) == {"rank_histogram", "spectra"}
+        assert raw["gh"].dimensions[0] == "lead_time" and set(raw.groups) == {"rank_histogram", "spectra", "init_sums"}
         assert raw.Conventions == "CF-1.8" and isinstance(raw.ensemble_members, np.int32)
     hist = open_scores(out, "rank_histogram")
     assert hist["gh"].dims == ("lead_time", "region", "rank") and hist.sizes["rank"] == 4
@@ -141,7 +141,7 @@ def test_every_group_of_the_scores_passes_the_cf_checker(scored, tmp_path) -> No
     assert cf_failures(out, tmp_path) == []
     with netCDF4.Dataset(out) as nc:
         groups, file_attrs = list(nc.groups), {k: nc.getncattr(k) for k in nc.ncattrs()}
-    assert groups == ["rank_histogram", "spectra"]
+    assert groups == ["rank_histogram", "spectra", "init_sums"]
     for group in groups:
         with xr.open_dataset(out, group=group, decode_cf=False) as raw:   # the bytes on disk, attributes as written
             raw.attrs = {**file_attrs, **raw.attrs}                      # a group belongs to the file's attributes

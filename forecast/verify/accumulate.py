@@ -15,7 +15,9 @@ The sums reproduce :mod:`forecast.verify.deterministic` and
 
 Arrays have a leading ``variable`` dim (every variable of one lead time stacked), then
 ``member`` (the forecast only), ``init_time``, ``lat``, ``lon``; weights have dims
-``(region, lat)``; every partial has dims ``(variable, region)``.
+``(region, lat)``; every partial has dims ``(variable, init_time, region)``: the sums of each
+init time are kept apart, so that the scores can be resampled over init times
+(:mod:`forecast.verify.bootstrap`); :func:`over_inits` adds them up.
 """
 
 from __future__ import annotations
@@ -29,12 +31,12 @@ from forecast.verify import deterministic as det
 from forecast.verify import ensemble as ens
 from forecast.verify.registry import METRICS
 
-__all__ = ["lead_partials", "Accumulator", "finalise", "rank_counts"]
+__all__ = ["lead_partials", "over_inits", "Accumulator", "finalise", "rank_counts"]
 
 MEMBER = "member"
 SPACE = ("lat", "lon")
-POOLED = (MEMBER, "init_time", *SPACE)
-ENSEMBLE = ("init_time", *SPACE)
+POOLED = (MEMBER, *SPACE)       # per init time: members and area
+ENSEMBLE = SPACE                # per init time: area (the ensemble reduced first)
 
 def _sums(x: xr.DataArray, weights: xr.DataArray, dims: tuple[str, ...]) -> tuple[xr.DataArray, xr.DataArray]:
     """``(sum w x, sum w)`` over ``dims``, NaNs and their weights left out."""
@@ -57,7 +59,7 @@ def lead_partials(forecast: xr.DataArray, truth: xr.DataArray, climatology: xr.D
             out["e"] = _sums(error, weights, POOLED)
         if "acc" in needed and climatology is not None:
             value = det.acc(forecast, truth, climatology, weights, SPACE)     # one ACC per member and init time
-            out["acc"] = (value.fillna(0.0).sum((MEMBER, "init_time")), value.notnull().sum((MEMBER, "init_time")))
+            out["acc"] = (value.fillna(0.0).sum(MEMBER), value.notnull().sum(MEMBER))
         mean = forecast.mean(MEMBER, skipna=False)
         if "ens_se" in needed:
             out["ens_se"] = _sums(np.square(mean - truth), weights, ENSEMBLE)
@@ -78,6 +80,11 @@ def lead_partials(forecast: xr.DataArray, truth: xr.DataArray, climatology: xr.D
             if "crps_fair" in needed and m > 1:
                 out["crps_fair"] = _sums(skill - pair_sum / (2.0 * m * (m - 1)), weights, ENSEMBLE)
     return out
+
+
+def over_inits(partials: dict[str, tuple[xr.DataArray, xr.DataArray]]) -> dict[str, tuple[xr.DataArray, xr.DataArray]]:
+    """The partial sums of :func:`lead_partials` added over ``init_time``."""
+    return {name: (num.sum("init_time"), den.sum("init_time")) for name, (num, den) in partials.items()}
 
 
 @dataclass
@@ -125,4 +132,4 @@ def finalise(acc: Accumulator, metrics: list[str], members: int, template: xr.Da
 
 def rank_counts(forecast: xr.DataArray, truth: xr.DataArray, weights: xr.DataArray) -> xr.DataArray:
     """Area-weighted rank-histogram counts of one chunk, ``(variable, region, rank)`` (normalise the total)."""
-    return ens.rank_histogram(forecast, truth, ENSEMBLE, weights, normalise=False).transpose(..., "region", "rank")
+    return ens.rank_histogram(forecast, truth, ("init_time", *SPACE), weights, normalise=False).transpose(..., "region", "rank")

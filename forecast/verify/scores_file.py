@@ -27,17 +27,21 @@ from pipelines.errors import InputError
 __all__ = ["open_scores", "write_scores", "LAYOUT"]
 
 
-CATEGORIES = ("model", "metric", "region", "source")
+CATEGORIES = ("model", "metric", "region", "source", "part", "sum")
 # dims in the order users get them from open_scores; on disk lead_time comes first (CDO's time axis)
 LAYOUT = {None: ("model", "metric", "lead_time", "region"), "rank_histogram": ("lead_time", "region", "rank"),
-          "spectra": ("source", "lead_time", "wavenumber")}
+          "spectra": ("source", "lead_time", "wavenumber"),
+          "init_sums": ("model", "part", "sum", "lead_time", "region", "init_time")}   # CF: the T-like init_time last
 COORD_ATTRS = {
     "model": {"long_name": "forecast system (the model's forecast or a baseline)"},
     "metric": {"long_name": "verification metric"},
     "region": {"long_name": "verification region (latitude band)"},
     "lead_time": {"long_name": "lead time", "standard_name": "forecast_period"},
     "rank": {"long_name": "number of members below the truth", "units": "1"},
-    "source": {"long_name": "forecast (members and init times averaged) or truth"},
+    "source": {"long_name": "forecast or perfect-model ensemble (members and init times averaged), or truth"},
+    "part": {"long_name": "partial sum of the scores (forecast.verify.accumulate)"},
+    "sum": {"long_name": "value: sum of w x; weight: sum of w"},
+    "init_time": {"long_name": "initial time", "standard_name": "forecast_reference_time"},
     "wavenumber": {"long_name": "total spherical wavenumber l", "units": "1"},
 }
 
@@ -74,6 +78,9 @@ def _encoding(ds: xr.Dataset) -> dict:
             enc[name]["dtype"] = "int32"
     if "lead_time" in ds.coords:
         enc["lead_time"] = {"units": "hours", "dtype": "float64", "_FillValue": None}
+    if "init_time" in ds.coords:
+        enc["init_time"] = {"units": "hours since 1970-01-01 00:00:00", "calendar": "proleptic_gregorian",
+                            "dtype": "float64", "_FillValue": None}
     for name in ds.data_vars:
         enc[name] = {"_FillValue": np.nan, "dtype": "float64"}
     return enc

@@ -46,7 +46,7 @@ import xarray as xr
 
 from forecast.config import VerifyConfig
 from forecast.forecast_file import open_forecast
-from forecast.verify.accumulate import Accumulator, finalise, lead_partials, rank_counts
+from forecast.verify.accumulate import Accumulator, finalise, lead_partials, over_inits, rank_counts
 from forecast.verify.registry import METRICS, metric_units
 from forecast.verify.scores_file import open_scores, write_scores
 from forecast.verify.baselines import climatology_forecast, persistence, valid_times
@@ -61,6 +61,7 @@ log = logging.getLogger(__name__)
 __all__ = ["verify", "open_scores", "metric_units", "METRICS"]   # the last three re-exported
 
 MEMBER = "member"
+SPECTRA_SOURCES = ("forecast", "perfect_model")   # ensembles whose spectra are kept beside the truth's
 SPACE = ("lat", "lon")
 
 # -- inputs --------------------------------------------------------------------------------
@@ -182,10 +183,32 @@ def _verify(config: VerifyConfig) -> Path:
         models["persistence"] = persistence(truth_all, init, lead).expand_dims({MEMBER: [0]})
     if "climatology" in config.baselines:
         models["climatology"] = climatology_forecast(clim, init, lead).expand_dims({MEMBER: [0]})
+    if config.perfect_model is not None:
+        models["perfect_model"] = _open_perfect_model(config.perfect_model, forecast, grid)
     clim_valid = climatology_forecast(clim, init, lead) if clim is not None else None
-    scores, hists, spectra = _score_all(models, truth_all, clim_valid, valid, grid, metrics, regions,
-                                        config.init_chunk)
-    return _write(config, scores, hists, spectra, forecast, truth_all)
+    scores, hists, spectra, init_sums = _score_all(models, truth_all, clim_valid, valid, grid, metrics, regions,
+                                                   config.init_chunk)
+    members = {name: int(model.sizes[MEMBER]) for name, model in models.items()}
+    return _write(config, scores, hists, spectra, init_sums.assign_attrs(members=json.dumps(members)), forecast,
+                  truth_all)
+
+
+def _open_perfect_model(path: str, forecast: xr.Dataset, grid: Grid) -> xr.Dataset:
+    """The perfect-model ensemble (:mod:`forecast.verify.perfect_model`) at the forecast's init
+    and lead times, variables and grid; refused when it does not cover them."""
+    ensemble = standardise_latlon(open_forecast(path))
+    if Grid.from_coords(ensemble) != grid:
+        raise InputError(f"the perfect-model ensemble {path} is on grid {Grid.from_coords(ensemble)}, the forecast on "
+                         f"{grid}; make it from the store the forecast is on")
+    missing = [v for v in forecast.data_vars if v not in ensemble.data_vars]
+    inits, leads = forecast["init_time"].values, forecast["lead_time"].values
+    absent = [str(t) for t in inits if t not in ensemble["init_time"].values]
+    absent += [str(t) for t in leads if t not in ensemble["lead_time"].values]
+    if missing or absent:
+        raise InputError(f"the perfect-model ensemble {path} lacks {', '.join(missing + absent[:3])} of the forecast; "
+                         "make it with the forecast's init times, lead times and variables")
+    chosen = ensemble[list(forecast.data_vars)].sel(init_time=inits, lead_time=leads)
+    return _on_grid(chosen, grid)
 
 
 def _on_grid(ds: xr.Dataset, grid: Grid) -> xr.Dataset:
@@ -212,9 +235,10 @@ def _score_all(models: dict[str, xr.Dataset], truth_all: xr.Dataset, clim_valid:
     n_members = models["forecast"].sizes[MEMBER]
     n_init = valid.sizes["init_time"]
     chunks = [slice(a, min(a + init_chunk, n_init)) for a in range(0, n_init, init_chunk)]
-    per_lead, hists, spectra = [], [], []
+    per_lead, hists, spectra, per_init = [], [], [], []
     for i in progress(range(valid.sizes["lead_time"]), desc="verify"):
         sums = {name: Accumulator() for name in models}
+        init_sums = _InitSums()
         counts, template, power = None, None, Accumulator()   # power: (sum, count) of spectra
         for inits in chunks:
             times = valid.isel(lead_time=i, init_time=inits)
@@ -223,19 +247,25 @@ def _score_all(models: dict[str, xr.Dataset], truth_all: xr.Dataset, clim_valid:
             clim = _load(clim_valid, i, inits) if clim_valid is not None else None
             for name, model in models.items():
                 fc = _load(model, i, inits).assign_coords(init_time=times["init_time"].values)
-                sums[name].add(lead_partials(fc, truth, clim, weights, metrics))
+                partials = lead_partials(fc, truth, clim, weights, metrics)
+                sums[name].add(over_inits(partials))
+                init_sums.add(name, partials)
+                if name in SPECTRA_SOURCES:
+                    power.add(_power_sums(name, fc, grid))
                 if name == "forecast":
                     template = xr.dot(truth.isel(init_time=0, lon=0, drop=True), weights, dim="lat")
-                    power.add(_power_sums(fc, truth, grid))
+                    power.add(_power_sums("truth", truth, grid))
                     if n_members > 1:
                         part = rank_counts(fc, truth, weights)
                         counts = part if counts is None else counts + part
         per_lead.append(xr.concat([finalise(sums[name], metrics, models[name].sizes[MEMBER], template)
                                    for name in models], dim="model").assign_coords(model=list(models)))
+        per_init.append(init_sums.stacked())
         if counts is not None:
             hists.append(counts / counts.sum("rank"))
-        spectra.append(xr.concat([power.totals[k][0] / power.totals[k][1] for k in ("forecast", "truth")], dim="source")
-                       .assign_coords(source=["forecast", "truth"]))
+        sources = [k for k in ("forecast", "truth", "perfect_model") if k in power.totals]
+        spectra.append(xr.concat([power.totals[k][0] / power.totals[k][1] for k in sources], dim="source")
+                       .assign_coords(source=sources))
 
     def _stack(parts: list[xr.DataArray], *dims: str) -> xr.Dataset:
         out = xr.concat(parts, dim="lead_time").assign_coords(lead_time=valid["lead_time"].values)
@@ -243,15 +273,36 @@ def _score_all(models: dict[str, xr.Dataset], truth_all: xr.Dataset, clim_valid:
 
     return (_stack(per_lead, "model", "metric", "lead_time", "region"),
             _stack(hists, "lead_time", "region", "rank") if hists else None,
-            _stack(spectra, "source", "lead_time", "wavenumber"))
+            _stack(spectra, "source", "lead_time", "wavenumber"),
+            _stack(per_init, "model", "part", "sum", "lead_time", "region", "init_time"))
 
 
-def _power_sums(fc: xr.DataArray, truth: xr.DataArray, grid: Grid) -> dict[str, tuple[xr.DataArray, xr.DataArray]]:
-    """``{"forecast"|"truth": (sum of spectra, number of spectra)}`` over members and init times
-    (a field with a NaN has a NaN spectrum and is left out)."""
-    pf, pt = power_spectrum(fc, grid), power_spectrum(truth, grid)
-    return {"forecast": (pf.sum((MEMBER, "init_time")), pf.notnull().sum((MEMBER, "init_time"))),
-            "truth": (pt.sum("init_time"), pt.notnull().sum("init_time"))}
+class _InitSums:
+    """The partial sums of one lead time kept per init time, chunk by chunk, for the bootstrap
+    (:mod:`forecast.verify.bootstrap`): ``(model, part, sum, variable, init_time, region)`` with
+    ``sum`` = ``value`` (sum of w x) or ``weight`` (sum of w)."""
+
+    def __init__(self) -> None:
+        self.chunks: dict[str, list[dict[str, tuple[xr.DataArray, xr.DataArray]]]] = {}
+
+    def add(self, model: str, partials: dict[str, tuple[xr.DataArray, xr.DataArray]]) -> None:
+        self.chunks.setdefault(model, []).append(partials)
+
+    def stacked(self) -> xr.DataArray:
+        per_model = []
+        for chunks in self.chunks.values():
+            names = list(chunks[0])
+            parts = [xr.concat([xr.concat(list(chunk[n]), dim="sum") for n in names], dim="part") for chunk in chunks]
+            per_model.append(xr.concat(parts, dim="init_time").assign_coords(part=names, sum=["value", "weight"]))
+        return xr.concat(per_model, dim="model", join="outer").assign_coords(model=list(self.chunks))
+
+
+def _power_sums(name: str, fields: xr.DataArray, grid: Grid) -> dict[str, tuple[xr.DataArray, xr.DataArray]]:
+    """``{name: (sum of spectra, number of spectra)}`` over members (if any) and init times (a
+    field with a NaN has a NaN spectrum and is left out)."""
+    power = power_spectrum(fields, grid)
+    dims = [d for d in (MEMBER, "init_time") if d in power.dims]
+    return {name: (power.sum(dims), power.notnull().sum(dims))}
 
 
 # -- output --------------------------------------------------------------------------------
@@ -277,7 +328,7 @@ def _global_attrs(forecast: xr.Dataset, config: VerifyConfig) -> dict:
 
 
 def _write(config: VerifyConfig, scores: xr.Dataset, hists: xr.Dataset | None, spectra: xr.Dataset,
-           forecast: xr.Dataset, truth: xr.Dataset) -> Path:
+           init_sums: xr.Dataset, forecast: xr.Dataset, truth: xr.Dataset) -> Path:
     out = Path(config.out)
     units = {str(v): str(forecast[v].attrs.get("units", "1")) for v in forecast.data_vars}
     comment = "units of the variable for rmse, mae, bias, ens_rmse, ens_mae, spread, crps, crps_fair; squared for mse; " \
@@ -289,6 +340,9 @@ def _write(config: VerifyConfig, scores: xr.Dataset, hists: xr.Dataset | None, s
                                              "units": "1"}),
         "spectra": (spectra, lambda v: {"long_name": f"power spectrum of {v} (members and init times averaged)",
                                         "units": f"{squared_units(units[v])} sr"}),
+        "init_sums": (init_sums, lambda v: {"long_name": f"area-weighted partial sums of the scores of {v} per init "
+                                                         "time (value: sum of w x; weight: sum of w)", "units": "1",
+                                            "members": init_sums.attrs["members"]}),
     }
     write_scores(out, parts, _global_attrs(forecast, config), str(config.forecast))
     log.info("scores written to %s", out)

@@ -75,6 +75,7 @@ from torch_harmonics.examples import ShallowWaterSolver
 from pipelines.errors import InputError
 from pipelines.grids import EARTH_RADIUS_M, Grid
 from pipelines.progress import progress
+from pipelines.sources.swe_stepping import AdamsBashforth3
 
 logger = logging.getLogger("pipelines.sources.swe")
 
@@ -299,39 +300,6 @@ class StirringForce:
         self.force = self.a * self.force + math.sqrt(1.0 - self.a**2) * self._draw()
 
 
-class AdamsBashforth3:
-    """Third-order Adams-Bashforth stepping of a :class:`ShallowWaterSolver` state.
-
-    Unlike ``ShallowWaterSolver.timestep``, which restarts with forward Euler at every
-    call, the tendency history is kept between calls, so the trajectory does not depend
-    on how often it is sampled. Start-up: forward Euler, then AB2, then AB3. With
-    ``stirring`` its tendency is added to the solver's, and it advances every sub-step.
-    """
-
-    _COEFFS = ((1.0,), (1.5, -0.5), (23.0 / 12.0, -16.0 / 12.0, 5.0 / 12.0))
-
-    def __init__(self, solver: ShallowWaterSolver, uspec: torch.Tensor, stirring: StirringForce | None = None) -> None:
-        self.solver = solver
-        self.uspec = uspec
-        self.stirring = stirring
-        self.history: list[torch.Tensor] = []  # newest first
-
-    def step(self, n: int) -> torch.Tensor:
-        """Advance ``n`` sub-steps of ``solver.dt`` seconds; return the spectral state."""
-        solver = self.solver
-        for _ in range(n):
-            tendency = solver.dudtspec(self.uspec)
-            if self.stirring is not None:
-                tendency = tendency + self.stirring.tendency(self.uspec)
-                self.stirring.advance()
-            self.history = [tendency, *self.history[:2]]
-            coeffs = self._COEFFS[len(self.history) - 1]
-            tendency = sum(c * d for c, d in zip(coeffs, self.history))
-            self.uspec = self.uspec + solver.dt * tendency
-            self.uspec[1:] = solver.hyperdiff * self.uspec[1:]  # implicit hyperdiffusion
-        return self.uspec
-
-
 def grid_fields(solver: ShallowWaterSolver, uspec: torch.Tensor) -> np.ndarray:
     """Grid-point fields ``(4, nlat, nlon)`` float64: ``gh`` (m), ``u``, ``v`` (m s-1), ``vo`` (s-1)."""
     huv = solver.gethuv(uspec)
@@ -341,7 +309,7 @@ def grid_fields(solver: ShallowWaterSolver, uspec: torch.Tensor) -> np.ndarray:
 
 
 @contextlib.contextmanager
-def _torch_threads(n: int | None) -> Iterator[None]:
+def torch_threads(n: int | None) -> Iterator[None]:
     """Run with ``n`` intra-op threads (restored after); ``None`` leaves the setting alone."""
     before = torch.get_num_threads()
     if n is not None:
@@ -362,7 +330,7 @@ def trajectory(params: SWEParameters, n_steps: int, num_threads: int | None = 1)
         ``substep_seconds``/``wind_rms``), naming the step and what to change.
     """
     params.validate()
-    with _torch_threads(num_threads), torch.inference_mode():
+    with torch_threads(num_threads), torch.inference_mode():
         solver = build_solver(params)
         start = initial_condition(solver, params.seed, params.wind_rms, params.peak_wavenumber, params.balanced)
         stirring = StirringForce(solver, params.stirring, params.seed) if params.stirring is not None else None
