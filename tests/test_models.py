@@ -8,7 +8,8 @@ from torch_harmonics import InverseRealSHT, RealSHT
 
 from forecast.config import ModelConfig
 from forecast.models import ARCHITECTURES, build_model, count_parameters, estimate_flops
-from forecast.models.sfno import ChannelsLastInverseRealSHT, ChannelsLastRealSHT, SpectralConvS2
+from forecast.models.sfno.convolution import SpectralConvS2
+from forecast.models.sfno.sht import ChannelsLastInverseRealSHT, ChannelsLastRealSHT
 from pipelines.errors import InputError
 from pipelines.grids import Grid
 
