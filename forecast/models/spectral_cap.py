@@ -21,7 +21,7 @@ Spectral dynamical cores keep such scales in check with a filter (hyperdiffusion
 :mod:`forecast.models.hyperdiffusion`); a cap on the power per degree removes only what
 exceeds the data's own climate, so it leaves the scales the model gets right alone.
 It is a constraint on the output, applied after each step at inference (``forecast
-rollout`` ``spectral_cap``), not something the network learned.
+rollout`` ``spectral_cap``; :mod:`forecast.models.constraints`), not something the network learned.
 """
 
 from __future__ import annotations
@@ -78,18 +78,19 @@ class SpectralPowerCap(nn.Module):
         self.factor = float(factor)
         self.register_buffer("cap", reference * self.factor)                  # (C, L)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """``(..., C, H, W)`` -> the same, each degree's power at most the cap."""
-        if x.shape[-3] != self.cap.shape[0]:
-            raise ValueError(f"the state has {x.shape[-3]} variables; the cap has {self.cap.shape[0]}")
-        coeffs = self.sht(x.float())                                          # (..., C, L, M)
+    def forward(self, new: torch.Tensor, previous: torch.Tensor | None = None) -> torch.Tensor:
+        """``(..., C, H, W)`` -> the same, each degree's power at most the cap (a
+        :class:`~forecast.models.constraints.StepConstraint`; ``previous`` is not needed)."""
+        if new.shape[-3] != self.cap.shape[0]:
+            raise ValueError(f"the state has {new.shape[-3]} variables; the cap has {self.cap.shape[0]}")
+        coeffs = self.sht(new.float())                                        # (..., C, L, M)
         power = degree_power(coeffs)                                          # (..., C, L)
         ratio = torch.sqrt(self.cap / power.clamp_min(torch.finfo(power.dtype).tiny)).clamp(max=1.0)
         ratio[..., 0] = 1.0                                                   # the global mean stays
         if bool(torch.all(ratio == 1.0)):
-            return x
+            return new
         excess = self.isht(coeffs * (ratio - 1.0)[..., None])
-        return x + excess.to(x.dtype)
+        return new + excess.to(new.dtype)
 
     def extra_repr(self) -> str:
         return f"factor={self.factor:g}, variables={self.cap.shape[0]}, degrees={self.cap.shape[1]}"
