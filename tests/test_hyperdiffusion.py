@@ -43,6 +43,17 @@ def test_without_a_step_length_the_filter_keeps_band_limited_fields():
     torch.testing.assert_close(filt(field), field, atol=1e-5, rtol=0)
 
 
+def test_states_with_leading_dims_are_filtered_each_as_a_state():
+    filt = SpectralHyperdiffusion(GRID, efold_hours=2.0, degree=7, vector_pairs=[(0, 1)])
+    filt.set_time_step(6 * 3600)
+    filt.set_normalisation(torch.zeros(3), torch.ones(3))
+    states = torch.randn(2, 4, 3, 16, 32, generator=torch.Generator().manual_seed(0))     # (B, h, C, H, W)
+    filtered = filt(states)
+    assert filtered.shape == states.shape and not torch.allclose(filtered, states)
+    torch.testing.assert_close(filtered, torch.stack([filt(states[:, i]) for i in range(4)], dim=1),
+                               rtol=0, atol=1e-6)
+
+
 def _trained_on(channels: int, hours: float = 6.0) -> TrainedOn:
     return TrainedOn(GRID, [f"x{c}" for c in range(channels)], hours * 3600.0, np.zeros(channels), np.ones(channels))
 

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 import torch
@@ -44,7 +44,6 @@ if TYPE_CHECKING:
 __all__ = ["StepConstraint", "StepConstraints", "TrainedOn", "build_step_constraints", "constrained_step"]
 
 
-@runtime_checkable
 class StepConstraint(Protocol):
     """Maps a step's new normalised state ``(B, C, H, W)`` or ``(B, h, C, H, W)``, given the
     state it was stepped from ``(B, C, H, W)``, to a state of the new state's shape."""
@@ -53,8 +52,8 @@ class StepConstraint(Protocol):
 
 
 class StepConstraints(nn.Module):
-    """The chain of the module docstring: ``constraints`` applied in order (modules, so that
-    ``.to(device)`` moves their tables)."""
+    """The chain of the module docstring: ``constraints``, :class:`StepConstraint` modules (so
+    that ``.to(device)`` moves their tables), applied in order."""
 
     def __init__(self, constraints: Sequence[nn.Module] = ()) -> None:
         super().__init__()
@@ -66,7 +65,7 @@ class StepConstraints(nn.Module):
         return new
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)   # arrays: no field-wise equality
 class TrainedOn:
     """What the chain needs of the data a model was trained on: its grid, variables, model step
     (s), the ``(C,)`` mean and std of the normalisation (physical units), the ``(C, L)`` power per
