@@ -14,12 +14,13 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from forecast.config import ModelConfig  # noqa: E402
-from forecast.models import build_model  # noqa: E402
+from forecast.models import TrainedOn, build_model, build_step_constraints, constrained_step  # noqa: E402
 from pipelines.grids import Grid  # noqa: E402
 
 VARIABLES = ["gh", "u", "v", "vo"]
@@ -46,31 +47,31 @@ def main() -> None:
     grid = Grid.parse(args.grid)
     torch.manual_seed(0)
     size = dict(embed_dim=32, num_layers=4, scale_factor=2)
-    plain = build_model(ModelConfig(**size), grid, 4, 3, VARIABLES)
-    filtered = build_model(ModelConfig(**size, hyperdiffusion_efold_hours=2.0, hyperdiffusion_degree=21),
-                           grid, 4, 3, VARIABLES)
-    filtered.set_time_step(6 * 3600)
-    filtered.set_normalisation([1e5, 0.0, 0.0, 0.0], [3e3, 10.0, 10.0, 1e-5])
+    model = build_model(ModelConfig(**size), grid, 4, 3)
+    trained_on = TrainedOn(grid, VARIABLES, 6 * 3600.0, np.array([1e5, 0.0, 0.0, 0.0]), np.array([3e3, 10.0, 10.0, 1e-5]))
+    constraints = build_step_constraints([ModelConfig(**size, hyperdiffusion_efold_hours=2.0, hyperdiffusion_degree=21)],
+                                         trained_on)[0]
     state = torch.randn(args.batch, 4, grid.nlat, grid.nlon)
     forcings = torch.randn(args.batch, 3, grid.nlat, grid.nlon)
+    steps = {"SFNO": lambda: model(state, forcings),
+             "SFNO + hyperdiffusion": lambda: constrained_step(model, constraints, state, forcings)}
 
-    def train_step(model):
-        def step():
+    def train_step(step):
+        def run():
             model.zero_grad()
-            model(state, forcings).square().mean().backward()
-        return step
+            step().square().mean().backward()
+        return run
 
-    def infer_step(model):
-        def step():
+    def infer_step(step):
+        def run():
             with torch.no_grad():
-                model(state, forcings)
-        return step
+                step()
+        return run
 
-    results = {}
-    for name, model in (("SFNO", plain), ("SFNO + hyperdiffusion", filtered)):
-        results[name] = (seconds(train_step(model), args.repeats), seconds(infer_step(model), args.repeats))
+    results = {name: (seconds(train_step(step), args.repeats), seconds(infer_step(step), args.repeats))
+               for name, step in steps.items()}
     with torch.no_grad():
-        alone = seconds(lambda: filtered.hyperdiffusion(state), args.repeats)
+        alone = seconds(lambda: constraints(state, state), args.repeats)
     print(f"{grid}, batch {args.batch}, {torch.get_num_threads()} threads; median of {args.repeats}")
     base_train, base_infer = results["SFNO"]
     for name, (train, infer) in results.items():

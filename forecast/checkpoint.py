@@ -197,6 +197,6 @@ def model_from_checkpoint(ckpt: Checkpoint, device: str | torch.device = "cpu",
     from forecast.models import build_model
 
     config = ckpt.model_config.model_copy(update=model_overrides) if model_overrides else ckpt.model_config
-    model = build_model(config, ckpt.grid, len(ckpt.variables), len(forcing_names(ckpt.static_names)), ckpt.variables)
+    model = build_model(config, ckpt.grid, len(ckpt.variables), len(forcing_names(ckpt.static_names)))
     model.load_state_dict(ckpt.model_state)
     return model.to(device).eval()

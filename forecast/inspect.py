@@ -85,8 +85,7 @@ def _checkpoint(path: Path) -> list[str]:
     from forecast.forcings import forcing_names
 
     ckpt = load_checkpoint(path)
-    model = build_model(ckpt.model_config, ckpt.grid, len(ckpt.variables), len(forcing_names(ckpt.static_names)),
-                        ckpt.variables)
+    model = build_model(ckpt.model_config, ckpt.grid, len(ckpt.variables), len(forcing_names(ckpt.static_names)))
     return [f"{path}: checkpoint (forecast train), sha256 {ckpt.sha256[:16]}... verified",
             f"  model      {ckpt.model_config.architecture}, embed_dim {ckpt.model_config.embed_dim}, "
             f"{ckpt.model_config.num_layers} layers, {count_parameters(model):,} parameters",

@@ -31,10 +31,10 @@ import math
 import numpy as np
 import torch
 from torch import nn
-from torch_harmonics import RealSHT
 
 from pipelines.errors import InputError
 from pipelines.grids import Grid
+from pipelines.harmonics import order_multiplicity, sht
 
 
 def variable_weight_vector(variables: list[str], weights: dict[str, float]) -> np.ndarray:
@@ -124,14 +124,15 @@ def almost_fair_crps(members: torch.Tensor, target: torch.Tensor, alpha: float =
 class SpectralCRPS(nn.Module):
     r"""Almost-fair CRPS of spherical-harmonic amplitudes, ``(B, M, C, H, W) x (B, C, H, W) -> ()``.
 
-    With :math:`c_{lm}` the orthonormal real SHT of a field (:class:`torch_harmonics.RealSHT`,
-    ``norm="ortho"``, every degree of the grid: :math:`l, m < L`), the term is
+    With :math:`c_{lm}` the orthonormal real SHT of a field (:func:`pipelines.harmonics.sht`,
+    every degree of the grid: :math:`l, m < L`), the term is
 
     .. math:: S = \frac{L}{\sqrt{4\pi}} \, \frac{\sum_c w_c \sum_{l \ge m} g_m \,
               \mathrm{CRPS}_\alpha(|c^{(j)}_{lm}|, |c^{y}_{lm}|)}{C \sum_{l \ge m} g_m},
               \qquad g_0 = 1, \; g_{m > 0} = 2,
 
-    the coefficient-mean CRPS (``g`` counts :math:`\pm m` of the real field). Since
+    the coefficient-mean CRPS (``g`` counts :math:`\pm m` of the real field:
+    :func:`pipelines.harmonics.order_multiplicity`). Since
     :math:`\sum g_m |c_{lm}|^2 = \int f^2 \, d\Omega`, a white error of unit variance per
     point spreads :math:`4\pi` over about :math:`L^2` coefficients, amplitude
     :math:`\sqrt{4\pi}/L` each: the factor :math:`L/\sqrt{4\pi}` puts :math:`S` on the scale of
@@ -141,11 +142,9 @@ class SpectralCRPS(nn.Module):
     def __init__(self, grid: Grid, variable_weights: np.ndarray, alpha: float = 0.95) -> None:
         super().__init__()
         self.alpha = alpha
-        lmax = grid.nlat
-        mmax = min(lmax, grid.nlon // 2 + 1)
-        self.sht = RealSHT(grid.nlat, grid.nlon, lmax=lmax, mmax=mmax, grid=grid.kind, norm="ortho")
-        degree, order = np.meshgrid(np.arange(lmax), np.arange(mmax), indexing="ij")
-        g = np.where(degree >= order, np.where(order > 0, 2.0, 1.0), 0.0)
+        self.sht = sht(grid)
+        lmax = self.sht.lmax
+        g = order_multiplicity(lmax, self.sht.mmax)
         var_w = np.asarray(variable_weights) / np.mean(variable_weights)
         weights = var_w[:, None, None] * g[None] / g.sum() * lmax / math.sqrt(4.0 * math.pi)
         self.register_buffer("weights", torch.as_tensor(weights, dtype=torch.float32), persistent=False)  # (C, L, M)

@@ -104,7 +104,8 @@ def dry_run_report(trainer: Trainer) -> TrainResult:
 
     cfg, data = trainer.config, trainer.data
     n_params = count_parameters(trainer.model)
-    per_sample = estimate_flops(trainer.model, data.grid, len(data.variables), data.n_forcing, backward=True)
+    per_sample = estimate_flops(trainer.model, data.grid, len(data.variables), data.n_forcing, backward=True,
+                                constraints=trainer.constraints)
     flops = per_sample * cfg.rollout_steps * cfg.batch_size * cfg.ensemble_members
     if cfg.model.architecture == "dyffusion":
         # a forward is the sampling loop, 3h - 2 network calls; a training step of the interpolator

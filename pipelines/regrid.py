@@ -29,22 +29,23 @@ pole rows (Legendre-Gauss) each pole is given the zonal mean of the nearest row.
 
 Spectral
 --------
-torch-harmonics' :class:`~torch_harmonics.RealSHT` on the source grid and
-:class:`~torch_harmonics.InverseRealSHT` on the target grid, truncated triangularly at
-:math:`l_{max} = \min(L_{src}, L_{tgt})` with :math:`L = n_{lat}` on Legendre-Gauss and
-:math:`L = \lceil n_{lat}/2 \rceil` on equiangular grids (the degree their quadrature
-resolves exactly), :math:`m_{max} = \min(l_{max}, n_{lon}/2 + 1)`.
+The forward transform on the source grid and the inverse on the target grid
+(:mod:`pipelines.harmonics`), truncated triangularly at
+:math:`l_{max} = \min(L_{src}, L_{tgt})` with :math:`L` the degrees each grid's quadrature
+resolves exactly (:func:`pipelines.harmonics.exact_lmax`: :math:`n_{lat}` on Legendre-Gauss,
+:math:`\lceil n_{lat}/2 \rceil` on equiangular grids), :math:`m_{max} = \min(l_{max}, n_{lon}/2 + 1)`
+of both grids.
 """
 
 from __future__ import annotations
 
-import math
 import warnings
 from functools import lru_cache
 
 import numpy as np
 import xarray as xr
 
+from pipelines import harmonics
 from pipelines.errors import InputError
 from pipelines.grids import Grid
 
@@ -159,18 +160,12 @@ class BilinearRegridder(SeparableRegridder):
         return super().apply(x)
 
 
-def spectral_lmax(grid: Grid) -> int:
-    """Highest degree (exclusive) a grid's quadrature resolves for band-limited fields."""
-    return grid.nlat if grid.kind == "legendre-gauss" else math.ceil(grid.nlat / 2)
-
-
 @lru_cache(maxsize=8)
 def _sht_pair(source: Grid, target: Grid, lmax: int, mmax: int):  # noqa: ANN202 - torch modules
     import torch
-    from torch_harmonics import InverseRealSHT, RealSHT
 
-    forward = RealSHT(source.nlat, source.nlon, lmax=lmax, mmax=mmax, grid=source.kind).to(torch.float64)
-    inverse = InverseRealSHT(target.nlat, target.nlon, lmax=lmax, mmax=mmax, grid=target.kind).to(torch.float64)
+    forward = harmonics.sht(source, lmax, mmax).to(torch.float64)
+    inverse = harmonics.inverse_sht(target, lmax, mmax).to(torch.float64)
     return forward, inverse
 
 
@@ -179,7 +174,7 @@ class SpectralRegridder(Regridder):
 
     def __init__(self, source: Grid, target: Grid, lmax: int | None = None) -> None:
         super().__init__(source, target)
-        self.lmax = lmax or min(spectral_lmax(source), spectral_lmax(target))
+        self.lmax = lmax or min(harmonics.exact_lmax(source), harmonics.exact_lmax(target))
         self.mmax = min(self.lmax, source.nlon // 2 + 1, target.nlon // 2 + 1)
 
     def apply(self, x: np.ndarray) -> np.ndarray:

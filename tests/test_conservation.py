@@ -31,7 +31,7 @@ def test_the_corrected_state_has_the_inputs_global_mean_and_nothing_else_changes
     # the output drifts in its mean by a different amount per member and variable, plus a pattern
     after = before + torch.randn(3, 4, 1, 1, generator=g, dtype=torch.float64) \
         + 0.3 * torch.randn(3, 4, GRID.nlat, GRID.nlon, generator=g, dtype=torch.float64)
-    fixed = GlobalMeanConservation(GRID, [0, 3])(before, after)
+    fixed = GlobalMeanConservation(GRID, [0, 3])(after, before)
     np.testing.assert_allclose(area_mean(fixed[:, [0, 3]].numpy()), area_mean(before[:, [0, 3]].numpy()), atol=1e-12)
     assert not np.allclose(area_mean(after[:, [0, 3]].numpy()), area_mean(before[:, [0, 3]].numpy()), atol=1e-3)
     assert torch.equal(fixed[:, [1, 2]], after[:, [1, 2]])            # the other variables are untouched
@@ -46,7 +46,7 @@ def test_intermediate_states_are_each_corrected_to_the_steps_input():
     g = torch.Generator().manual_seed(1)
     before = torch.randn(2, 3, GRID.nlat, GRID.nlon, generator=g)
     after = torch.randn(2, 5, 3, GRID.nlat, GRID.nlon, generator=g) + torch.arange(5.0)[None, :, None, None, None]
-    fixed = GlobalMeanConservation(GRID, [1])(before, after)
+    fixed = GlobalMeanConservation(GRID, [1])(after, before)
     np.testing.assert_allclose(area_mean(fixed[:, :, 1].double().numpy()),
                                np.repeat(area_mean(before[:, 1].double().numpy())[:, None], 5, 1), atol=1e-5)
     assert torch.equal(fixed[:, :, [0, 2]], after[:, :, [0, 2]])
@@ -56,7 +56,7 @@ def test_no_variable_and_mismatched_states_are_refused():
     with pytest.raises(InputError, match="at least one variable"):
         GlobalMeanConservation(GRID, [])
     with pytest.raises(ValueError, match="do not match"):
-        GlobalMeanConservation(GRID, [0])(torch.zeros(1, 2, 16, 32), torch.zeros(1, 3, 16, 32))
+        GlobalMeanConservation(GRID, [0])(torch.zeros(1, 3, 16, 32), torch.zeros(1, 2, 16, 32))
 
 
 @pytest.fixture(scope="module")

@@ -1,5 +1,5 @@
 """Spectral hyperdiffusion of the model's step: the filter's maths on single harmonics, its
-place in the step, the step length from the data, and its round trip through a checkpoint."""
+place in the step, and the step length and statistics from the data, rebuilt from a checkpoint."""
 
 import math
 
@@ -9,7 +9,7 @@ import torch
 from torch_harmonics import InverseRealSHT, RealSHT
 
 from forecast.config import ModelConfig
-from forecast.models import SpectralHyperdiffusion, build_model
+from forecast.models import SpectralHyperdiffusion, TrainedOn, build_model, build_step_constraints, constrained_step
 from pipelines.errors import InputError
 from pipelines.grids import Grid
 from train_factories import cached_swe_store, tiny_train_config
@@ -43,18 +43,31 @@ def test_without_a_step_length_the_filter_keeps_band_limited_fields():
     torch.testing.assert_close(filt(field), field, atol=1e-5, rtol=0)
 
 
-def test_the_model_step_ends_with_the_filter():
+def test_states_with_leading_dims_are_filtered_each_as_a_state():
+    filt = SpectralHyperdiffusion(GRID, efold_hours=2.0, degree=7, vector_pairs=[(0, 1)])
+    filt.set_time_step(6 * 3600)
+    filt.set_normalisation(torch.zeros(3), torch.ones(3))
+    states = torch.randn(2, 4, 3, 16, 32, generator=torch.Generator().manual_seed(0))     # (B, h, C, H, W)
+    filtered = filt(states)
+    assert filtered.shape == states.shape and not torch.allclose(filtered, states)
+    torch.testing.assert_close(filtered, torch.stack([filt(states[:, i]) for i in range(4)], dim=1),
+                               rtol=0, atol=1e-6)
+
+
+def _trained_on(channels: int, hours: float = 6.0) -> TrainedOn:
+    return TrainedOn(GRID, [f"x{c}" for c in range(channels)], hours * 3600.0, np.zeros(channels), np.ones(channels))
+
+
+def test_the_constrained_step_ends_with_the_filter():
     config = ModelConfig(embed_dim=8, num_layers=2, hyperdiffusion_efold_hours=3.0, hyperdiffusion_degree=6)
-    filtered = build_model(config, GRID, 2, 1)
-    filtered.set_time_step(6 * 3600)
-    plain = build_model(ModelConfig(embed_dim=8, num_layers=2), GRID, 2, 1)
-    plain.load_state_dict({k: v for k, v in filtered.state_dict().items() if not k.startswith("hyperdiffusion.")})
+    model = build_model(config, GRID, 2, 1)
+    constraints = build_step_constraints([config], _trained_on(2))[0]
     state, forcings = torch.randn(3, 2, 16, 32), torch.randn(3, 1, 16, 32)
     with torch.no_grad():
-        unfiltered, new = plain(state, forcings), filtered(state, forcings)
+        unfiltered, new = model(state, forcings), constrained_step(model, constraints, state, forcings)
     sht = RealSHT(16, 32, lmax=16, mmax=16, grid=GRID.kind)
     ratio = (sht(new).abs() / sht(unfiltered).abs().clamp_min(1e-6))        # (B, C, L, M)
-    factors = filtered.hyperdiffusion.factors
+    factors = constraints.constraints[0].factors
     for l in (1, 4, 6):   # the unfiltered step's coefficients scaled by D_l
         np.testing.assert_allclose(ratio[..., l, : l + 1].numpy(), factors[l].item(), rtol=2e-3)
     assert 0.05 < factors[6] < 1.0
@@ -65,13 +78,13 @@ def test_the_model_step_ends_with_the_filter():
 def test_bad_settings_are_refused():
     with pytest.raises(InputError, match="degree 16 must be between 1"):
         SpectralHyperdiffusion(GRID, efold_hours=2.0, degree=16)
+    dyffusion = ModelConfig(architecture="dyffusion", embed_dim=8, num_layers=2, hyperdiffusion_efold_hours=2.0)
     with pytest.raises(InputError, match="DYffusion"):
-        build_model(ModelConfig(architecture="dyffusion", embed_dim=8, num_layers=2, hyperdiffusion_efold_hours=2.0),
-                    GRID, 2, 1)
+        build_step_constraints([dyffusion], _trained_on(2))
 
 
-def test_training_sets_the_filter_from_the_model_step_and_the_checkpoint_carries_it(tmp_path):
-    from forecast.checkpoint import load_model
+def test_training_filters_with_the_model_step_and_a_checkpoint_rebuilds_the_filter(tmp_path):
+    from forecast.checkpoint import load_checkpoint, load_model
     from forecast.train import train
 
     store = cached_swe_store(n_times=48, with_static=True)
@@ -79,10 +92,21 @@ def test_training_sets_the_filter_from_the_model_step_and_the_checkpoint_carries
                                model={"hyperdiffusion_efold_hours": 2.0, "hyperdiffusion_degree": 5})
     result = train(config)
     model, ckpt = load_model(result.checkpoint)
+    filt = build_step_constraints([ckpt.model_config], TrainedOn.of(ckpt))[0].constraints[0]
     l = torch.arange(model.grid.nlat, dtype=torch.float64)
     expected = torch.exp(-ckpt.time_step_seconds / 7200.0 * (l * (l + 1) / 30.0) ** 4)
-    torch.testing.assert_close(model.hyperdiffusion.factors.double(), expected, rtol=1e-6, atol=1e-30)
-    assert model.hyperdiffusion.factors[5] < 1.0
+    torch.testing.assert_close(filt.factors.double(), expected, rtol=1e-6, atol=1e-30)
+    assert filt.factors[5] < 1.0 and filt.vector_pairs == [(1, 2)]                  # u, v of the store
+    torch.testing.assert_close(filt.std.double(), torch.as_tensor(ckpt.std), rtol=1e-7, atol=0)
+    # the filter is not part of the model's weights; a checkpoint written while it was still
+    # loads, its filter's tables left to the chain
+    state = load_checkpoint(result.checkpoint).model_state
+    assert not any(k.startswith("hyperdiffusion.") for k in state)
+    legacy = {**state, "hyperdiffusion.factors": filt.factors, "hyperdiffusion.mean": filt.mean,
+              "hyperdiffusion.std": filt.std}
+    fresh = build_model(ckpt.model_config, ckpt.grid, 4, model.n_forcing)
+    fresh.load_state_dict(legacy)
+    assert all(torch.equal(a, b) for a, b in zip(fresh.state_dict().values(), model.state_dict().values()))
 
 
 def test_winds_are_filtered_as_vectors_so_their_vorticity_is_damped_like_the_vorticity_field():

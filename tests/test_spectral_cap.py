@@ -8,10 +8,11 @@ import torch
 from rollout_factories import TINY_MODEL, interrupt_rollout, make_checkpoint, make_swe_store, rollout_config
 from torch_harmonics import InverseRealSHT, RealSHT
 
-from forecast.models.spectral_cap import SpectralPowerCap, degree_power, reference_power
+from forecast.models.spectral_cap import SpectralPowerCap, reference_power
 from forecast.rollout import open_forecast, rollout
 from pipelines.errors import InputError
 from pipelines.grids import Grid
+from pipelines.harmonics import degree_power
 from pipelines.store import open_store
 
 GRID = Grid.parse("legendre-gauss:16x32")

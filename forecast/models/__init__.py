@@ -13,24 +13,28 @@ import torch  # noqa: F401  (used by the doctest)
 
 from forecast.config import ModelConfig
 from forecast.models.afno import AFNO
-from forecast.models.dyffusion import DYffusion
 from forecast.models.base import PrognosticModel, count_parameters, estimate_flops
+from forecast.models.constraints import (StepConstraint, StepConstraints, TrainedOn, build_step_constraints,
+                                         constrained_step)
+from forecast.models.conservation import GlobalMeanConservation
+from forecast.models.dyffusion import DYffusion
 from forecast.models.hyperdiffusion import SpectralHyperdiffusion, wind_pairs
 from forecast.models.sfno import SFNO
+from forecast.models.spectral_cap import SpectralPowerCap
 from pipelines.errors import InputError
 from pipelines.grids import Grid
 
-__all__ = ["ARCHITECTURES", "AFNO", "DYffusion", "SFNO", "PrognosticModel", "SpectralHyperdiffusion", "build_model", "wind_pairs", "count_parameters", "estimate_flops"]
+__all__ = ["ARCHITECTURES", "AFNO", "DYffusion", "SFNO", "PrognosticModel", "build_model", "count_parameters",
+           "estimate_flops", "StepConstraint", "StepConstraints", "TrainedOn", "build_step_constraints",
+           "constrained_step", "SpectralHyperdiffusion", "SpectralPowerCap", "GlobalMeanConservation", "wind_pairs"]
 
 # the one mapping from ModelConfig.architecture to the model class
 ARCHITECTURES: dict[str, type[PrognosticModel]] = {"sfno": SFNO, "afno": AFNO, "dyffusion": DYffusion}
 
 
-def build_model(config: ModelConfig, grid: Grid, n_state: int, n_forcing: int,
-                variables: list[str] | None = None) -> PrognosticModel:
+def build_model(config: ModelConfig, grid: Grid, n_state: int, n_forcing: int) -> PrognosticModel:
     """The model ``config`` describes, for ``n_state`` state and ``n_forcing`` forcing channels on
-    ``grid``; ``variables`` (the state's names) tell a hyperdiffusion filter which channels are
-    wind components.
+    ``grid`` (the constraints on its steps: :func:`build_step_constraints`).
 
     Raises
     ------
@@ -42,12 +46,4 @@ def build_model(config: ModelConfig, grid: Grid, n_state: int, n_forcing: int,
     except KeyError:
         raise InputError(f"unknown model architecture {config.architecture!r}; expected one of "
                          f"{', '.join(sorted(ARCHITECTURES))}") from None
-    model = cls.from_config(config, grid, n_state, n_forcing)
-    if config.hyperdiffusion_efold_hours is not None:
-        if config.architecture == "dyffusion":
-            raise InputError("model.hyperdiffusion_efold_hours filters the step of an SFNO or AFNO; DYffusion's "
-                             "networks are trained on states, not steps: leave it unset")
-        model.hyperdiffusion = SpectralHyperdiffusion(grid, config.hyperdiffusion_efold_hours,
-                                                      config.hyperdiffusion_degree, config.hyperdiffusion_order,
-                                                      wind_pairs(variables or []))
-    return model
+    return cls.from_config(config, grid, n_state, n_forcing)

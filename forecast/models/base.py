@@ -32,6 +32,9 @@ from pipelines.grids import Grid
 
 __all__ = ["PrognosticModel", "count_parameters", "estimate_flops"]
 
+#: the state-dict keys of the hyperdiffusion in checkpoints written before it left the model
+LEGACY_HYPERDIFFUSION_PREFIX = "hyperdiffusion."
+
 
 class PrognosticModel(nn.Module, ABC):
     """A one-step model on a fixed grid.
@@ -56,8 +59,6 @@ class PrognosticModel(nn.Module, ABC):
         self.n_forcing = n_forcing
         self.residual = residual
         self.register_buffer("residual_scale", torch.ones(n_state))
-        # optional spectral damping of every new state (build_model attaches it from the config)
-        self.hyperdiffusion: nn.Module | None = None
 
     @classmethod
     @abstractmethod
@@ -125,24 +126,20 @@ class PrognosticModel(nn.Module, ABC):
         """Next state ``(B, C, H, W)`` from ``state (B, C, H, W)`` and ``forcings (B, F, H, W)``.
 
         ``noise`` (from :meth:`draw_noise`) makes a stochastic model's step random; without
-        it (None) the step is the model's noise-free, deterministic one.
+        it (None) the step is the model's noise-free, deterministic one. The constraints on the
+        new state (hyperdiffusion, ...) follow it in :func:`forecast.models.constraints.constrained_step`.
         """
         self._check_inputs(state, forcings)
         x = torch.cat([state, forcings], dim=1) if self.n_forcing else state
         out = self.network(x, noise) if noise is not None else self.network(x)
-        new = state + out * self.residual_scale.to(out.dtype).view(1, -1, 1, 1) if self.residual else out
-        return self.hyperdiffusion(new) if self.hyperdiffusion is not None else new
+        return state + out * self.residual_scale.to(out.dtype).view(1, -1, 1, 1) if self.residual else out
 
-    def set_time_step(self, seconds: float) -> None:
-        """Tell the model its step length (s): sets the hyperdiffusion's per-step damping, if any."""
-        if self.hyperdiffusion is not None:
-            self.hyperdiffusion.set_time_step(seconds)
-
-    def set_normalisation(self, mean, std) -> None:
-        """Tell the model the per-variable mean and std ``(C,)`` of its normalised state (the
-        hyperdiffusion filters wind vectors in physical units)."""
-        if self.hyperdiffusion is not None:
-            self.hyperdiffusion.set_normalisation(mean, std)
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        # checkpoints written while the hyperdiffusion was part of the model carry its tables; the
+        # step's constraints (forecast.models.constraints) rebuild it from the config and the data
+        for key in [k for k in state_dict if k.startswith(prefix + LEGACY_HYPERDIFFUSION_PREFIX)]:
+            del state_dict[key]
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     def set_residual_scale(self, scale) -> None:
         """Set :math:`s` (``(C,)``, positive) from the data: the std of the normalised tendency."""
@@ -178,10 +175,10 @@ def count_parameters(model: nn.Module, trainable_only: bool = True) -> int:
     return sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable_only)
 
 
-def estimate_flops(model: PrognosticModel, grid: Grid, n_state: int, n_forcing: int,
-                   backward: bool = False) -> int:
+def estimate_flops(model: PrognosticModel, grid: Grid, n_state: int, n_forcing: int, backward: bool = False,
+                   constraints: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None) -> int:
     """Floating-point operations of one batch-1 forward pass (``backward``: forward + backward
-    estimated as 3x forward).
+    estimated as 3x forward), followed by the step's ``constraints`` if given.
 
     Counted with :class:`torch.utils.flop_counter.FlopCounterMode`, which counts matrix
     products and convolutions (2 flops per multiply-add) but not FFTs or element-wise
@@ -193,6 +190,8 @@ def estimate_flops(model: PrognosticModel, grid: Grid, n_state: int, n_forcing: 
     forcings = torch.zeros(1, n_forcing, grid.nlat, grid.nlon, dtype=param.dtype, device=param.device)
     counter = FlopCounterMode(display=False)
     with torch.no_grad(), counter:
-        model(state, forcings)
+        new = model(state, forcings)
+        if constraints is not None:
+            constraints(new, state)
     flops = int(counter.get_total_flops())
     return 3 * flops if backward else flops

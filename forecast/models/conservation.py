@@ -19,8 +19,8 @@ mean of ``gh`` by 2 km in 250 days (README, "Probabilistic models"). The spectra
 "finite" and unnoticed. ACE (Watt-Meyer et al. 2023) corrects its steps the same way for
 global dry-air mass. The normalisation is affine per variable, so conserving the normalised
 mean conserves the physical one. Applied after each step at inference (``forecast rollout``
-``conserve_global_mean``), after the cap (the two commute: the cap never touches
-:math:`l = 0`, this never touches :math:`l \ge 1`).
+``conserve_global_mean``), after the cap (:mod:`forecast.models.constraints`; the two commute:
+the cap never touches :math:`l = 0`, this never touches :math:`l \ge 1`).
 """
 
 from __future__ import annotations
@@ -61,10 +61,11 @@ class GlobalMeanConservation(nn.Module):
         self.register_buffer("weights", weights / weights.sum())                # (H,), sums to 1
         self.register_buffer("channels", torch.as_tensor(list(channels), dtype=torch.long))
 
-    def forward(self, before: torch.Tensor, after: torch.Tensor) -> torch.Tensor:
-        """``before`` ``(B, C, H, W)``, ``after`` ``(B, C, H, W)`` or ``(B, h, C, H, W)``
-        (DYffusion's intermediate states, each corrected to ``before``'s mean) -> ``after``
-        with the conserved channels' global means set to ``before``'s."""
+    def forward(self, after: torch.Tensor, before: torch.Tensor) -> torch.Tensor:
+        """``after`` ``(B, C, H, W)`` or ``(B, h, C, H, W)`` (DYffusion's intermediate states, each
+        corrected to ``before``'s mean), ``before`` ``(B, C, H, W)`` the state stepped from ->
+        ``after`` with the conserved channels' global means set to ``before``'s (a
+        :class:`~forecast.models.constraints.StepConstraint`)."""
         if before.dim() != 4 or after.dim() not in (4, 5) or after.shape[-3:] != before.shape[-3:]:
             raise ValueError(f"states of shape {tuple(before.shape)} -> {tuple(after.shape)} do not match")
         target = global_mean(before[:, self.channels].double(), self.weights)        # (B, K)

@@ -6,8 +6,8 @@ After every step the state's spherical-harmonic coefficients of degree :math:`l`
 
 an implicit hyperdiffusion (order :math:`2p` in the gradient) with e-folding time :math:`\tau` at
 the reference degree :math:`L`: scales well above :math:`L` lose their energy within a
-step, scales below it barely feel it. :math:`\Delta t` is the model step (set from the data by
-training; checkpoints carry the factors). torch-harmonics' shallow-water solver damps its
+step, scales below it barely feel it. :math:`\Delta t` is the model step (the data's; the
+first constraint of the step's chain, :mod:`forecast.models.constraints`, sets it). torch-harmonics' shallow-water solver damps its
 vorticity and divergence this way every sub-step (:math:`\tau` = 2 h at its largest degree,
 :math:`p = 4`), and NeuralGCM filters its states with the same exponential form.
 
@@ -18,10 +18,10 @@ network learns the rest of the dynamics. On the demo's data it takes away all en
 above the data's truncation and keeps the winds' spectra close to the truth's, but does not
 make rollouts last longer, and costs some skill (README, "What the stochastic options do").
 
-Scalar fields ``(B, C, H, W)`` are transformed with :class:`torch_harmonics.RealSHT` on the
-model's grid (degrees :math:`l < n_{lat}`); the :math:`l = 0` mean is never touched, so the
+Scalar fields ``(..., C, H, W)`` are transformed on the model's grid (:func:`pipelines.harmonics.sht`,
+degrees :math:`l < n_{lat}`); the :math:`l = 0` mean is never touched, so the
 filter commutes with the per-variable normalisation. Wind components are filtered as the
-vector field they form (:class:`torch_harmonics.RealVectorSHT`: the spheroidal and toroidal
+vector field they form (:func:`pipelines.harmonics.vector_sht`: the spheroidal and toroidal
 parts, i.e. divergence and vorticity, as the solver damps them): a flow whose vorticity and
 divergence stop at degree 21 has components ``u``, ``v`` with power far above it (the
 :math:`1/\cos\varphi` of the gradients), which a scalar filter would take away. The pairs come
@@ -39,8 +39,8 @@ from __future__ import annotations
 
 import torch
 import torch.nn as nn
-from torch_harmonics import InverseRealSHT, InverseRealVectorSHT, RealSHT, RealVectorSHT
 
+from pipelines import harmonics
 from pipelines.errors import InputError
 from pipelines.grids import Grid
 
@@ -56,7 +56,7 @@ def wind_pairs(variables: list[str]) -> list[tuple[int, int]]:
 
 
 class SpectralHyperdiffusion(nn.Module):
-    r"""The filter :math:`D_l` of the module docstring on ``(B, C, H, W)`` fields.
+    r"""The filter :math:`D_l` of the module docstring on ``(..., C, H, W)`` fields.
 
     Parameters
     ----------
@@ -84,12 +84,10 @@ class SpectralHyperdiffusion(nn.Module):
         if efold_hours <= 0 or order < 1:
             raise InputError(f"hyperdiffusion needs a positive e-folding time and order, got {efold_hours} h, {order}")
         self.efold_hours, self.degree, self.order = float(efold_hours), degree, int(order)
-        self.sht = RealSHT(grid.nlat, grid.nlon, lmax=lmax, mmax=lmax, grid=grid.kind)
-        self.isht = InverseRealSHT(grid.nlat, grid.nlon, lmax=lmax, mmax=lmax, grid=grid.kind)
+        self.sht, self.isht = harmonics.sht(grid), harmonics.inverse_sht(grid)
         self.vector_pairs = [(int(a), int(b)) for a, b in (vector_pairs or [])]
         if self.vector_pairs:
-            self.vsht = RealVectorSHT(grid.nlat, grid.nlon, lmax=lmax, mmax=lmax, grid=grid.kind)
-            self.ivsht = InverseRealVectorSHT(grid.nlat, grid.nlon, lmax=lmax, mmax=lmax, grid=grid.kind)
+            self.vsht, self.ivsht = harmonics.vector_sht(grid), harmonics.inverse_vector_sht(grid)
         # (L,) damping per step; ones (no damping) until the model step is known
         self.register_buffer("factors", torch.ones(lmax))
         # (C,) per-channel statistics: the filter works in physical units (set from the data)
@@ -115,15 +113,10 @@ class SpectralHyperdiffusion(nn.Module):
             raise ValueError(f"normalisation needs matching means and positive stds, got {mean} and {std}")
         self.mean, self.std = mean.to(self.factors.device), std.to(self.factors.device)
 
-    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
-        # the statistics' length is the data's channel count, not known when the module is built
-        for name in ("mean", "std"):
-            if prefix + name in state_dict:
-                setattr(self, name, torch.empty_like(state_dict[prefix + name]))
-        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """``(B, C, H, W)`` normalised fields -> ``(B, C, H, W)``."""
+    def forward(self, new: torch.Tensor, previous: torch.Tensor | None = None) -> torch.Tensor:
+        """``(..., C, H, W)`` normalised fields -> the same, filtered (a
+        :class:`~forecast.models.constraints.StepConstraint`; ``previous`` is not needed)."""
+        x = new.reshape(-1, *new.shape[-3:])                              # (B, C, H, W)
         factors, dtype = self.factors[:, None], x.dtype                   # (L, 1) over orders m
         if self.vector_pairs and self.mean.numel() != x.shape[1]:
             raise ValueError(f"the hyperdiffusion of wind vectors needs the statistics of the {x.shape[1]} channels "
@@ -140,7 +133,7 @@ class SpectralHyperdiffusion(nn.Module):
             wind = self.ivsht(self.vsht(wind) * factors)                # (B, 2, H, W)
             channels[a] = (wind[:, 0] - self.mean[a]) / self.std[a]
             channels[b] = (wind[:, 1] - self.mean[b]) / self.std[b]
-        return torch.stack(channels, dim=1).to(dtype)
+        return torch.stack(channels, dim=1).to(dtype).reshape(new.shape)
 
     def extra_repr(self) -> str:
         return (f"efold_hours={self.efold_hours:g}, degree={self.degree}, order={self.order}, "

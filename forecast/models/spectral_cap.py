@@ -21,7 +21,7 @@ Spectral dynamical cores keep such scales in check with a filter (hyperdiffusion
 :mod:`forecast.models.hyperdiffusion`); a cap on the power per degree removes only what
 exceeds the data's own climate, so it leaves the scales the model gets right alone.
 It is a constraint on the output, applied after each step at inference (``forecast
-rollout`` ``spectral_cap``), not something the network learned.
+rollout`` ``spectral_cap``; :mod:`forecast.models.constraints`), not something the network learned.
 """
 
 from __future__ import annotations
@@ -31,36 +31,21 @@ from collections.abc import Iterable
 import numpy as np
 import torch
 import torch.nn as nn
-from torch_harmonics import InverseRealSHT, RealSHT
 
 from pipelines.errors import InputError
 from pipelines.grids import Grid
+from pipelines.harmonics import degree_power, inverse_sht, sht
 
-__all__ = ["SpectralPowerCap", "degree_power", "reference_power"]
-
-
-def _transforms(grid: Grid) -> tuple[RealSHT, InverseRealSHT]:
-    lmax, mmax = grid.nlat, min(grid.nlat, grid.nlon // 2 + 1)
-    return (RealSHT(grid.nlat, grid.nlon, lmax=lmax, mmax=mmax, grid=grid.kind),
-            InverseRealSHT(grid.nlat, grid.nlon, lmax=lmax, mmax=mmax, grid=grid.kind))
-
-
-def degree_power(coeffs: torch.Tensor) -> torch.Tensor:
-    r"""Power per degree :math:`\sum_m |\hat x_{lm}|^2` of real-SHT coefficients ``(..., L, M)``
-    -> ``(..., L)`` (orders :math:`m > 0` counted twice: they stand for :math:`\pm m`)."""
-    power = coeffs.abs().square()
-    power[..., 1:] *= 2.0
-    return power.sum(-1)
+__all__ = ["SpectralPowerCap", "reference_power"]
 
 
 def reference_power(states: Iterable[np.ndarray], grid: Grid) -> np.ndarray:
     """Mean power per degree ``(C, L)`` of normalised states, each ``(C, H, W)`` on ``grid``
     (float64 sums; the training data's climate that :class:`SpectralPowerCap` caps at)."""
-    sht, _ = _transforms(grid)
-    sht = sht.double()
+    transform = sht(grid).double()
     total, n = None, 0
     for state in states:
-        power = degree_power(sht(torch.as_tensor(np.asarray(state), dtype=torch.float64)))
+        power = degree_power(transform(torch.as_tensor(np.asarray(state), dtype=torch.float64)))
         total = power if total is None else total + power
         n += 1
     if total is None:
@@ -85,7 +70,7 @@ class SpectralPowerCap(nn.Module):
         super().__init__()
         if not factor > 0:
             raise InputError(f"spectral_cap must be a positive factor on the data's power, got {factor}")
-        self.sht, self.isht = _transforms(grid)
+        self.sht, self.isht = sht(grid), inverse_sht(grid)
         reference = torch.as_tensor(np.asarray(reference), dtype=torch.float32)
         if reference.dim() != 2 or reference.shape[1] != self.sht.lmax or not bool(torch.all(reference >= 0)):
             raise InputError(f"the reference spectrum must be (variables, {self.sht.lmax}) non-negative powers per "
@@ -93,18 +78,19 @@ class SpectralPowerCap(nn.Module):
         self.factor = float(factor)
         self.register_buffer("cap", reference * self.factor)                  # (C, L)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """``(..., C, H, W)`` -> the same, each degree's power at most the cap."""
-        if x.shape[-3] != self.cap.shape[0]:
-            raise ValueError(f"the state has {x.shape[-3]} variables; the cap has {self.cap.shape[0]}")
-        coeffs = self.sht(x.float())                                          # (..., C, L, M)
+    def forward(self, new: torch.Tensor, previous: torch.Tensor | None = None) -> torch.Tensor:
+        """``(..., C, H, W)`` -> the same, each degree's power at most the cap (a
+        :class:`~forecast.models.constraints.StepConstraint`; ``previous`` is not needed)."""
+        if new.shape[-3] != self.cap.shape[0]:
+            raise ValueError(f"the state has {new.shape[-3]} variables; the cap has {self.cap.shape[0]}")
+        coeffs = self.sht(new.float())                                        # (..., C, L, M)
         power = degree_power(coeffs)                                          # (..., C, L)
         ratio = torch.sqrt(self.cap / power.clamp_min(torch.finfo(power.dtype).tiny)).clamp(max=1.0)
         ratio[..., 0] = 1.0                                                   # the global mean stays
         if bool(torch.all(ratio == 1.0)):
-            return x
+            return new
         excess = self.isht(coeffs * (ratio - 1.0)[..., None])
-        return x + excess.to(x.dtype)
+        return new + excess.to(new.dtype)
 
     def extra_repr(self) -> str:
         return f"factor={self.factor:g}, variables={self.cap.shape[0]}, degrees={self.cap.shape[1]}"

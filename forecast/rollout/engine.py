@@ -12,10 +12,8 @@ through it in batches of at most ``batch_members``; the batches never depend on 
 lead time or on which process steps a block of members, so a resumed or distributed
 run computes exactly what an uninterrupted single-process one does.
 
-An optional ``cap`` (:class:`forecast.models.spectral_cap.SpectralPowerCap`) limits every
-new state's power per spherical-harmonic degree, and an optional ``conserve``
-(:class:`forecast.models.conservation.GlobalMeanConservation`) keeps chosen variables'
-global means at the input state's. After each step :class:`BoundsCheck`
+Every new state goes through its model's chain of step constraints (hyperdiffusion, spectral
+cap, global-mean conservation: :mod:`forecast.models.constraints`). After each step :class:`BoundsCheck`
 stops the run on NaN, inf or values outside physical bounds, naming the member and variable.
 """
 
@@ -31,6 +29,7 @@ import torch.nn as nn
 
 from forecast.forcings import compute_forcings
 from forecast.models.base import seeded_generator
+from forecast.models.constraints import StepConstraints, constrained_step
 from pipelines.errors import InputError
 from pipelines.grids import Grid
 
@@ -119,18 +118,14 @@ class RolloutEngine:
         Largest number of members per forward pass (None: all of a model's members).
     device
         Where the states and models live.
-    cap
-        Applied to every new state ``(B, C, H, W)`` (and to DYffusion's intermediate ones),
-        e.g. a :class:`~forecast.models.spectral_cap.SpectralPowerCap`; None: none.
-    conserve
-        ``conserve(state, new)`` after the cap: the new states corrected from the states
-        they were stepped from, e.g. a
-        :class:`~forecast.models.conservation.GlobalMeanConservation`; None: none.
+    constraints
+        One chain per model (:func:`~forecast.models.constraints.build_step_constraints`), applied
+        to every new state of that model (and to DYffusion's intermediate ones); None: none.
     """
 
     def __init__(self, models: Sequence[nn.Module], grid: Grid, time_step: pd.Timedelta,
                  static: np.ndarray | None, batch_members: int | None, device: torch.device,
-                 cap: nn.Module | None = None, conserve: nn.Module | None = None):
+                 constraints: Sequence[StepConstraints] | None = None):
         if not models:
             raise InputError("no checkpoint given; pass --checkpoint CKPT")
         if batch_members is not None and batch_members < 1:
@@ -138,8 +133,9 @@ class RolloutEngine:
         self.models = list(models)
         self.grid, self.time_step, self.static = grid, pd.Timedelta(time_step), static
         self.batch_members, self.device = batch_members, device
-        self.cap = cap.to(device) if cap is not None else None
-        self.conserve = conserve.to(device) if conserve is not None else None
+        if constraints is not None and len(constraints) != len(self.models):
+            raise ValueError(f"{len(constraints)} chains of step constraints for {len(self.models)} models")
+        self.constraints = [c.to(device) for c in constraints or [StepConstraints() for _ in self.models]]
         self._forcing_cache: tuple[np.datetime64, torch.Tensor] | None = None
         self.forward_seconds = 0.0  # time inside the models' forward passes (for benchmarks)
 
@@ -203,12 +199,7 @@ class RolloutEngine:
                  intermediate: bool = False) -> torch.Tensor:
         start = _time.perf_counter()
         forcing = forcing.expand(state.shape[0], -1, -1, -1)
-        model = self.models[k]
-        out = model.sample(state, forcing, noise, intermediate=True) if intermediate else model(state, forcing, noise)
-        if self.cap is not None:
-            out = self.cap(out)
-        if self.conserve is not None:
-            out = self.conserve(state, out)
+        out = constrained_step(self.models[k], self.constraints[k], state, forcing, noise, intermediate)
         if state.device.type == "cuda":
             torch.cuda.synchronize(state.device)
         self.forward_seconds += _time.perf_counter() - start

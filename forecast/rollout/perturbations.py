@@ -30,11 +30,11 @@ from typing import Protocol, runtime_checkable
 
 import numpy as np
 import torch
-from torch_harmonics import InverseRealSHT
 from torch_harmonics.random_fields import GaussianRandomFieldS2
 
 from pipelines.errors import InputError
 from pipelines.grids import EARTH_RADIUS_M, Grid
+from pipelines.harmonics import degree_power, inverse_sht, sht
 
 __all__ = ["Perturbation", "SphericalGaussian", "DataSpectrum", "BredVector", "Compose", "Centred", "Identity",
            "weighted_rms", "amplitude_vector", "tendency_spectrum"]
@@ -137,10 +137,11 @@ class SphericalGaussian:
         self.amplitude = torch.as_tensor(np.asarray(amplitude, dtype=np.float32))
         self.tau = EARTH_RADIUS_M / 1e3 / length_scale_km
         lmax = grid.nlat
+        # one order more than the degrees (its harmonics vanish): the seeded draws depend on the shape
         self.mmax = min(lmax + 1, grid.nlon // 2 + 1)
         spectrum = GaussianRandomFieldS2(grid.nlat, alpha=alpha, tau=self.tau, grid=grid.kind).sqrt_eig
         self.sqrt_eig = spectrum[0, :lmax, : self.mmax].clone()      # (L, M) real
-        self.isht = InverseRealSHT(grid.nlat, grid.nlon, lmax=lmax, mmax=self.mmax, grid=grid.kind, norm="backward")
+        self.isht = inverse_sht(grid, lmax, self.mmax, norm="backward")
         self.weights = _lat_weights(grid)
 
     def sample(self, n: int, generator: torch.Generator) -> torch.Tensor:
@@ -165,13 +166,8 @@ def tendency_spectrum(pairs: torch.Tensor, grid: Grid) -> torch.Tensor:
     :math:`\sum_m |\hat\delta_{lm}|^2` (orthonormal real SHT, :math:`m > 0` counted twice),
     averaged over the pairs.
     """
-    from torch_harmonics import RealSHT
-
-    from forecast.models.spectral_cap import degree_power
-
-    sht = RealSHT(grid.nlat, grid.nlon, lmax=grid.nlat, mmax=min(grid.nlat, grid.nlon // 2 + 1), grid=grid.kind)
     delta = (pairs[:, 1] - pairs[:, 0]).double()
-    return degree_power(sht(delta)).mean(0).float()                     # (N, C, L) -> (C, L)
+    return degree_power(sht(grid)(delta)).mean(0).float()               # (N, C, L) -> (C, L)
 
 
 class DataSpectrum:
@@ -201,13 +197,12 @@ class DataSpectrum:
         spectrum = torch.as_tensor(spectrum, dtype=torch.float32).clamp(min=0.0)
         if spectrum.dim() != 2 or spectrum.shape[0] != len(self.amplitude):
             raise InputError(f"data spectrum has shape {tuple(spectrum.shape)}; expected ({len(self.amplitude)}, L)")
-        lmax = spectrum.shape[1]
-        self.mmax = min(lmax, grid.nlon // 2 + 1)
+        self.isht = inverse_sht(grid, lmax=spectrum.shape[1])
+        lmax, self.mmax = self.isht.lmax, self.isht.mmax
         l = torch.arange(lmax, dtype=torch.float32)
         per_coefficient = spectrum / (2.0 * l + 1.0)
         per_coefficient[:, 0] = 0.0                                           # no global-mean offset
         self.sqrt_eig_per_variable = per_coefficient.sqrt()[:, :, None].expand(-1, -1, self.mmax).clone()
-        self.isht = InverseRealSHT(grid.nlat, grid.nlon, lmax=lmax, mmax=self.mmax, grid=grid.kind, norm="ortho")
         self.weights = _lat_weights(grid)
 
     def __call__(self, state: torch.Tensor, generator: torch.Generator) -> torch.Tensor:

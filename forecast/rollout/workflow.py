@@ -27,6 +27,7 @@ import torch
 from forecast.config import RolloutConfig
 from forecast.distributed import (DistributedContext, agree, all_gather_objects, broadcast_object,
                                   cleanup_distributed, select_device, setup_distributed)
+from forecast.models.constraints import TrainedOn, build_step_constraints
 from forecast.normalise import Normaliser
 from forecast.rollout.engine import BlowUpError, BoundsCheck, RolloutEngine
 from forecast.rollout.initial import InitialConditions, open_initial
@@ -211,8 +212,8 @@ class RolloutPlan:
         check_perturbation(config, variables, step)
         initial = open_initial(config.initial, grid, variables, config.regrid_method)
         initial.check_times(init_times)
-        engine = RolloutEngine(models, grid, step, first.static, config.batch_members, device,
-                               _spectral_cap(config, first), _conservation(config, grid, variables))
+        constraints = build_step_constraints([c.model_config for c in ckpts], TrainedOn.of(first), config)
+        engine = RolloutEngine(models, grid, step, first.static, config.batch_members, device, constraints)
         if config.intermediate and engine.substeps == 1:
             raise InputError(f"--intermediate needs a model that makes states between its steps (architecture "
                              f"dyffusion); {first.path} is a {first.model_config.architecture}")
@@ -292,33 +293,6 @@ def output_every_steps(every: int | str, step: pd.Timedelta) -> int:
     if isinstance(every, int):
         return every
     return parse_lead(every, step)   # the same rules: positive, units, a multiple of the step
-
-
-def _spectral_cap(config: RolloutConfig, ckpt: Any) -> torch.nn.Module | None:
-    """The cap on each new state's power per degree (``config.spectral_cap`` times the
-    training data's, which the checkpoint carries), or None."""
-    if config.spectral_cap is None:
-        return None
-    from forecast.models.spectral_cap import SpectralPowerCap
-
-    if ckpt.power_spectrum is None:
-        raise InputError(f"spectral_cap={config.spectral_cap:g} caps the power per degree at the training data's; "
-                         f"checkpoint {ckpt.path} was written before checkpoints carried that spectrum: retrain "
-                         "it, or roll out without spectral_cap")
-    return SpectralPowerCap(ckpt.grid, ckpt.power_spectrum, config.spectral_cap)
-
-
-def _conservation(config: RolloutConfig, grid: Grid, variables: list[str]) -> torch.nn.Module | None:
-    """The correction that keeps ``config.conserve_global_mean``'s global means, or None."""
-    if not config.conserve_global_mean:
-        return None
-    from forecast.models.conservation import GlobalMeanConservation
-
-    unknown = [v for v in config.conserve_global_mean if v not in variables]
-    if unknown:
-        raise InputError(f"conserve_global_mean names {', '.join(unknown)}, not the model's variables; it has "
-                         f"{', '.join(variables)}")
-    return GlobalMeanConservation(grid, [variables.index(v) for v in config.conserve_global_mean])
 
 
 def _output_grid(config: RolloutConfig, grid: Grid) -> Grid:

@@ -22,6 +22,7 @@ from forecast.config import TrainConfig
 from forecast.data import TrajectoryDataset
 from forecast.distributed import DistributedContext, all_gather_objects, all_reduce_sum, barrier
 from forecast.models.base import seeded_generator
+from forecast.models.constraints import StepConstraints, TrainedOn, build_step_constraints, constrained_step
 from forecast.models.spectral_cap import reference_power
 from forecast.training.dyffusion import AreaWeightedL1, DYffusionObjective
 from forecast.losses import AreaWeightedCRPS, AreaWeightedMSE, squared_error_sums, variable_weight_vector
@@ -52,7 +53,8 @@ class TrainResult:
 
 
 class Rollout(nn.Module):
-    """``n`` autoregressive steps of a one-step model in one forward (one DDP forward per backward).
+    """``n`` autoregressive steps of a one-step model in one forward (one DDP forward per backward),
+    each followed by the step's ``constraints`` (:func:`forecast.models.constraints.constrained_step`).
 
     ``state (B, C, H, W)``, ``forcings (B, n, F, H, W)`` -> predictions ``(B, n, C, H, W)``; with
     ``members`` M > 1 (a stochastic model) each sample is stepped M times with its own noise,
@@ -61,9 +63,10 @@ class Rollout(nn.Module):
     process count, and a resumed run draws what an uninterrupted one would.
     """
 
-    def __init__(self, model: nn.Module, members: int = 1) -> None:
+    def __init__(self, model: nn.Module, members: int = 1, constraints: StepConstraints | None = None) -> None:
         super().__init__()
         self.model, self.members = model, members
+        self.constraints = constraints if constraints is not None else StepConstraints()
 
     def forward(self, state: torch.Tensor, forcings: torch.Tensor,
                 sample_seeds: torch.Tensor | None = None) -> torch.Tensor:
@@ -74,7 +77,7 @@ class Rollout(nn.Module):
         outputs = []
         for s in range(forcings.shape[1]):
             noise = self._noise(sample_seeds, s) if stochastic else None
-            state = self.model(state, forcings[:, s], noise)
+            state = constrained_step(self.model, self.constraints, state, forcings[:, s], noise)
             outputs.append(state)
         out = torch.stack(outputs, dim=1)
         return out.unflatten(0, (-1, m)) if m > 1 else out
@@ -123,6 +126,10 @@ class Trainer:
                            if config.loss == "crps" else self.loss_fn)
         self.l1 = AreaWeightedL1(data.grid, weights).to(world.device)
         self.model = self._build_model()
+        # the model's hyperdiffusion, if any: the cap and the conservation are rollout options
+        self.constraints = build_step_constraints([config.model], TrainedOn(
+            data.grid, list(data.variables), data.time_step_seconds, data.normaliser.mean, data.normaliser.std))[0]
+        self.constraints.to(world.device)
         self.power_spectrum = training_spectrum(data.splits.train)
         self.stage = ""
         self._configure_stage(self.stages[0][0])
@@ -135,8 +142,7 @@ class Trainer:
     def _build_model(self) -> nn.Module:
         from forecast.models import build_model
 
-        model = build_model(self.config.model, self.data.grid, len(self.data.variables), self.data.n_forcing,
-                            self.data.variables)
+        model = build_model(self.config.model, self.data.grid, len(self.data.variables), self.data.n_forcing)
         if self.config.model.residual and self.config.model.tendency_scaling:
             from forecast.data import tendency_scale
 
@@ -144,8 +150,6 @@ class Trainer:
             log.info("residual scale (std of the normalised %g h tendency): %s", self.data.time_step_seconds / 3600,
                      ", ".join(f"{v} {s:.3g}" for v, s in zip(self.data.variables, scale)))
             model.set_residual_scale(scale)
-        model.set_time_step(self.data.time_step_seconds)
-        model.set_normalisation(self.data.normaliser.mean, self.data.normaliser.std)
         if self.config.model.architecture == "dyffusion":
             model.set_horizon(self.data.step)
         return model.to(self.world.device)
@@ -164,7 +168,7 @@ class Trainer:
         config, world = self.config, self.world
         self.stage = stage
         if stage == "model":
-            self.rollout: nn.Module = Rollout(self.model, config.ensemble_members).to(world.device)
+            self.rollout: nn.Module = Rollout(self.model, config.ensemble_members, self.constraints).to(world.device)
         else:
             self.rollout = DYffusionObjective(self.model, stage, self.loss_fn, self.l1).to(world.device)
             log.info("DYffusion stage: %s", stage)
@@ -278,7 +282,7 @@ class Trainer:
         for batch in self.loader(dataset, shard, self.config.seed, drop_last=False):
             state, forcings, targets = (batch[k].to(self.world.device) for k in ("state", "forcings", "targets"))
             with self.autocast():
-                prediction = self.model(state, forcings[:, 0])
+                prediction = constrained_step(self.model, self.constraints, state, forcings[:, 0])
             sums[:-1] += squared_error_sums(prediction, targets[:, 0], lat_w)
             sums[-1] += state.shape[0]
         all_reduce_sum(sums, self.world)

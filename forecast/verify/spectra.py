@@ -1,7 +1,7 @@
 r"""Spherical-harmonic power spectra, to see how much small-scale detail a forecast keeps.
 
 A field :math:`f(\theta, \lambda)` on a :class:`~pipelines.grids.Grid` is expanded with
-torch-harmonics' ``RealSHT(norm="ortho")`` (orthonormal spherical harmonics,
+:func:`pipelines.harmonics.sht` (orthonormal spherical harmonics, every degree of the grid,
 :math:`\int_{S^2} Y_{lm} Y^*_{l'm'} d\Omega = \delta_{ll'}\delta_{mm'}`) into coefficients
 :math:`a_{lm}`, :math:`0 \le m \le l`. The power per total wavenumber is
 
@@ -29,9 +29,9 @@ import torch
 import xarray as xr
 from torch_harmonics import RealSHT
 
-from forecast.models.spectral_cap import degree_power
 from pipelines.errors import InputError
 from pipelines.grids import Grid
+from pipelines.harmonics import degree_bands, degree_power, sht
 
 __all__ = ["band_power_ratios", "degree_bands", "power_spectrum", "spectrum_ratio", "squared_units"]
 
@@ -46,7 +46,7 @@ def squared_units(units: str) -> str:
 
 @lru_cache(maxsize=8)
 def _sht(grid: Grid) -> RealSHT:
-    return RealSHT(grid.nlat, grid.nlon, grid=grid.kind, norm="ortho").double()
+    return sht(grid).double()
 
 
 def _power_numpy(field: np.ndarray, grid: Grid) -> np.ndarray:
@@ -107,21 +107,6 @@ def spectrum_ratio(forecast: xr.DataArray | xr.Dataset, truth: xr.DataArray | xr
     pf = power_spectrum(forecast, grid)
     pt = power_spectrum(truth, grid)
     return pf / pt.where(pt > 0)
-
-
-def degree_bands(truth_power: np.ndarray, parts: int = 3, threshold: float = 1e-8) -> list[tuple[int, int]]:
-    r"""Equal bands ``[(first, last), ...]`` of the degrees :math:`1 \le l \le l_r` a truth
-    spectrum ``(L,)`` resolves, :math:`l_r` the last degree with power above ``threshold``
-    times the peak (a spectral solver's truncation leaves nothing above it; data regridded
-    from a finer grid resolve every degree). Low to high: large scales to the smallest."""
-    power = np.asarray(truth_power, dtype=np.float64)
-    above = np.flatnonzero(power[1:] > threshold * np.nanmax(power[1:])) + 1
-    if above.size == 0:
-        return []
-    resolved = int(above[-1])
-    parts = max(1, min(parts, resolved))
-    edges = np.linspace(1, resolved + 1, parts + 1).round().astype(int)
-    return [(int(a), int(b) - 1) for a, b in zip(edges[:-1], edges[1:])]
 
 
 def band_power_ratios(forecast_power: np.ndarray, truth_power: np.ndarray,

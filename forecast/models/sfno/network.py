@@ -18,14 +18,9 @@ first block transforms from the full grid and returns on a Legendre-Gauss grid o
 returns to the full grid; the truncation is :math:`l, m < \min(h, w/2)` times
 ``hard_thresholding_fraction``.
 
-Fast path
----------
-Everything is channels-last ``(B, H, W, C)``. The Legendre tables are computed once by
-:class:`torch_harmonics.RealSHT` / :class:`torch_harmonics.InverseRealSHT` and applied here as
-real batched matrix products over :math:`m` (real and imaginary parts and all channels in
-one GEMM per order), and the per-degree channel mixing is one real ``bmm`` over :math:`l`
-with the complex weights written as :math:`2C \times 2C` real blocks (weights broadcast over
-:math:`m`). No complex einsum, no per-part index assignments.
+Everything is channels-last ``(B, H, W, C)``: the transforms are
+:mod:`forecast.models.sfno.sht`, the convolution :mod:`forecast.models.sfno.convolution`, the
+noise and step conditioning :mod:`forecast.models.sfno.conditioning`.
 
 Reference: Bonev B. et al. (2023), "Spherical Fourier Neural Operators: Learning Stable
 Dynamics on the Sphere", ICML, https://arxiv.org/abs/2306.03838.
@@ -34,230 +29,23 @@ Dynamics on the Sphere", ICML, https://arxiv.org/abs/2306.03838.
 from __future__ import annotations
 
 import math
-from functools import lru_cache
 
 import torch
 import torch.nn as nn
-from torch_harmonics import InverseRealSHT, RealSHT
 
 from forecast.config import ModelConfig
 from forecast.models.base import PrognosticModel
 from forecast.models.layers import ACTIVATIONS, MLP, DropoutMasks, DropPath, make_norm
+from forecast.models.sfno.conditioning import (NoiseConditioning, StepEmbedding, StepModulation, noise_degree_sigma,
+                                               white_noise_scale)
+from forecast.models.sfno.convolution import SpectralConvS2
+from forecast.models.sfno.sht import ChannelsLastInverseRealSHT, ChannelsLastRealSHT
 from pipelines.errors import InputError
 from pipelines.grids import Grid
 
-__all__ = ["SFNO", "SFNOBlock", "StepEmbedding", "StepModulation", "SpectralConvS2", "ChannelsLastRealSHT", "ChannelsLastInverseRealSHT"]
+__all__ = ["SFNO", "SFNOBlock", "PositionEmbedding"]
 
 INTERNAL_GRID = "legendre-gauss"
-
-
-@lru_cache(maxsize=32)
-def _legendre_tables(nlat: int, nlon: int, lmax: int, mmax: int, grid: str) -> tuple[torch.Tensor, torch.Tensor]:
-    """Forward ``(M, L, H)`` (quadrature weights and the 2 pi of the longitude integral folded
-    in) and inverse ``(M, H, L)`` tables from torch-harmonics, cached per transform size."""
-    forward = RealSHT(nlat, nlon, lmax=lmax, mmax=mmax, grid=grid).weights * (2.0 * math.pi)
-    inverse = InverseRealSHT(nlat, nlon, lmax=lmax, mmax=mmax, grid=grid).pct.transpose(1, 2)
-    return forward.contiguous(), inverse.contiguous()
-
-
-def _order_factors(mmax: int, value: float, like: torch.Tensor) -> torch.Tensor:
-    """``(M, 1, 2)`` factors: ``(1, 0)`` for ``m = 0`` (real part only), ``(value, value)`` above."""
-    f = torch.full((mmax, 1, 2), value, dtype=like.dtype, device=like.device)
-    f[0, 0, 0], f[0, 0, 1] = 1.0, 0.0
-    return f
-
-
-class _TruncatedRFFT(torch.autograd.Function):
-    r"""First ``mmax`` coefficients of ``rfft(x, dim=2, norm="forward")`` as a real view
-    ``(B, H, M, C, 2)``. The backward is the adjoint written as one ``irfft`` (half the work
-    of torch's generic ``rfft`` backward, a full complex FFT): for :math:`m < M \le n/2`,
-    :math:`ar x = \mathrm{irfft}(ar X \cdot c)/n` with :math:`c_0 = 1` (real part), :math:`c_{m>0} = 1/2`.
-    """
-
-    @staticmethod
-    def forward(ctx, x: torch.Tensor, mmax: int) -> torch.Tensor:  # type: ignore[override]
-        ctx.n, ctx.mmax = x.shape[2], mmax
-        return torch.view_as_real(torch.fft.rfft(x, dim=2, norm="forward")[:, :, :mmax])
-
-    @staticmethod
-    def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor, None]:  # type: ignore[override]
-        grad = (grad * _order_factors(ctx.mmax, 0.5, grad)).contiguous()
-        return torch.fft.irfft(torch.view_as_complex(grad), n=ctx.n, dim=2, norm="backward"), None
-
-
-class _TruncatedIRFFT(torch.autograd.Function):
-    r"""``irfft(X, n, dim=2, norm="forward")`` of ``mmax <= n/2`` coefficients given as a real view
-    ``(B, H, M, C, 2)``; the imaginary part of :math:`m = 0` is ignored on every backend. The
-    backward is :math:`ar X = \mathrm{rfft}(ar y)_{m<M} \cdot c` with :math:`c_0 = (1, 0)`, :math:`c_{m>0} = 2`.
-    """
-
-    @staticmethod
-    def forward(ctx, coeffs: torch.Tensor, n: int) -> torch.Tensor:  # type: ignore[override]
-        ctx.mmax = coeffs.shape[2]
-        coeffs = (coeffs * _order_factors(ctx.mmax, 1.0, coeffs)).contiguous()
-        return torch.fft.irfft(torch.view_as_complex(coeffs), n=n, dim=2, norm="forward")
-
-    @staticmethod
-    def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor, None]:  # type: ignore[override]
-        spec = torch.view_as_real(torch.fft.rfft(grad, dim=2, norm="backward")[:, :, : ctx.mmax])
-        return spec * _order_factors(ctx.mmax, 2.0, spec), None
-
-
-class ChannelsLastRealSHT(nn.Module):
-    r"""Forward real SHT of channels-last fields, the same transform as
-    :class:`torch_harmonics.RealSHT` (orthonormal, Condon-Shortley phase).
-
-    .. math:: \hat u_{l,m} = \sum_j w_j P_l^m(\cos\theta_j)\, 2\pi\, \mathrm{DFT}_m(u_{j,\cdot})
-
-    ``(B, nlat, nlon, C)`` -> ``(M, L, B, 2, C)``: order-major, real and imaginary parts
-    before the channels (so that the complex channel mixing is one real GEMM).
-    """
-
-    def __init__(self, nlat: int, nlon: int, lmax: int, mmax: int, grid: str) -> None:
-        super().__init__()
-        self.nlat, self.nlon, self.lmax, self.mmax, self.grid = nlat, nlon, lmax, mmax, grid
-        table = _legendre_tables(nlat, nlon, lmax, mmax, grid)[0]
-        self.register_buffer("weights", table.float(), persistent=False)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        b, h, _, c = x.shape
-        coeffs = _TruncatedRFFT.apply(x, self.mmax)                        # (B, H, M, C, 2)
-        # -> (M, H, B*2*C): one GEMM per order m contracts latitude
-        a = coeffs.permute(2, 1, 0, 4, 3).reshape(self.mmax, h, b * 2 * c)
-        return torch.bmm(self.weights, a).view(self.mmax, self.lmax, b, 2, c)
-
-    def extra_repr(self) -> str:
-        return f"{self.grid}:{self.nlat}x{self.nlon}, lmax={self.lmax}, mmax={self.mmax}"
-
-
-class ChannelsLastInverseRealSHT(nn.Module):
-    r"""Inverse real SHT to channels-last fields, as :class:`torch_harmonics.InverseRealSHT`.
-
-    ``(M, L, B, 2, C)`` -> ``(B, nlat, nlon, C)``. The imaginary part of the :math:`m = 0`
-    coefficients is dropped (it has no real field), identically on every FFT backend.
-    """
-
-    def __init__(self, nlat: int, nlon: int, lmax: int, mmax: int, grid: str) -> None:
-        super().__init__()
-        if mmax > nlon // 2:
-            raise ValueError(f"mmax={mmax} must not exceed nlon // 2 = {nlon // 2}")
-        self.nlat, self.nlon, self.lmax, self.mmax, self.grid = nlat, nlon, lmax, mmax, grid
-        table = _legendre_tables(nlat, nlon, lmax, mmax, grid)[1]
-        self.register_buffer("pct", table.float(), persistent=False)
-
-    def forward(self, s: torch.Tensor) -> torch.Tensor:
-        m, l, b, _, c = s.shape
-        y = torch.bmm(self.pct, s.reshape(m, l, b * 2 * c)).view(m, self.nlat, b, 2, c)
-        return _TruncatedIRFFT.apply(y.permute(2, 1, 0, 4, 3), self.nlon)
-
-    def extra_repr(self) -> str:
-        return f"{self.grid}:{self.nlat}x{self.nlon}, lmax={self.lmax}, mmax={self.mmax}"
-
-
-class SpectralConvS2(nn.Module):
-    r"""Per-degree channel mixing of spherical harmonic coefficients ("driscoll-healy").
-
-    .. math:: \hat v_{o,l,m} = \sum_i \hat u_{i,l,m}\, w_{l,i,o}, \qquad w \in \mathbb{C}^{L \times C_{in} \times C_{out}}
-
-    The complex product is one real ``bmm`` over :math:`l` with the block matrix
-    :math:`\begin{pmatrix} \Re w & \Im w \\ -\Im w & \Re w \end{pmatrix}` acting on
-    :math:`(\Re \hat u, \Im \hat u)`. Weights are drawn with :math:`E|w|^2 = g / C_{in}`;
-    ``weight[0]`` is the real part, ``weight[1]`` the imaginary part.
-
-    ``(M, L, B, 2, C_in)`` -> ``(M, L, B, 2, C_out)``.
-    """
-
-    def __init__(self, lmax: int, in_channels: int, out_channels: int, gain: float = 2.0) -> None:
-        super().__init__()
-        self.lmax, self.in_channels, self.out_channels = lmax, in_channels, out_channels
-        std = math.sqrt(gain / in_channels / 2.0)  # per real/imaginary part
-        self.weight = nn.Parameter(std * torch.randn(2, lmax, in_channels, out_channels))
-
-    def real_weight(self) -> torch.Tensor:
-        """``(L, 2 C_in, 2 C_out)``, rows ``(re/im, i)``, columns ``(re/im, o)``."""
-        wr, wi = self.weight[0], self.weight[1]
-        return torch.cat([torch.cat([wr, wi], dim=2), torch.cat([-wi, wr], dim=2)], dim=1)
-
-    def forward(self, s: torch.Tensor) -> torch.Tensor:
-        m, l, b, _, c = s.shape
-        a = s.reshape(m, l, b, 2 * c).transpose(0, 1).reshape(l, m * b, 2 * c)
-        out = torch.bmm(a, self.real_weight())
-        return out.view(l, m, b, 2, self.out_channels).transpose(0, 1)
-
-    def extra_repr(self) -> str:
-        return f"lmax={self.lmax}, in_channels={self.in_channels}, out_channels={self.out_channels}"
-
-
-class NoiseConditioning(nn.Module):
-    r"""Conditional modulation of a block's normalised activations by noise fields
-    (ACE2S's conditional layer norm):
-
-    .. math:: h \mapsto h \odot (1 + W_s n) + W_b n ,
-
-    with :math:`n` ``K`` isotropic noise fields on the block's grid and :math:`W_s, W_b`
-    point-wise ``K -> C`` maps initialised at zero, so an untrained stochastic SFNO is
-    exactly the deterministic one and training starts from it.
-    """
-
-    def __init__(self, noise_channels: int, dim: int) -> None:
-        super().__init__()
-        self.scale = nn.Linear(noise_channels, dim, bias=False)
-        self.shift = nn.Linear(noise_channels, dim, bias=False)
-        nn.init.zeros_(self.scale.weight)
-        nn.init.zeros_(self.shift.weight)
-
-    def forward(self, h: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
-        return h * (1.0 + self.scale(noise)) + self.shift(noise)
-
-
-class StepEmbedding(nn.Module):
-    r"""Embedding of a (possibly fractional) step :math:`i` for step-conditioned SFNOs
-    (Spherical DYffusion's interpolator and forecaster), as diffusion models embed time:
-
-    .. math:: e(i) = \mathrm{MLP}\big([\sin(\omega_k i), \cos(\omega_k i)]_{k}\big),
-              \qquad \omega_k = \omega_{\max}^{-k/K}, \; k = 0..K-1,
-
-    ``(B,)`` steps -> ``(B, dim)``.
-    """
-
-    def __init__(self, dim: int, frequencies: int = 16, max_period: float = 100.0) -> None:
-        super().__init__()
-        self.register_buffer("omega", max_period ** (-torch.arange(frequencies, dtype=torch.float32) / frequencies),
-                             persistent=False)
-        self.mlp = nn.Sequential(nn.Linear(2 * frequencies, dim), nn.SiLU(), nn.Linear(dim, dim))
-
-    def forward(self, step: torch.Tensor) -> torch.Tensor:
-        angle = step.to(self.omega.dtype)[:, None] * self.omega
-        return self.mlp(torch.cat([angle.sin(), angle.cos()], dim=-1))
-
-
-class StepModulation(nn.Module):
-    r"""A block's (scale, shift) from the step embedding, applied after the block's norm:
-    :math:`h \mapsto h \odot (1 + a(e)) + b(e)`, with :math:`a, b` linear maps initialised
-    at zero (an untrained step-conditioned SFNO ignores the step)."""
-
-    def __init__(self, embed_dim: int, dim: int) -> None:
-        super().__init__()
-        self.linear = nn.Linear(embed_dim, 2 * dim)
-        nn.init.zeros_(self.linear.weight)
-        nn.init.zeros_(self.linear.bias)
-
-    def forward(self, h: torch.Tensor, embedding: torch.Tensor) -> torch.Tensor:
-        scale, shift = self.linear(embedding)[:, None, None, :].chunk(2, dim=-1)   # (B, 1, 1, C) each
-        return h * (1.0 + scale) + shift
-
-
-def white_noise_scale(isht: "ChannelsLastInverseRealSHT", sigma: torch.Tensor | None = None) -> float | torch.Tensor:
-    r"""``1 / std`` of a field synthesised by ``isht`` from unit-normal coefficients (real and
-    imaginary parts, :math:`m = 0` real): the pointwise variance
-    :math:`\sum_l P_{l0}^2 + 4 \sum_{m>0} \sum_l P_{lm}^2`, averaged over latitudes. With
-    ``sigma`` ``(L, K)`` (coefficients of degree :math:`l` scaled by :math:`\sigma_{lk}`): ``(K,)``."""
-    pct = isht.pct.double()                                            # (M, H, L)
-    per_degree = pct[0].square() + 4.0 * pct[1:].square().sum(dim=0)   # (H, L)
-    if sigma is None:
-        return float(1.0 / per_degree.sum(1).mean().sqrt())
-    variance = (per_degree[:, :, None] * sigma.double()[None] ** 2).sum(1).mean(0)   # (K,)
-    return (1.0 / variance.sqrt()).float()
 
 
 class SFNOBlock(nn.Module):
@@ -449,18 +237,6 @@ class SFNO(PrognosticModel):
         return self.decoder(h).permute(0, 3, 1, 2).contiguous()
 
 
-EARTH_RADIUS_KM = 6371.0
-
-
-def noise_degree_sigma(modes: int, length_scales_km: list[float]) -> torch.Tensor:
-    r"""``(L, K)`` standard deviations of the degree-:math:`l` coefficients of each noise
-    channel, :math:`\sigma_{lk} = \exp(-\kappa_k l(l+1)/2)`, :math:`\kappa_k = (L_k/R)^2/2`
-    (the blocks scale each channel's fields to unit variance: :func:`white_noise_scale`)."""
-    degree = torch.arange(modes, dtype=torch.float64)[:, None]
-    kappa = (torch.tensor(length_scales_km, dtype=torch.float64)[None, :] / EARTH_RADIUS_KM) ** 2 / 2.0
-    return torch.exp(-kappa * degree * (degree + 1) / 2.0).float()
-
-
 def _transforms(grid: Grid, scale_factor: int, fraction: float) -> tuple[nn.Module, ...]:
     """(SHT from the full grid, inverse to the full grid, SHT and inverse on the internal grid)."""
     if scale_factor < 1:
@@ -469,7 +245,7 @@ def _transforms(grid: Grid, scale_factor: int, fraction: float) -> tuple[nn.Modu
         raise InputError(f"hard_thresholding_fraction must be in (0, 1], got {fraction}")
     h, w = (grid.nlat - 1) // scale_factor + 1, grid.nlon // scale_factor
     modes = int(min(h, w // 2) * fraction)
-    if h < 2 or modes < 1:
+    if h < 2 or w < 4 or modes < 1:   # the internal grid is a Grid (at least 2 x 4 points)
         raise InputError(f"scale_factor {scale_factor} is too large for grid {grid}: the internal grid would be "
                          f"{h}x{w}; use a smaller scale_factor")
     return (ChannelsLastRealSHT(grid.nlat, grid.nlon, modes, modes, grid.kind),
