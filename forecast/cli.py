@@ -236,6 +236,8 @@ def verify(
     truth: Optional[str] = typer.Option(None, help="Truth: a training store or ERA5-convention files."),
     climatology: Optional[str] = typer.Option(None, help="Store whose climatology is used (default: the truth's)."),
     baselines: Optional[str] = typer.Option(None, help="Comma list: persistence, climatology."),
+    perfect_model: Optional[str] = typer.Option(None, "--perfect-model",
+                                                help="Perfect-model ensemble (`forecast perfect-model`) to score too."),
     out: Optional[str] = typer.Option(None, "--out", "-o", help="Output scores NetCDF."),
     metrics: Optional[str] = typer.Option(None, help="Comma list, e.g. rmse,acc,crps (default: all)."),
     regions: Optional[str] = typer.Option(None, help="Comma list: global, nh-extratropics, tropics, sh-extratropics."),
@@ -249,11 +251,42 @@ def verify(
 
     cfg = _load(VerifyConfig, config, _options(forecast=forecast, truth=truth, climatology=climatology,
                                                  baselines=_split(baselines, "--baselines"), out=out,
+                                                 perfect_model=perfect_model,
                                                  metrics=_split(metrics, "--metrics"),
                                                  regions=_split(regions, "--regions"), init_chunk=init_chunk,
                                                  scheduler=scheduler), overrides)
     path = run_verify(cfg)
     typer.echo(f"scores: {path}")
+
+
+@app.command("perfect-model")
+@handle_errors
+def perfect_model(
+    store: str = typer.Option(..., help="A store prepared from the stirred shallow-water source (--source swe)."),
+    init: str = typer.Option(..., help="Init times, comma list of ISO times, e.g. 2020-02-10T00,2020-02-10T12."),
+    lead: str = typer.Option("120h", help="Forecast length, e.g. 5d, 120h."),
+    every: str = typer.Option("6h", "--every", help="Time between written lead times, e.g. 6h."),
+    members: int = typer.Option(16, help="Ensemble size (as many as the forecast it is compared with)."),
+    seed: int = typer.Option(0, help="Seed of the members' stirring."),
+    out: str = typer.Option(..., "--out", "-o", help="Output .zarr or .nc, in the layout of `forecast rollout`."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing output."),
+) -> None:
+    """Run the perfect-model ensemble of the embedded data: the solver from the true states with
+    stirring it does not know, the physical limit of skill (score it with `forecast verify --perfect-model`)."""
+    import pandas as pd
+
+    from forecast.rollout.workflow import parse_init_times, parse_lead
+    from forecast.verify.perfect_model import perfect_model_forecast
+
+    step = pd.Timedelta(_lead_hours(every), unit="h")
+    if step <= pd.Timedelta(0):
+        raise InputError(f"--every {every!r} must be a positive duration")
+    if members < 1:
+        raise InputError(f"--members {members} must be at least 1")
+    n = parse_lead(lead, step)
+    path = perfect_model_forecast(store, parse_init_times([init]), pd.TimedeltaIndex([k * step for k in range(n + 1)]),
+                                  members, out, seed=seed, overwrite=overwrite)
+    typer.echo(f"perfect-model ensemble: {path}")
 
 
 @app.command()

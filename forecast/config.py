@@ -10,12 +10,12 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from pipelines.config import (GridSpec, Positive, PositiveInt, PrepareConfig, StrictModel, SWESourceConfig, load_config,
-                              validate_config)
+from pipelines.config import (GridSpec, Positive, PositiveInt, PrepareConfig, StirringConfig, StrictModel, SWESourceConfig,
+                              load_config, validate_config)
 
 __all__ = [
     "ModelConfig", "TrainConfig", "RolloutConfig", "PerturbationConfig", "VerifyConfig", "DYffusionDemoConfig",
-    "PlotConfig", "RunConfig", "DemoConfig", "PrepareConfig", "load_config", "validate_config",
+    "PlotConfig", "RunConfig", "DemoConfig", "WindowsConfig", "PrepareConfig", "load_config", "validate_config",
 ]
 
 
@@ -275,40 +275,39 @@ class StochasticDemoConfig(StrictModel):
     noise_length_scales_km: list[Positive] | None = None   # model.noise_length_scales_km (None: white)
     noise_autocorrelation: float = Field(0.0, ge=0.0, lt=1.0)   # model.noise_autocorrelation
     ensemble_members: Annotated[int, Field(ge=2)] = 2
-    rollout_steps: PositiveInt = 2            # CRPS over 2-step rollouts: better skill and stability than 1
+    rollout_steps: PositiveInt = 2            # the CRPS of rollouts of this many steps
     crps_alpha: float = Field(0.95, gt=0.0, le=1.0)
     spectral_weight: float = Field(0.0, ge=0.0)   # train.crps_spectral_weight: CRPS of SHT amplitudes
     # independently trained copies (seeds seed, seed + 1, ...), each for train.epochs // models
     # epochs (at least 1): the members are spread over them, and their differences carry the
-    # model's own uncertainty, which grows with lead as its error does
+    # model's own uncertainty
     models: PositiveInt = 2
-    # rollout.noise_amplitude: a factor on the noise at inference (None: 1, as trained); with the
-    # demo's spectral_cap the noise's small-scale part is clipped, and a larger factor restores the spread
-    noise_amplitude: Positive | None = None
-    # none: two copies' noise alone give spread/skill 1.04 at 6 h; initial perturbations on top
-    # of them over-disperse the first day (README, "Model uncertainty")
     perturbation: PerturbationConfig = PerturbationConfig(kind=["none"], amplitude=0.1)
 
 
 class DYffusionDemoConfig(StrictModel):
     """The demo's Spherical DYffusion (``dyffusion``): interpolator and forecaster SFNOs of the
-    ``sfno`` section's size, the interpolator with dropout kept on at inference (the ensemble's
-    spread); trained ``train.epochs`` epochs each stage unless ``forecaster_epochs`` says otherwise."""
+    ``sfno`` section's size, the interpolator with its training dropout kept on at inference
+    (the ensemble's spread, as in the paper); trained ``train.epochs`` epochs each stage unless
+    ``forecaster_epochs`` says otherwise."""
 
     mlp_dropout: float = Field(0.1, ge=0, lt=1)
     drop_path_rate: float = Field(0.1, ge=0, lt=1)
     forecaster_epochs: PositiveInt | None = None
     input_noise: float = Field(0.0, ge=0.0)   # train.input_noise for this model only
-    # independently trained copies (seeds seed, seed + 1, ...) sharing the epochs, as
-    # ``stochastic.models``: their differences carry the model's uncertainty into the spread
+    # independently trained copies (seeds seed, seed + 1, ...) sharing the epochs, as ``stochastic.models``
     models: PositiveInt = 1
-    # rollout.dropout: trained at 0.1 the interpolator's ensemble has spread/skill 0.40 at 6 h;
-    # 0.4 at inference gives 1.11 (0.58 at 72 h) with the same ensemble-mean RMSE
-    inference_dropout: float | None = Field(0.4, ge=0, lt=1)
-    # rollout.member_dropout: masks each member keeps for its whole forecast (None: none); on the
-    # stirred data 0.5 with inference_dropout 0.4 gives spread/skill 0.86-1.15 from 6 h to 5 days
-    inference_member_dropout: float | None = Field(None, ge=0, lt=1)
     perturbation: PerturbationConfig = PerturbationConfig(kind=["none"])
+
+
+class WindowsConfig(StrictModel):
+    """The validation and test windows at the end of the record (:mod:`forecast.windows`): each
+    holds ``inits`` init times ``init_every_hours`` apart and their ``lead_hours``; training takes
+    everything before them. Settings are chosen on validation; the demo reports the test window."""
+
+    inits: Annotated[int, Field(ge=2)] = 8
+    init_every_hours: Positive = 12.0
+    lead_hours: Positive = 120.0
 
 
 # the variables the demo's store holds (pipelines' shallow-water source, selected by forecast.demo)
@@ -319,26 +318,23 @@ class DemoConfig(StrictModel):
     """The end-to-end demo on the embedded shallow-water data (``configs/demo.yaml``, which
     states these same defaults: ``forecast demo`` without ``--config`` runs them).
 
-    The simulated period is split in time: training days first, then one validation day,
-    then the last ``test_days``, held back for the ensemble forecasts and their verification.
-    The defaults were tuned to finish in about 6 minutes on 2 CPU cores: 45 days of data
-    (more days helped generalisation more than a larger model or multi-step loss did within
-    the same time), a small SFNO at a 6 h step, and perturbations whose spread matches the
-    ensemble-mean error at 24 h.
+    The data: the stirred shallow-water flow (statistically stationary: a climate), solved on
+    a 48x96 Legendre-Gauss grid at truncation 32 and stored on the model's 32x64 grid, which
+    resolves every one of the solver's degrees. The record is cut into training, validation and
+    test windows (``windows``); the forecasts, the perfect-model ensemble and the report are on
+    the test window.
     """
 
     workdir: str = "demo"
     models: list[Literal["sfno", "afno", "sfno-crps", "dyffusion"]] = ["sfno-crps"]
-    swe: SWESourceConfig = SWESourceConfig(grid="legendre-gauss:64x128", days=45.0, spinup_days=1.0)
-    grid: GridSpec = "legendre-gauss:64x128"
+    swe: SWESourceConfig = SWESourceConfig(grid="legendre-gauss:48x96", lmax=32, days=48.0, spinup_days=10.0,
+                                           stirring=StirringConfig())
+    grid: GridSpec = "legendre-gauss:32x64"
     method: Literal["conservative", "bilinear", "spectral"] = "spectral"
-    test_days: Positive = 4.0
-    n_inits: PositiveInt = 3
-    init_every_hours: Positive = 12.0
-    lead_hours: Positive = 72.0
-    train: TrainConfig = TrainConfig(step_hours=6, batch_size=4, epochs=6, lr=2e-3, warmup_steps=20, rollout_steps=1,
+    windows: WindowsConfig = WindowsConfig()
+    train: TrainConfig = TrainConfig(step_hours=6, batch_size=4, epochs=4, lr=2e-3, warmup_steps=20, rollout_steps=1,
                                      curriculum_epochs=0, checkpoint_every=500)
-    sfno: ModelConfig = ModelConfig(architecture="sfno", embed_dim=32, num_layers=4, scale_factor=2)
+    sfno: ModelConfig = ModelConfig(architecture="sfno", embed_dim=32, num_layers=4, scale_factor=1)
     afno: ModelConfig = ModelConfig(architecture="afno", embed_dim=128, patch_size=[4, 4])
     stochastic: StochasticDemoConfig = StochasticDemoConfig()
     dyffusion: DYffusionDemoConfig = DYffusionDemoConfig()
@@ -346,11 +342,12 @@ class DemoConfig(StrictModel):
     perturbation: PerturbationConfig = PerturbationConfig(kind=["spherical-gaussian"], amplitude=0.2,
                                                           length_scale_km=1000.0)
     seed: int = 0
-    # rollout.spectral_cap and rollout.conserve_global_mean of every model's ensemble (None: off):
-    # the safeguards long runs need (README, "A flow with a climate")
-    spectral_cap: Positive | None = None
+    # rollout.conserve_global_mean of every model's ensemble: quantities the shallow-water
+    # equations conserve (gh: the mass; vo: its global mean is zero on a sphere); None: none
     conserve_global_mean: list[str] | None = None
-    plot: PlotConfig = PlotConfig(lead_times_hours=[24.0, 72.0])
+    # score the perfect-model ensemble (the solver with unknown stirring) beside the baselines
+    perfect_model: bool = True
+    plot: PlotConfig = PlotConfig(lead_times_hours=[24.0, 120.0])
 
     @field_validator("conserve_global_mean")
     @classmethod

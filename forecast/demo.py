@@ -1,14 +1,16 @@
 """``forecast demo``: the whole chain on the embedded shallow-water data.
 
-    shallow-water solver -> ERA5-convention NetCDF -> pipeline -> Zarr store
-      -> SFNO (AFNO, DYffusion) training -> 16-member ensembles from held-back init times
-      -> verification against the solver's truth and the baselines -> plots + report
+    stirred shallow-water solver -> ERA5-convention NetCDF -> pipeline -> Zarr store
+      -> SFNO (AFNO, DYffusion) training -> 16-member ensembles from the test window's init times
+      -> the perfect-model ensemble (the solver itself, stirring unknown) from the same init times
+      -> verification against the solver's truth, persistence, climatology and the perfect model
+      -> plots + report
 
 Each stage calls the same public function as its own command (``prepare``, ``train``,
-``rollout``, ``verify``, ``plot``), so the demo exercises exactly what users run.
-The simulated period is split in time: training data come first, then one validation day,
-then the held-back ``test_days`` that provide the init times and the truth they are
-verified against.
+``rollout``, ``perfect-model``, ``verify``, ``plot``), so the demo exercises exactly what
+users run. The record is cut into training, validation and test windows
+(:mod:`forecast.windows`): statistics, climatology and training use the training window,
+validation scores the training, and the forecasts are verified on the test window only.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from pathlib import Path
 import pandas as pd
 
 from forecast.config import DEMO_VARIABLES, DemoConfig, ModelConfig, RolloutConfig, TrainConfig, VerifyConfig
+from forecast.windows import WindowSplit, split_windows
 from pipelines.atomic import remove_path
 from pipelines.config import PrepareConfig
 from pipelines.errors import InputError
@@ -33,19 +36,14 @@ STAGE_DIRS = ("sources", "data", "runs", "forecasts", "scores", "plots")
 
 # `--quick`: the same chain on a tiny grid and a short simulation (about a minute on 2 cores).
 QUICK_OVERRIDES: dict = {
-    "swe": {"grid": "legendre-gauss:32x64", "days": 4.0, "spinup_days": 0.25},
+    "swe": {"grid": "legendre-gauss:24x48", "lmax": 16, "substep_seconds": 900.0, "days": 5.0, "spinup_days": 1.0},
     "grid": "legendre-gauss:16x32",
-    "test_days": 1.5,
-    "n_inits": 2,
-    "init_every_hours": 6.0,
-    "lead_hours": 24.0,
+    "windows": {"inits": 2, "init_every_hours": 6.0, "lead_hours": 24.0},
     "members": 4,
     "train": {"epochs": 2, "max_steps": 30, "batch_size": 4, "step_hours": 6, "rollout_steps": 1,
               "curriculum_epochs": 0, "checkpoint_every": 1000, "warmup_steps": 5, "tensorboard": False},
     "sfno": {"embed_dim": 16, "num_layers": 2, "scale_factor": 1},
     "afno": {"embed_dim": 32, "num_layers": 2, "patch_size": [4, 4], "num_blocks": 4},
-    # a barely trained interpolator is not robust to more dropout than it was trained with
-    "dyffusion": {"inference_dropout": None},
     "plot": {"lead_times_hours": [24.0]},
 }
 
@@ -59,6 +57,7 @@ class DemoResult:
     checkpoints: dict[str, list[Path]] = field(default_factory=dict)   # several: a multi-model ensemble
     forecasts: dict[str, Path] = field(default_factory=dict)
     scores: dict[str, Path] = field(default_factory=dict)
+    perfect_model: Path | None = None
     report: Path | None = None
     timings: dict[str, float] = field(default_factory=dict)
 
@@ -71,18 +70,7 @@ def quick_config(config: DemoConfig) -> DemoConfig:
     return DemoConfig.model_validate(data)
 
 
-def test_window(times: pd.DatetimeIndex, config: DemoConfig) -> tuple[pd.Timestamp, list[pd.Timestamp]]:
-    """The first held-back time and the init times inside the held-back window."""
-    test_start = times[-1] - pd.Timedelta(days=config.test_days)
-    inits = [test_start + i * pd.Timedelta(hours=config.init_every_hours) for i in range(config.n_inits)]
-    last_valid = inits[-1] + pd.Timedelta(hours=config.lead_hours)
-    if last_valid > times[-1]:
-        raise InputError(f"the held-back window ({config.test_days} days) is too short for {config.n_inits} inits every "
-                         f"{config.init_every_hours} h with {config.lead_hours} h leads; raise test_days or swe.days")
-    return test_start, inits
-
-
-def _train_config(config: DemoConfig, arch: str, store: Path, work: Path, test_start: pd.Timestamp) -> TrainConfig:
+def _train_config(config: DemoConfig, arch: str, store: Path, work: Path, windows: WindowSplit) -> TrainConfig:
     model = config.afno if arch == "afno" else config.sfno
     ensemble: dict = {}
     if arch == "sfno-crps":
@@ -99,21 +87,18 @@ def _train_config(config: DemoConfig, arch: str, store: Path, work: Path, test_s
                                          "hyperdiffusion_efold_hours": None})
         ensemble = {"rollout_steps": 1, "forecaster_epochs": config.dyffusion.forecaster_epochs,
                     "input_noise": config.dyffusion.input_noise}
-    # training, then one validation day, then the held-back window: no target of either
-    # training or validation falls inside the window the forecasts are verified on
-    val_start = test_start - pd.Timedelta(days=1)
     return config.train.model_copy(update={
         "store": str(store), "out": str(work / "runs" / arch), "model": model,
-        "train_end": (val_start - pd.Timedelta(hours=1)).isoformat(), "val_start": val_start.isoformat(),
-        "val_end": (test_start - pd.Timedelta(hours=1)).isoformat(), "seed": config.seed, **ensemble})
+        "train_end": windows.train.end.isoformat(), "val_start": windows.validation.start.isoformat(),
+        "val_end": windows.validation.end.isoformat(), "seed": config.seed, **ensemble})
 
 
 def _train_configs(config: DemoConfig, arch: str, store: Path, work: Path,
-                   test_start: pd.Timestamp) -> list[TrainConfig]:
+                   windows: WindowSplit) -> list[TrainConfig]:
     """One training run per model of ``arch``'s ensemble: ``stochastic.models`` copies of the
     stochastic SFNO (``dyffusion.models`` of DYffusion) with consecutive seeds, sharing
     ``train.epochs`` (and DYffusion's ``forecaster_epochs``) between them."""
-    single = _train_config(config, arch, store, work, test_start)
+    single = _train_config(config, arch, store, work, windows)
     copies = {"sfno-crps": config.stochastic.models, "dyffusion": config.dyffusion.models}.get(arch, 1)
     if copies == 1:
         return [single]
@@ -125,15 +110,31 @@ def _train_configs(config: DemoConfig, arch: str, store: Path, work: Path,
 
 
 def _model_rollout(config: DemoConfig, arch: str) -> dict:
-    """The rollout settings that belong to one kind of model: initial perturbations (a model's
-    own section's for the probabilistic models), the stochastic SFNO's noise factor,
-    DYffusion's two inference dropouts. The rest of the rollout is the same for every model."""
-    if arch == "sfno-crps":
-        return dict(perturbation=config.stochastic.perturbation, noise_amplitude=config.stochastic.noise_amplitude)
-    if arch == "dyffusion":
-        return dict(perturbation=config.dyffusion.perturbation, dropout=config.dyffusion.inference_dropout,
-                    member_dropout=config.dyffusion.inference_member_dropout)
-    return dict(perturbation=config.perturbation)
+    """The initial perturbations of one kind of model (a probabilistic model's own section's);
+    the rest of the rollout is the same for every model."""
+    sections = {"sfno-crps": config.stochastic.perturbation, "dyffusion": config.dyffusion.perturbation}
+    return dict(perturbation=sections.get(arch, config.perturbation))
+
+
+def _training_end(config: DemoConfig) -> pd.Timestamp:
+    """The last time of the training window, from the config alone (statistics and climatology
+    are computed before the store exists): the record starts at ``swe.start``."""
+    start = pd.Timestamp(config.swe.start)
+    times = pd.date_range(start, periods=int(round(config.swe.days * 24 / config.swe.output_step_hours)),
+                          freq=pd.Timedelta(hours=config.swe.output_step_hours))
+    return demo_windows(times, config).train.end
+
+
+def demo_windows(times: pd.DatetimeIndex, config: DemoConfig) -> WindowSplit:
+    """The training, validation and test windows of the demo's record."""
+    w = config.windows
+    return split_windows(times, w.inits, w.init_every_hours, w.lead_hours)
+
+
+def _output_leads(config: DemoConfig) -> pd.TimedeltaIndex:
+    """The written lead times: every model step up to ``windows.lead_hours``."""
+    step = config.train.step_hours or config.swe.output_step_hours
+    return pd.TimedeltaIndex([pd.Timedelta(hours=k * step) for k in range(int(config.windows.lead_hours // step) + 1)])
 
 
 def _stage(name: str, timings: dict[str, float]):
@@ -155,6 +156,7 @@ def demo(config: DemoConfig, quick: bool = False) -> DemoResult:
     from forecast.report import write_report
     from forecast.rollout.workflow import rollout
     from forecast.train import train
+    from forecast.verify.perfect_model import perfect_model_forecast
     from forecast.verify.workflow import verify
     from pipelines.prepare import prepare
     from pipelines.store import open_store
@@ -170,25 +172,30 @@ def demo(config: DemoConfig, quick: bool = False) -> DemoResult:
     with _stage("prepare", result.timings):
         prepare(PrepareConfig(source="swe", swe=config.swe, variables=VARIABLES, grid=config.grid,
                               method=config.method, out=str(result.store), sources_dir=str(work / "sources"),
-                              # statistics and climatology without the validation and held-back days
-                              statistics_end=f"-{config.test_days * 24 + 24:g}h"),
+                              statistics_end=_training_end(config).isoformat()),
                 command="forecast demo")
-    times = open_store(result.store).times
-    test_start, inits = test_window(times, config)
-
+    windows = demo_windows(open_store(result.store).times, config)
+    inits = list(windows.test.inits)
+    lead = f"{config.windows.lead_hours:g}h"
+    if config.perfect_model:
+        with _stage("perfect model", result.timings):
+            result.perfect_model = perfect_model_forecast(
+                result.store, inits, _output_leads(config), config.members, work / "forecasts" / "perfect_model.zarr",
+                seed=config.seed)
     for arch in config.models:
         with _stage(f"train {arch}", result.timings):
             result.checkpoints[arch] = [Path(train(c).checkpoint)
-                                        for c in _train_configs(config, arch, result.store, work, test_start)]
+                                        for c in _train_configs(config, arch, result.store, work, windows)]
         with _stage(f"rollout {arch}", result.timings):
             result.forecasts[arch] = rollout(RolloutConfig(
                 checkpoints=[str(c) for c in result.checkpoints[arch]], initial=str(result.store),
-                init_times=[t.isoformat() for t in inits], lead=f"{config.lead_hours:g}h", members=config.members,
-                spectral_cap=config.spectral_cap, conserve_global_mean=config.conserve_global_mean,
+                init_times=[t.isoformat() for t in inits], lead=lead, members=config.members,
+                conserve_global_mean=config.conserve_global_mean,
                 seed=config.seed, out=str(work / "forecasts" / f"{arch}.zarr"), **_model_rollout(config, arch)))
         with _stage(f"verify {arch}", result.timings):
-            result.scores[arch] = verify(VerifyConfig(forecast=str(result.forecasts[arch]), truth=str(result.store),
-                                                      out=str(work / "scores" / f"{arch}.nc")))
+            result.scores[arch] = verify(VerifyConfig(
+                forecast=str(result.forecasts[arch]), truth=str(result.store), out=str(work / "scores" / f"{arch}.nc"),
+                perfect_model=str(result.perfect_model) if result.perfect_model else None))
     with _stage("plots and report", result.timings):
         result.report = write_report(result, config)
     result.timings["total"] = round(time.perf_counter() - t_start, 2)
