@@ -31,7 +31,8 @@ chunks ``(B, 1, 1, lat, lon)``: one chunk per variable, init time, lead time and
 of ``B`` members, the work unit of :mod:`forecast.rollout.shards`), with
 ``progress.json`` (``config_hash``, the resolved configuration, the unit layout). Each
 unit writes each lead time into its own chunks as soon as it is produced, then
-atomically replaces ``units/<unit>.pt`` (its normalised model state, float32) and
+atomically replaces ``units/<unit>.safetensors`` (its normalised model state, float32, in a
+tensor file that loads without pickle: :mod:`forecast.tensorfile`) and
 ``units/<unit>.json`` (its last complete output lead). A re-run with the same
 configuration continues every unit after its last complete lead time, so the output is
 bit-identical to an uninterrupted run's, whichever processes ran which units. The
@@ -60,7 +61,7 @@ import pandas as pd
 import torch
 import xarray as xr
 
-from pipelines.atomic import atomic_path, remove_path
+from pipelines.atomic import atomic_path, remove_path, remove_stale_temporaries, temporary_sibling
 from pipelines.errors import InputError, WriteError
 from pipelines.grids import Grid
 from forecast.rollout.shards import WorkUnit, work_units
@@ -68,7 +69,7 @@ from forecast.forecast_file import CALENDAR, TIME_UNITS, is_complete, open_forec
 from pipelines.variables import CF_ATTRS, canonical
 
 __all__ = ["ForecastLayout", "ForecastSink", "ForecastWriter", "open_forecast", "partial_path", "cf_attributes",
-           "is_complete", "remove_stale_temporaries", "OutputWriteError", "completed_leads", "saved_config",
+           "is_complete", "remove_stale_temporaries", "remove_finalise_leftovers", "OutputWriteError", "completed_leads", "saved_config",
            "UNITS_DIR",
            "PROGRESS_FILE"]
 
@@ -76,6 +77,8 @@ log = logging.getLogger(__name__)
 
 UNITS_DIR = "units"
 PROGRESS_FILE = "progress.json"
+UNIT_STATE_SUFFIX = ".safetensors"
+UNIT_STATE_KIND = "sphere-forecast rollout unit state"
 
 _LEVEL_NAME = re.compile(r"^([a-z_]*[a-z])(\d+)$")
 
@@ -204,15 +207,23 @@ class ForecastWriter:
         return saved is not None and saved["config_hash"] == self.config_hash
 
     def unit_state(self, unit: WorkUnit) -> dict[str, Any] | None:
-        """``{"completed": k, "state": (B, C, H, W)}`` saved by ``unit``, or None."""
-        try:
-            saved = torch.load(self._unit_file(unit, ".pt"), map_location="cpu", weights_only=True)
-        except FileNotFoundError:
+        """``{"completed": k, "state": (B, C, H, W)}`` saved by ``unit``, or None.
+
+        The state file is a tensor file (:mod:`forecast.tensorfile`): reading it runs no code.
+        """
+        from forecast.tensorfile import TreeFormatError, read_tree
+
+        path = self._unit_file(unit, UNIT_STATE_SUFFIX)
+        if not path.is_file():
             return None
-        except Exception:  # a state file cut short by a kill before its rename cannot exist; be safe
+        try:
+            saved = read_tree(path, UNIT_STATE_KIND)
+        except TreeFormatError:  # a state file cut short by a kill before its rename cannot exist; be safe
             log.warning("unreadable resume state of %s; recomputing it", unit)
             return None
-        return saved if saved.get("config_hash") == self.config_hash else None
+        if saved.get("config_hash") != self.config_hash or not isinstance(saved.get("state"), torch.Tensor):
+            return None
+        return saved
 
     def _unit_file(self, unit: WorkUnit, suffix: str) -> Path:
         return self.partial / UNITS_DIR / f"{unit.key}{suffix}"
@@ -261,36 +272,79 @@ class ForecastWriter:
     def save_unit(self, unit: WorkUnit, completed: int, state: torch.Tensor, rank: int = 0) -> None:
         """Atomically save the unit's state after output lead ``completed``, then its ``.json``
         marker (what :func:`completed_leads` reads)."""
-        self._unit_file(unit, ".pt").parent.mkdir(exist_ok=True)
+        from forecast.tensorfile import write_tree
+
+        self._unit_file(unit, UNIT_STATE_SUFFIX).parent.mkdir(exist_ok=True)
         saved = {"config_hash": self.config_hash, "completed": completed, "rank": rank,
                  "state": state.detach().to("cpu", torch.float32).contiguous()}
-        _atomic_write(self._unit_file(unit, ".pt"), lambda p: torch.save(saved, p))
+        _atomic_write(self._unit_file(unit, UNIT_STATE_SUFFIX), lambda p: write_tree(p, saved, UNIT_STATE_KIND))
         marker = {"completed": completed, "rank": rank}
         _atomic_write(self._unit_file(unit, ".json"), lambda p: Path(p).write_text(json.dumps(marker)))
 
     # -- completion ----------------------------------------------------------------
     def finalise(self, attrs: dict[str, Any], overwrite: bool) -> Path:
-        """Complete the attributes, consolidate and move the partial output into place."""
+        """Complete the attributes, consolidate and move the partial output into place.
+
+        The partial keeps its progress file and unit states until the output is in place,
+        so a finalise that fails (or is killed) leaves a partial that a re-run resumes and
+        finishes; the failure's message says where the complete lead times are.
+        """
         import zarr
 
         try:
             group = zarr.open_group(str(self.partial), mode="r+")
             # a .nc is converted from the partial: it is marked complete only once fully written
             group.attrs.update({**attrs, "complete": int(self.out.suffix == ".zarr")})
-            for name in (UNITS_DIR, PROGRESS_FILE):
-                remove_path(self.partial / name)
             with warnings.catch_warnings():  # "consolidated metadata is not part of the Zarr v3 spec"
                 warnings.simplefilter("ignore", UserWarning)
                 zarr.consolidate_metadata(str(self.partial))
             if self.out.suffix == ".zarr":
-                with atomic_path(self.out, overwrite=overwrite) as tmp:
-                    os.replace(self.partial, tmp)
+                _move_into_place(self.partial, self.out)
+                for name in (UNITS_DIR, PROGRESS_FILE):
+                    remove_path(self.out / name)
             else:
                 _to_netcdf(self.partial, self.out, overwrite)
                 remove_path(self.partial)
         except OSError as exc:
             raise OutputWriteError.of(exc, self.out) from None
         return self.out
+
+
+def _move_into_place(partial: Path, out: Path) -> None:
+    """Rename the finished ``partial`` directory to ``out``; a replaced ``out`` is set aside as
+    ``.old-<name>-*`` first and put back if the rename fails (a kill in between: see
+    :func:`~pipelines.atomic.remove_stale_temporaries`)."""
+    old = None
+    if out.exists() or out.is_symlink():
+        old = temporary_sibling(out, ".old")
+        os.replace(out, old)
+    try:
+        os.replace(partial, out)
+    except OSError:
+        if old is not None:
+            os.replace(old, out)
+        raise
+    if old is not None:
+        remove_path(old)
+
+
+def remove_finalise_leftovers(out: str | Path) -> int:
+    """Remove what a run killed while finalising left beside (or in) the complete forecast
+    ``out``: the ``.partial`` it was made from and a ``.zarr``'s unit states; returns how many.
+
+    A partial made with other parameters (another run's resumable work) is kept. Call it
+    only while holding ``out``'s lock.
+    """
+    out = Path(out)
+    if not is_complete(out):
+        return 0
+    stale = [out / name for name in (UNITS_DIR, PROGRESS_FILE) if out.is_dir() and (out / name).exists()]
+    partial, saved = partial_path(out), saved_config(partial_path(out))
+    if partial.exists() and (saved is None or saved["config_hash"] == open_forecast(out).attrs.get("config_hash")):
+        stale.append(partial)
+    for path in stale:
+        remove_path(path)
+    return len(stale)
 
 
 def _to_netcdf(partial: Path, out: Path, overwrite: bool) -> None:
@@ -305,26 +359,16 @@ def _to_netcdf(partial: Path, out: Path, overwrite: bool) -> None:
             nc.setncattr("complete", np.int64(1))
 
 
-def remove_stale_temporaries(out: str | Path) -> int:
-    """Remove the ``.tmp-<name>-*`` siblings a killed run of ``out`` left; returns how many.
-
-    Call it only while holding ``out``'s lock: then no live run is writing them.
-    """
-    out = Path(out)
-    stale = list(out.parent.glob(f".tmp-{out.name}-*")) if out.parent.is_dir() else []
-    for path in stale:
-        remove_path(path)
-    return len(stale)
-
-
 class OutputWriteError(WriteError):
     """The file system refused to write the forecast (full disk, read-only, quota)."""
 
     @classmethod
     def of(cls, exc: OSError, path: Path) -> "OutputWriteError":
         reason = exc.strerror or str(exc).splitlines()[0]
-        kept = partial_path(path) if path.suffix != ".partial" else path
-        return cls(exc.errno, f"cannot write {path}: {reason}; the complete lead times are kept in {kept} for a re-run")
+        kept = next((p for p in (path, *path.parents) if p.suffix == ".partial"), partial_path(path))
+        where = (f"the complete lead times are kept in {kept} for a re-run" if kept.is_dir()
+                 else f"nothing was kept ({kept} does not exist)")
+        return cls(exc.errno, f"cannot write {path}: {reason}; {where}")
 
 
 def _atomic_write(path: Path, write) -> None:
