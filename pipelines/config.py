@@ -158,9 +158,11 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
     if not path.is_file():
         raise InputError(f"config file {path} does not exist")
     try:
-        data = yaml.safe_load(path.read_text()) or {}
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
     except yaml.YAMLError as exc:
         raise InputError(f"{path} is not valid YAML: {str(exc).splitlines()[0]}") from None
+    except UnicodeDecodeError as exc:
+        raise InputError(f"{path} is not a YAML text file (byte {exc.start} is not UTF-8)") from None
     if not isinstance(data, dict):
         raise InputError(f"{path} must hold a mapping of keys to values, not {type(data).__name__}")
     return data

@@ -21,8 +21,12 @@ Layout (verification and plots read it with :func:`open_forecast`)::
 
 ``.zarr``: Zarr v3, consolidated metadata. ``.nc``: NetCDF4, zlib level 1, the same
 chunks; times as float64 "hours since 1970-01-01 00:00:00", no ``_FillValue`` on
-coordinates (IOOS compliance-checker cf:1.8 reports no errors, only the
-recommendation to order dims T, Z, Y, X).
+coordinates; dims stored as ``(member, lead_time, init_time, lat, lon)`` (and
+``valid_time`` as ``(lead_time, init_time)``): CF section 2.4 wants the time axis
+(``init_time``, the forecast reference time; ``lead_time`` is a duration, no time axis)
+right before Y and X, with every other dim to its left, and the IOOS compliance-checker
+(cf:1.8) then reports nothing. :func:`open_forecast` returns every forecast in the
+order above, whatever its file.
 
 Streaming and resume
 --------------------
@@ -77,6 +81,7 @@ log = logging.getLogger(__name__)
 
 UNITS_DIR = "units"
 PROGRESS_FILE = "progress.json"
+NETCDF_DIMS = ("member", "lead_time", "init_time", "lat", "lon")   # CF 2.4 order (module docstring)
 UNIT_STATE_SUFFIX = ".safetensors"
 UNIT_STATE_KIND = "sphere-forecast rollout unit state"
 
@@ -141,8 +146,8 @@ def _encoding(ds: xr.Dataset, netcdf: bool) -> dict[str, dict]:
     enc: dict[str, dict] = {}
     for name, var in ds.data_vars.items():
         enc[name] = {"dtype": "float32", "_FillValue": np.float32(np.nan)}
-        members = var.chunks[0][0] if var.chunks else var.shape[0]   # a work unit's block
-        chunks = (members, 1, 1, var.shape[3], var.shape[4])
+        members = var.chunks[var.dims.index("member")][0] if var.chunks else var.sizes["member"]  # a unit's block
+        chunks = tuple({"member": members, "lat": var.sizes["lat"], "lon": var.sizes["lon"]}.get(d, 1) for d in var.dims)
         if netcdf:
             enc[name].update(zlib=True, complevel=1, chunksizes=chunks)
         else:
@@ -348,7 +353,7 @@ def remove_finalise_leftovers(out: str | Path) -> int:
 
 
 def _to_netcdf(partial: Path, out: Path, overwrite: bool) -> None:
-    ds = xr.open_zarr(partial, consolidated=True, decode_timedelta=True)
+    ds = xr.open_zarr(partial, consolidated=True, decode_timedelta=True).transpose(*NETCDF_DIMS)
     for name in ds.variables:
         ds[name].encoding = {}
     with atomic_path(out, overwrite=overwrite) as tmp:
