@@ -32,14 +32,18 @@ def _variables(ds: xr.Dataset, wanted: str | None) -> list[str]:
     return [wanted]
 
 
-def _maps(forecast: xr.Dataset, truth_path: str | Path, out: Path, config: PlotConfig) -> list[Path]:
+def _map_truth(forecast: xr.Dataset, truth_path: str | Path, config: PlotConfig) -> xr.Dataset:
+    """The truth of the maps on the forecast's grid (lazy), after checking the request."""
     from forecast.verify.truth import truth_on_grid
 
     check_map_request(forecast, config)
-    variables = _variables(forecast, config.variable)
-    truth = truth_on_grid(truth_path, variables, Grid.from_coords(standardise_latlon(forecast)), config.regrid_method)
+    grid = Grid.from_coords(standardise_latlon(forecast))
+    return truth_on_grid(truth_path, _variables(forecast, config.variable), grid, config.regrid_method)
+
+
+def _maps(forecast: xr.Dataset, truth: xr.Dataset, out: Path, config: PlotConfig) -> list[Path]:
     paths = []
-    for variable in variables:
+    for variable in _variables(forecast, config.variable):
         for hours in config.lead_times_hours:
             for fmt in config.formats:
                 target = out / f"map_{variable}_lead{hours:g}h_member{config.member}.{fmt}"
@@ -117,10 +121,11 @@ def plot_run(forecast: str | Path | None, truth: str | Path | None, scores: str 
     forecast_ds = open_forecast(forecast) if forecast is not None else None
     if forecast_ds is not None and truth is None:
         raise InputError("maps need the truth too: pass --truth STORE with --forecast")
+    truth_ds = _map_truth(forecast_ds, truth, config) if forecast_ds is not None and truth is not None else None
     out.mkdir(parents=True, exist_ok=True)
     paths: list[Path] = []
-    if forecast_ds is not None and truth is not None:
-        paths += _maps(forecast_ds, truth, out, config)
+    if forecast_ds is not None and truth_ds is not None:
+        paths += _maps(forecast_ds, truth_ds, out, config)
     if scores is not None:
         paths += _score_figures(scores, out, config)
     return paths
