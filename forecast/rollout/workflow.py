@@ -214,6 +214,8 @@ class RolloutPlan:
         check_perturbation(config, variables, step)
         initial = open_initial(config.initial, grid, variables, config.regrid_method)
         initial.check_times(init_times)
+        for init_time in init_times:   # NaN in an analysis is bad input, refused before anything is written
+            initial.fields(init_time)
         engine = RolloutEngine(models, grid, step, first.static, config.batch_members, device,
                                _spectral_cap(config, first), _conservation(config, grid, variables))
         if config.intermediate and engine.substeps == 1:
