@@ -49,6 +49,7 @@ marked complete, renamed) and removed.
 
 from __future__ import annotations
 
+import errno
 import json
 import logging
 import os
@@ -356,12 +357,15 @@ def _to_netcdf(partial: Path, out: Path, overwrite: bool) -> None:
     ds = xr.open_zarr(partial, consolidated=True, decode_timedelta=True).transpose(*NETCDF_DIMS)
     for name in ds.variables:
         ds[name].encoding = {}
-    with atomic_path(out, overwrite=overwrite) as tmp:
-        ds.to_netcdf(tmp, format="NETCDF4", engine="netcdf4", encoding=_encoding(ds, netcdf=True))
-        import netCDF4
+    try:
+        with atomic_path(out, overwrite=overwrite) as tmp:
+            ds.to_netcdf(tmp, format="NETCDF4", engine="netcdf4", encoding=_encoding(ds, netcdf=True))
+            import netCDF4
 
-        with netCDF4.Dataset(tmp, "a") as nc:  # only now, and still under the temporary name
-            nc.setncattr("complete", np.int64(1))
+            with netCDF4.Dataset(tmp, "a") as nc:  # only now, and still under the temporary name
+                nc.setncattr("complete", np.int64(1))
+    except RuntimeError as exc:  # the NetCDF library reports a refused write (full disk, size limit) so
+        raise OSError(errno.EIO, f"the NetCDF library failed to write it ({exc})") from None
 
 
 class OutputWriteError(WriteError):
