@@ -8,6 +8,7 @@ Small real inputs (a store, a checkpoint, a forecast, NetCDF files) are made onc
 
 from __future__ import annotations
 
+import re
 import shutil
 from pathlib import Path
 
@@ -298,6 +299,7 @@ def test_bad_input_is_one_error_line_naming_the_culprit(inputs, capfd, argv, cod
     assert status == code, err[-3000:]
     assert len(errors) == 1 and "Traceback" not in err, err[-3000:]
     assert culprit in errors[0], errors[0]
+    assert not re.match(r"error: [A-Za-z]*(Error|Exception): ", errors[0]), errors[0]   # not the generic form
 
 
 def test_the_catalogue_covers_every_command(inputs):

@@ -55,7 +55,6 @@ import logging
 import os
 import re
 import warnings
-from concurrent.futures import CancelledError
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -69,19 +68,19 @@ import xarray as xr
 from pipelines.atomic import atomic_path, remove_path, remove_stale_temporaries, temporary_sibling
 from pipelines.errors import InputError, WriteError
 from pipelines.grids import Grid
-from forecast.rollout.shards import WorkUnit, work_units
+from forecast.rollout.background import BackgroundWriter
+from forecast.rollout.progress import PROGRESS_FILE, UNITS_DIR, completed_leads, saved_config
+from forecast.rollout.shards import WorkUnit
 from forecast.forecast_file import CALENDAR, TIME_UNITS, is_complete, open_forecast, partial_path
 from pipelines.variables import CF_ATTRS, canonical
 
 __all__ = ["ForecastLayout", "ForecastSink", "ForecastWriter", "open_forecast", "partial_path", "cf_attributes",
            "is_complete", "remove_stale_temporaries", "remove_finalise_leftovers", "OutputWriteError", "completed_leads", "saved_config",
-           "UNITS_DIR",
+           "UNITS_DIR", "BackgroundWriter",
            "PROGRESS_FILE"]
 
 log = logging.getLogger(__name__)
 
-UNITS_DIR = "units"
-PROGRESS_FILE = "progress.json"
 NETCDF_DIMS = ("member", "lead_time", "init_time", "lat", "lon")   # CF 2.4 order (module docstring)
 UNIT_STATE_SUFFIX = ".safetensors"
 UNIT_STATE_KIND = "sphere-forecast rollout unit state"
@@ -387,78 +386,3 @@ def _atomic_write(path: Path, write) -> None:
         os.replace(tmp, path)
     except OSError as exc:
         raise OutputWriteError.of(exc, path.parent) from None
-
-
-def saved_config(partial: str | Path) -> dict[str, Any] | None:
-    """``{"config_hash", "resolved"}`` of a partial output, or None when there is none."""
-    try:
-        saved = json.loads((Path(partial) / PROGRESS_FILE).read_text())
-    except (FileNotFoundError, NotADirectoryError, json.JSONDecodeError):
-        return None
-    return {"config_hash": saved.get("config_hash"), "resolved": saved.get("resolved")}
-
-
-def completed_leads(partial: str | Path) -> list[int]:
-    """Per init time, the last output lead written by every one of its units (-1: none yet).
-
-    Reads ``progress.json`` and the units' markers; ``[]`` when there is no partial output.
-    """
-    partial = Path(partial)
-    try:
-        layout = json.loads((partial / PROGRESS_FILE).read_text())
-    except (FileNotFoundError, NotADirectoryError, json.JSONDecodeError):
-        return []
-    done = [None] * layout["n_inits"]
-    for unit in work_units(layout["n_inits"], layout["members"], layout["member_chunk"]):
-        try:
-            completed = int(json.loads((partial / UNITS_DIR / f"{unit.key}.json").read_text())["completed"])
-        except (FileNotFoundError, json.JSONDecodeError, KeyError):
-            completed = -1
-        previous = done[unit.init_index]
-        done[unit.init_index] = completed if previous is None else min(previous, completed)
-    return [-1 if d is None else d for d in done]
-
-
-class BackgroundWriter:
-    """Runs write jobs in order on one thread, at most ``max_pending`` queued (memory stays flat).
-
-    The model steps on while the previous lead time is written. Leaving the ``with`` block
-    waits for every queued job, also when an error stops the run, so the lead times
-    produced before the error are kept; a failed job re-raises its error.
-    """
-
-    def __init__(self, max_pending: int = 2):
-        from collections import deque
-        from concurrent.futures import ThreadPoolExecutor
-
-        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="forecast-writer")
-        self._pending: deque = deque()
-        self.max_pending = max_pending
-
-    def submit(self, fn, *args: Any) -> None:
-        while len(self._pending) >= self.max_pending:
-            self._pending.popleft().result()
-        self._pending.append(self._pool.submit(fn, *args))
-
-    def drain(self) -> None:
-        while self._pending:
-            self._pending.popleft().result()
-
-    def __enter__(self) -> "BackgroundWriter":
-        return self
-
-    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
-        try:
-            if exc_type is not None:  # after an error, queued jobs would only fail in its wake
-                for future in self._pending:
-                    future.cancel()
-            self.drain()
-        except CancelledError:
-            pass
-        except Exception as second:
-            if exc_type is None:
-                raise
-            # keep the first error; the second is often its consequence (a full disk twice)
-            log.debug("writing the output also failed: %s: %s", type(second).__name__, second)
-        finally:
-            self._pool.shutdown(wait=True)
