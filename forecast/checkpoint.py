@@ -1,21 +1,26 @@
 """Checkpoints: everything a rollout or a resumed run needs, in one verified file.
 
-A checkpoint ``step_0000100.pt`` is a :func:`torch.save` of a plain dict (see
-:meth:`Checkpoint.to_payload`) holding the model and train configs, the grid, the
-variables, the normalisation statistics, the normalised static fields, the model time
-step, the model/optimiser/scheduler states, every rank's RNG states, the position in
-the data (epoch and batch within it) and the package version. Beside it,
+A checkpoint ``step_0000100.pt`` is a `safetensors` file written by
+:func:`forecast.tensorfile.write_tree` (the ``.pt`` name is kept for continuity; the
+content is no pickle): the model, optimiser and scheduler tensors, the normalisation
+statistics, the normalised static fields and the RNG states as tensors; the model and
+train configs, the grid, the variables, the model time step, the step/epoch/batch
+counters, the optimiser's param groups, the package version and the format version as
+JSON in the header (see :meth:`Checkpoint.to_payload`). Beside it,
 ``step_0000100.pt.sha256`` holds its SHA-256 in ``sha256sum`` format (``sha256sum -c``
 checks it). Both are written atomically (temporary sibling, then rename).
 
-:func:`load_checkpoint` verifies the checksum *before* unpickling, so a truncated or
-corrupt file, or one without its checksum, is refused with a one-line
-:class:`~pipelines.errors.InputError` (naming an intact ``step_*.pt`` beside it, if any).
+:func:`load_checkpoint` verifies the checksum first, so a truncated or corrupt file, or
+one without its checksum, is refused with a one-line :class:`~pipelines.errors.InputError`
+(naming an intact ``step_*.pt`` beside it, if any); then it reads the file without
+unpickling anything.
 
-Trust model: a checkpoint is a pickle (``weights_only=False`` is needed for the NumPy
-arrays and RNG states), and unpickling runs code. The checksum proves integrity, not
-origin: whoever can write a checkpoint can write its sidecar. Load only checkpoints
-written by your own runs or by people you trust, as with any PyTorch pickle.
+Trust model (docs/trust.md): loading a checkpoint runs no code from it, whoever wrote it.
+The checksum proves integrity (the file is the one its writer wrote), not origin:
+whoever can write a checkpoint can write its sidecar. Checkpoints of format 1 (a
+:func:`torch.save` pickle, written before this format) are refused with the one command
+that converts them, ``forecast checkpoint convert OLD NEW --trust``
+(:mod:`forecast.checkpoint_legacy`), the only place that unpickles.
 """
 
 from __future__ import annotations
@@ -31,15 +36,21 @@ import torch
 
 from forecast import __version__
 from forecast.config import ModelConfig
+from forecast.tensorfile import TreeFormatError, is_safetensors, read_tree, write_tree
 from pipelines.atomic import atomic_path
 from pipelines.config import validate_config
 from pipelines.errors import InputError
 from pipelines.grids import Grid
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+KIND = "sphere-forecast checkpoint"
 _REQUIRED_KEYS = ("format_version", "model_config", "train_config", "grid", "variables", "static_names", "static",
                   "mean", "std", "time_step_seconds", "step", "epoch", "batch_in_epoch", "model_state",
                   "optimizer_state", "scheduler_state", "rng_state", "version")
+_TYPES: dict[str, type | tuple[type, ...]] = {
+    "model_config": dict, "train_config": dict, "grid": str, "variables": list, "static_names": list,
+    "mean": np.ndarray, "std": np.ndarray, "time_step_seconds": (int, float), "step": int, "epoch": int,
+    "batch_in_epoch": int, "model_state": dict, "rng_state": list}
 
 
 @dataclass
@@ -77,16 +88,21 @@ class Checkpoint:
     path: Path | None = None
 
     def to_payload(self) -> dict[str, Any]:
-        """A dict of plain Python, NumPy and torch objects for :func:`torch.save`."""
+        """A dict of plain Python, NumPy and torch objects for :func:`forecast.tensorfile.write_tree`."""
         payload = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name not in ("sha256", "path")}
         payload.update(format_version=FORMAT_VERSION, model_config=self.model_config.model_dump(), grid=str(self.grid))
         return payload
 
     @classmethod
     def from_payload(cls, payload: dict[str, Any], path: Path, sha256: str) -> "Checkpoint":
-        fields = {k: v for k, v in payload.items() if k != "format_version"}
+        """The checkpoint of a payload whose required keys are present (unknown keys are ignored)."""
+        known = {f.name for f in dataclasses.fields(cls)} - {"sha256", "path"}
+        fields = {k: v for k, v in payload.items() if k in known}
         fields["model_config"] = validate_config(ModelConfig, payload["model_config"], source=f"checkpoint {path}")
-        fields["grid"] = Grid.parse(payload["grid"])
+        try:
+            fields["grid"] = Grid.parse(str(payload["grid"]))
+        except ValueError as exc:
+            raise InputError(f"checkpoint {path} is truncated or corrupt: its grid: {exc}") from None
         return cls(**fields, sha256=sha256, path=path)
 
 
@@ -107,7 +123,7 @@ def save_checkpoint(path: str | Path, ckpt: Checkpoint) -> Path:
     """Write ``ckpt`` to ``path`` and its checksum to ``path.sha256``, both atomically."""
     path = Path(path)
     with atomic_path(path) as tmp:
-        torch.save(ckpt.to_payload(), tmp)
+        write_tree(tmp, ckpt.to_payload(), KIND)
         digest = file_sha256(tmp)
         with atomic_path(checksum_path(path)) as tmp_sum:
             tmp_sum.write_text(f"{digest}  {path.name}\n")
@@ -125,13 +141,14 @@ def _read_checksum(path: Path) -> str:
 
 
 def load_checkpoint(path: str | Path) -> Checkpoint:
-    """Read and verify a checkpoint.
+    """Read and verify a checkpoint; nothing in the file is executed.
 
     Raises
     ------
     InputError
         If the file is missing, has no checksum, does not match its checksum
-        (truncated or corrupt), cannot be unpickled or lacks required keys.
+        (truncated or corrupt), is a format-1 pickle (with the command that converts
+        it), is malformed or lacks required keys.
     """
     path = Path(path)
     if path.is_dir():
@@ -140,23 +157,49 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
                          + (f", e.g. {path / found[-1]} (it holds {', '.join(found)})" if found else " (it holds no *.pt)"))
     if not path.is_file():
         raise InputError(f"checkpoint {path} does not exist")
+    actual = verify_checksum(path)
+    if not is_safetensors(path):
+        raise InputError(refuse_legacy_message(path))
+    try:
+        payload = read_tree(path, KIND)
+    except TreeFormatError as exc:
+        raise InputError(f"checkpoint {path} is truncated or corrupt: {exc}") from None
+    return checked_payload(payload, path, actual)
+
+
+def verify_checksum(path: Path) -> str:
+    """The SHA-256 of ``path``, refused unless it matches its ``.sha256`` sidecar."""
     expected = _read_checksum(path)
     actual = file_sha256(path)
     if actual != expected:
         raise InputError(f"checkpoint {path} is truncated or corrupt: its sha256 {actual[:12]}... does not match "
                          f"{expected[:12]}... in {checksum_path(path).name}{_intact_hint(path)}")
-    try:
-        payload = torch.load(path, map_location="cpu", weights_only=False)
-    except Exception as exc:  # noqa: BLE001 - any unpickling failure means a bad file
-        raise InputError(f"checkpoint {path} is truncated or corrupt: {type(exc).__name__}: "
-                         f"{str(exc).splitlines()[0] if str(exc) else ''}") from None
-    missing = [k for k in _REQUIRED_KEYS if not isinstance(payload, dict) or k not in payload]
+    return actual
+
+
+def refuse_legacy_message(path: Path) -> str:
+    """The one line that refuses a file that is not in the current format."""
+    with open(path, "rb") as handle:
+        head = handle.read(4)
+    if head.startswith(b"PK\x03\x04") or head[:1] == b"\x80":   # a torch.save zip or a bare pickle
+        return (f"checkpoint {path} is a pickle (checkpoint format 1), which is not loaded because unpickling runs "
+                f"any code it holds; if you trust where it came from, convert it with "
+                f"`forecast checkpoint convert {path} NEW.pt --trust`")
+    return f"checkpoint {path} is truncated or corrupt: it is not a safetensors file"
+
+
+def checked_payload(payload: dict[str, Any], path: Path, sha256: str) -> Checkpoint:
+    """The :class:`Checkpoint` of a payload, refused when keys are missing or its format is unknown."""
+    missing = [k for k in _REQUIRED_KEYS if k not in payload]
     if missing:
         raise InputError(f"checkpoint {path} is truncated or corrupt: missing keys {', '.join(missing)}")
-    if payload["format_version"] > FORMAT_VERSION:
-        raise InputError(f"checkpoint {path} has format {payload['format_version']}, newer than this "
+    wrong = [k for k, kind in _TYPES.items() if not isinstance(payload[k], kind) or isinstance(payload[k], bool)]
+    if wrong:
+        raise InputError(f"checkpoint {path} is truncated or corrupt: keys {', '.join(wrong)} have the wrong type")
+    if not isinstance(payload["format_version"], int) or payload["format_version"] > FORMAT_VERSION:
+        raise InputError(f"checkpoint {path} has format {payload['format_version']!s:.20}, newer than this "
                          f"package understands ({FORMAT_VERSION}); upgrade sphere-forecast")
-    return Checkpoint.from_payload(payload, path, actual)
+    return Checkpoint.from_payload(payload, path, sha256)
 
 
 def _intact_hint(path: Path) -> str:
@@ -198,5 +241,15 @@ def model_from_checkpoint(ckpt: Checkpoint, device: str | torch.device = "cpu",
 
     config = ckpt.model_config.model_copy(update=model_overrides) if model_overrides else ckpt.model_config
     model = build_model(config, ckpt.grid, len(ckpt.variables), len(forcing_names(ckpt.static_names)))
-    model.load_state_dict(ckpt.model_state)
+    load_weights(model, ckpt)
     return model.to(device).eval()
+
+
+def load_weights(model: torch.nn.Module, ckpt: Checkpoint) -> None:
+    """``model.load_state_dict(ckpt.model_state)``, refusing weights that do not fit the model its config builds."""
+    try:
+        model.load_state_dict(ckpt.model_state)
+    except (RuntimeError, TypeError, AttributeError) as exc:
+        detail = " ".join(str(exc).split())
+        raise InputError(f"checkpoint {ckpt.path}: its weights do not fit the model its config describes "
+                         f"({detail[:300]})") from None

@@ -8,16 +8,16 @@ failures (an output locked by another run, a full disk, a blown-up forecast) exi
 
 from __future__ import annotations
 
-import functools
 import logging
 import sys
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any, Optional
 
 import typer
 
-from pipelines.errors import InputError, WriteError
-from pipelines.locks import LockedError
+from forecast.cli_checkpoint import checkpoint_app
+from forecast.cli_errors import STATE, handle_errors
+from pipelines.errors import InputError
 
 log = logging.getLogger("forecast.cli")
 
@@ -29,8 +29,6 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-
-_STATE = {"debug": False}
 
 ConfigOpt = typer.Option(None, "--config", "-c", help="YAML config file (see configs/).", dir_okay=False)
 OverridesArg = typer.Argument(None, help="KEY=VALUE overrides applied after the config file, e.g. lr=3e-4 model.embed_dim=32.",
@@ -46,38 +44,8 @@ def global_options(
     """Machine-learning weather forecasting on the sphere."""
     from forecast.logging_setup import configure_logging
 
-    _STATE["debug"] = debug
+    STATE["debug"] = debug
     configure_logging(1 if verbose else (-1 if quiet else 0))
-
-
-def _fail(message: str, code: int) -> None:
-    typer.echo(f"error: {message}", err=True)
-    raise typer.Exit(code)
-
-
-def handle_errors(func: Callable[..., Any]) -> Callable[..., Any]:
-    """Turn InputError into ``error: ...`` + exit 2, anything else into a one-line exit 1."""
-
-    @functools.wraps(func)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return func(*args, **kwargs)
-        except (typer.Exit, typer.Abort, SystemExit):
-            raise
-        except (InputError, LockedError, WriteError) as exc:
-            if _STATE["debug"]:
-                raise
-            # a lock or a refusing file system is not bad input: the same command succeeds later
-            _fail(str(exc).splitlines()[0] if str(exc) else type(exc).__name__, 2 if isinstance(exc, InputError) else 1)
-        except KeyboardInterrupt:
-            _fail("interrupted", 130)
-        except Exception as exc:  # noqa: BLE001 - the CLI's last line of defence
-            if _STATE["debug"]:
-                raise
-            first = str(exc).splitlines()[0] if str(exc) else ""
-            _fail(f"{type(exc).__name__}: {first} (run with --debug for the traceback)", 1)
-
-    return wrapper
 
 
 def _options(**values: Any) -> list[str]:
@@ -141,6 +109,7 @@ def prepare(
     fill: Optional[str] = typer.Option(None, help="NaN policy: fail or nearest."),
     out: Optional[str] = typer.Option(None, "--out", "-o", help="Output Zarr store."),
     append: bool = typer.Option(False, "--append", help="Append new times to an existing store."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing store."),
     scheduler: Optional[str] = typer.Option(None, help="dask.distributed scheduler address (default: a LocalCluster)."),
     overrides: Optional[list[str]] = OverridesArg,
 ) -> None:
@@ -150,7 +119,7 @@ def prepare(
 
     cfg = _load(PrepareConfig, config, _options(source=source, inputs=inputs, variables=_split(variables, "--variables"), grid=grid,
                                                   method=method, time_step=time_step, fill=fill, out=out,
-                                                  append=append, scheduler=scheduler), overrides)
+                                                  append=append, overwrite=overwrite, scheduler=scheduler), overrides)
     path = run_prepare(cfg, command=" ".join(sys.argv))
     typer.echo(f"store written: {path}")
 
@@ -332,9 +301,11 @@ def export(
 ) -> None:
     """Export a forecast for CDO, NCO and ncview (one CF NetCDF per init time and member)."""
     from forecast.export import export_cdo
+    from pipelines.outputs import check_output
 
     if format != "cdo":
         raise InputError(f"--format {format!r} is not known; the one export format is cdo")
+    out = check_output(out, {"FORECAST": forecast}, "--out", "dir")
     paths = export_cdo(forecast, out, overwrite=overwrite)
     typer.echo(f"{len(paths)} file(s) in {out}")
 
@@ -394,6 +365,9 @@ def demo(
         typer.echo(f"  {arch}: checkpoint(s) {checkpoints}, forecast {result.forecasts[arch]}, "
                    f"scores {result.scores[arch]}")
     typer.echo(f"  total time: {result.timings.get('total', 0):.0f} s")
+
+
+app.add_typer(checkpoint_app, name="checkpoint")
 
 
 def main(argv: Optional[list[str]] = None) -> int:

@@ -236,6 +236,8 @@ class PlotConfig(StrictModel):
     lead_times_hours: list[Annotated[float, Field(ge=0)]] = [24.0]
     member: int = Field(0, ge=0)
     dpi: int = Field(120, ge=10, le=1200)
+    # a truth on another grid than the forecast is regridded onto it for the maps (as verify does); None refuses
+    regrid_method: Literal["conservative", "bilinear", "spectral"] | None = "conservative"
 
 
 class RunConfig(StrictModel):

@@ -27,7 +27,6 @@ from forecast.config import DEMO_VARIABLES, DemoConfig, ModelConfig, RolloutConf
 from forecast.windows import WindowSplit, split_windows
 from pipelines.atomic import remove_path
 from pipelines.config import PrepareConfig
-from pipelines.errors import InputError
 
 log = logging.getLogger(__name__)
 

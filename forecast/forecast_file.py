@@ -15,6 +15,7 @@ from pipelines.errors import InputError
 
 __all__ = ["open_forecast", "is_complete", "partial_path", "TIME_UNITS", "CALENDAR"]
 
+FORECAST_DIMS = ("member", "init_time", "lead_time", "lat", "lon")
 TIME_UNITS = "hours since 1970-01-01 00:00:00"
 CALENDAR = "proleptic_gregorian"
 
@@ -60,7 +61,7 @@ def open_forecast(path: str | Path) -> xr.Dataset:
             ds = xr.open_dataset(path, engine="netcdf4", chunks={}, decode_timedelta=True)
     except Exception as exc:  # the backends raise many types for a broken file
         raise InputError(f"{path} is not a readable forecast ({type(exc).__name__}: {exc})") from None
-    missing = {"member", "init_time", "lead_time", "lat", "lon"} - set(ds.dims)
+    missing = set(FORECAST_DIMS) - set(ds.dims)
     if missing:
         raise InputError(f"{path} is not a forecast: it lacks the dims {', '.join(sorted(missing))}")
-    return ds
+    return ds.transpose(*FORECAST_DIMS, ...)   # a .nc stores them in CF order (forecast.rollout.io)

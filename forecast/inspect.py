@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
+from forecast.tensorfile import is_safetensors
 from pipelines.errors import InputError
 
 __all__ = ["inspect_path"]
@@ -30,7 +31,7 @@ def inspect_path(path: str | Path) -> list[str]:
     path = Path(path)
     if not path.exists():
         raise InputError(f"{path} does not exist")
-    if path.suffix == ".pt":
+    if path.suffix == ".pt" or (path.is_file() and is_safetensors(path)):
         return _checkpoint(path)
     if path.is_dir():
         for reader in (_store, _forecast):

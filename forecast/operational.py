@@ -28,6 +28,7 @@ from forecast.config import RunConfig
 from pipelines.atomic import atomic_path
 from pipelines.errors import InputError
 from pipelines.locks import LockedError, hold_lock
+from pipelines.outputs import check_output
 
 log = logging.getLogger(__name__)
 
@@ -132,6 +133,19 @@ def _headline_skill(scores_path: Path) -> dict[str, dict[str, float]]:
     return skill
 
 
+def check_run_output(config: RunConfig) -> Path:
+    """``config.out``, refused before any work when it is, contains or lies inside an input
+    (the store, the checkpoints, the truth, the climatology, the appended files) or a file."""
+    from forecast.checkpoint import checksum_path
+
+    checkpoints = list(config.rollout.checkpoints)
+    inputs = {"store": config.store, "rollout.initial": config.rollout.initial,
+              "rollout.checkpoints": checkpoints + [checksum_path(c) for c in checkpoints],
+              "verify.truth": config.verify.truth, "verify.climatology": config.verify.climatology,
+              "prepare.inputs": list(config.prepare.inputs) if config.prepare is not None else None}
+    return check_output(config.out, inputs, "out", "dir")
+
+
 def run(config: RunConfig, init: str = "latest") -> RunSummary:
     """Run the scheduled job for ``init`` (``latest`` or an ISO time); see the module docstring."""
     from forecast.plots.workflow import plot_run
@@ -139,7 +153,7 @@ def run(config: RunConfig, init: str = "latest") -> RunSummary:
     from forecast.rollout.workflow import rollout
     from pipelines.store import open_store
 
-    out = Path(config.out)
+    out = check_run_output(config)
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
     if config.prepare is not None:
@@ -165,8 +179,9 @@ def run(config: RunConfig, init: str = "latest") -> RunSummary:
         timings["verify"] = round(time.perf_counter() - t, 2)
         t = time.perf_counter()
         scores = run_dir / "scores.nc"
+        plot = config.plot.model_copy(update={"regrid_method": config.verify.regrid_method})   # as the scores'
         summary.plots = [str(p) for p in plot_run(forecast_path, config.verify.truth,
-                                                  scores if scores.exists() else None, run_dir / "plots", config.plot)]
+                                                  scores if scores.exists() else None, run_dir / "plots", plot)]
         timings["plot"] = round(time.perf_counter() - t, 2)
         if scores.exists():
             summary.scores, summary.skill = str(scores), _headline_skill(scores)

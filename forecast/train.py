@@ -65,6 +65,7 @@ from forecast.training.trainer import Trainer, TrainResult
 from pipelines.atomic import atomic_path
 from pipelines.config import config_differences
 from pipelines.errors import InputError
+from pipelines.outputs import check_output
 from pipelines.progress import progress_bar
 
 __all__ = ["train", "TrainResult", "RunData", "load_run_data", "lr_factor", "rollout_steps_for_epoch", "main"]
@@ -74,7 +75,9 @@ log = logging.getLogger("forecast.train")
 
 # -- entry points --------------------------------------------------------------------------------
 def _prepare_out(config: TrainConfig, resume: bool) -> Checkpoint | None:
-    """The checkpoint to resume from (or None); refuse to overwrite another run's checkpoints."""
+    """The checkpoint to resume from (or None); refuse to overwrite another run's checkpoints or
+    an output that is, contains or lies inside the store (or under a file)."""
+    check_output(config.out, {"--store": config.store}, "--out", "dir")
     latest = Path(config.out) / "checkpoints" / "latest.pt"
     if resume:
         if not latest.exists():

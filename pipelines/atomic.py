@@ -1,7 +1,9 @@
 """Atomic outputs: write to a temporary sibling, then rename into place.
 
-A killed process leaves at most a ``.tmp-*`` sibling behind, never a half-written
-output under the final name. ``os.replace``/``rename`` are atomic within a file system,
+A killed process leaves at most a ``.tmp-*`` sibling behind (and, killed between the
+two renames of a replacement, the previous output as an ``.old-*`` sibling), never a
+half-written output under the final name; :func:`remove_stale_temporaries` clears them
+on the next run. ``os.replace``/``rename`` are atomic within a file system,
 which is why the temporary path is a sibling of the target.
 """
 
@@ -17,9 +19,28 @@ from pathlib import Path
 from pipelines.errors import InputError, WriteError
 
 
-def temporary_sibling(target: str | Path) -> Path:
+def temporary_sibling(target: str | Path, prefix: str = ".tmp") -> Path:
     target = Path(target)
-    return target.with_name(f".tmp-{target.name}-{uuid.uuid4().hex[:8]}")
+    return target.with_name(f"{prefix}-{target.name}-{uuid.uuid4().hex[:8]}")
+
+
+def remove_stale_temporaries(target: str | Path) -> int:
+    """Remove the ``.tmp-<name>-*`` siblings that a killed run of ``target`` left; returns how many.
+
+    A previous output set aside (``.old-<name>-*``) is put back when ``target`` is missing
+    (the run was killed between the two renames of :func:`atomic_path`), else removed.
+    Call it only while holding ``target``'s lock: then no live run is writing them.
+    """
+    target = Path(target)
+    if not target.parent.is_dir():
+        return 0
+    stale = list(target.parent.glob(f".tmp-{target.name}-*"))
+    old = sorted(target.parent.glob(f".old-{target.name}-*"), key=lambda p: p.lstat().st_mtime)
+    if old and not target.exists() and not target.is_symlink():
+        os.replace(old.pop(), target)
+    for path in stale + old:
+        remove_path(path)
+    return len(stale) + len(old)
 
 
 def remove_path(path: str | Path) -> None:
@@ -40,14 +61,17 @@ def atomic_path(target: str | Path, overwrite: bool = True) -> Iterator[Path]:
     ``target``, if any, is left untouched.
     """
     target = Path(target)
-    target.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+    except (FileExistsError, NotADirectoryError):
+        raise InputError(f"cannot write {target}: a part of {target.parent} is a file, not a directory") from None
     if target.exists() and not overwrite:
         raise InputError(f"{target} already exists; pass --overwrite to replace it")
     tmp = temporary_sibling(target)
     try:
         yield tmp
         if target.exists():
-            old = temporary_sibling(target)
+            old = temporary_sibling(target, ".old")
             os.replace(target, old)  # keep the old output until the new one is in place
             os.replace(tmp, target)
             remove_path(old)

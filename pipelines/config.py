@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal, TypeVar
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError, field_validator
 
 from pipelines.errors import InputError
 
@@ -86,9 +86,25 @@ class PrepareConfig(StrictModel):
     statistics_end: str | None = None
     out: str = "data/store.zarr"
     append: bool = False
+    overwrite: bool = False           # replace an existing store at `out` (else refused, unless append)
     scheduler: str | None = None      # None: LocalCluster; "tcp://...": existing; "threads"/"synchronous": no distributed
     n_workers: PositiveInt | None = None
     sources_dir: str | None = None    # where source "swe" writes its NetCDF files (default "<out>.sources")
+
+    @field_validator("time_step")
+    @classmethod
+    def _positive_time_step(cls, value: str | None) -> str | None:
+        if value is None:
+            return value
+        import pandas as pd
+
+        try:
+            step = pd.Timedelta(value)
+        except ValueError:
+            raise ValueError(f"cannot parse time step {value!r}; expected e.g. 6h, 1h, 1D") from None
+        if step <= pd.Timedelta(0):
+            raise ValueError(f"time step {value!r} must be positive, e.g. 6h")
+        return value
 
 
 def parse_overrides(overrides: list[str]) -> dict[str, Any]:
@@ -142,9 +158,11 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
     if not path.is_file():
         raise InputError(f"config file {path} does not exist")
     try:
-        data = yaml.safe_load(path.read_text()) or {}
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
     except yaml.YAMLError as exc:
         raise InputError(f"{path} is not valid YAML: {str(exc).splitlines()[0]}") from None
+    except UnicodeDecodeError as exc:
+        raise InputError(f"{path} is not a YAML text file (byte {exc.start} is not UTF-8)") from None
     if not isinstance(data, dict):
         raise InputError(f"{path} must hold a mapping of keys to values, not {type(data).__name__}")
     return data

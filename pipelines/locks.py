@@ -9,11 +9,14 @@ the lock again on the new file (the inode check), so removal is safe.
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import os
 import time
 from collections.abc import Iterator
 from pathlib import Path
+
+from pipelines.errors import InputError
 
 __all__ = ["LockedError", "hold_lock", "lock_path"]
 
@@ -45,12 +48,14 @@ def hold_lock(lock_file: str | Path, timeout_s: float, holder: str) -> Iterator[
     ------
     LockedError
         When the lock is still held after ``timeout_s``.
+    InputError
+        When ``lock_file`` is a symbolic link (opening it would create or lock its target).
     """
     lock_file = Path(lock_file)
     lock_file.parent.mkdir(parents=True, exist_ok=True)
     deadline = time.monotonic() + timeout_s
     while True:
-        handle = open(lock_file, "a")
+        handle = _open_lock(lock_file)
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -69,6 +74,18 @@ def hold_lock(lock_file: str | Path, timeout_s: float, holder: str) -> Iterator[
         with contextlib.suppress(FileNotFoundError):
             os.unlink(lock_file)
         handle.close()
+
+
+def _open_lock(lock_file: Path):
+    """The lock file opened for appending, created if missing; never through a symbolic link."""
+    try:
+        fd = os.open(lock_file, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_NOFOLLOW, 0o644)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise InputError(f"lock file {lock_file} is a symbolic link (to {os.readlink(lock_file)}); a lock is "
+                             "never a link: remove it and run again") from None
+        raise
+    return os.fdopen(fd, "a")
 
 
 def _same_file(handle, path: Path) -> bool:

@@ -12,6 +12,11 @@ Steps (all lazy until the two dask passes):
    (:mod:`pipelines.statistics`), static fields, metadata;
 5. rename the temporary store into place (:func:`pipelines.atomic.atomic_path`).
 
+The store must not exist unless ``overwrite`` (replace it) or ``append`` is given, and
+must not be, contain or lie inside an input; both are checked before any work. The run
+holds the lock ``<out>.lock`` and first removes the temporaries an earlier, killed run
+of the same store left (``.tmp-<name>-*``).
+
 ``append=True`` adds new times to an existing store (same grid and variables, no
 overlap); the statistics and climatology of the store are kept as they are and the
 appended time ranges are recorded in the ``appended`` attribute.
@@ -32,11 +37,13 @@ import xarray as xr
 import zarr
 
 import pipelines
-from pipelines.atomic import atomic_path
+from pipelines.atomic import atomic_path, remove_stale_temporaries
 from pipelines.cluster import get_client
 from pipelines.config import PrepareConfig
 from pipelines.errors import InputError
 from pipelines.grids import Grid
+from pipelines.locks import hold_lock, lock_path
+from pipelines.outputs import check_output
 from pipelines.ingest import expand_inputs, fill_nearest, nan_counts, nan_report, open_inputs, select_times, time_chunk
 from pipelines.regrid import regrid
 from pipelines.statistics import climatology, statistics
@@ -209,12 +216,14 @@ def prepare(config: PrepareConfig, command: str | None = None) -> Path:
         For bad input (missing variable, different grids, bad times, NaNs with
         ``fill="fail"``, unreadable file, append conflicts); nothing is written then.
     """
-    out = Path(config.out)
     target = Grid.parse(config.grid)
     log.info("prepare: %s", config.model_dump_json())
-    if config.source == "files":
-        expand_inputs(list(config.inputs))   # a missing input fails before a cluster starts
-    with get_client(config.scheduler, config.n_workers):
+    out = check_prepare_output(config)   # a missing input or a bad output fails before a cluster starts
+    with hold_lock(lock_path(out), 0, f"another `forecast prepare` is writing {out}"), \
+            get_client(config.scheduler, config.n_workers):
+        removed = remove_stale_temporaries(out)
+        if removed:
+            log.info("removed %d temporary store(s) left by an earlier, killed run of %s", removed, out)
         ds, paths, source_grid = open_inputs(source_inputs(config))
         state = select(ds, list(config.variables))
         state, step, gaps = select_times(state, config.start, config.end, config.time_step)
@@ -233,6 +242,22 @@ def prepare(config: PrepareConfig, command: str | None = None) -> Path:
                 write_group(tmp, "static", static)
             consolidate(tmp)
     log.info("wrote %s: %d times on %s", out, data.sizes["time"], target)
+    return out
+
+
+def check_prepare_output(config: PrepareConfig) -> Path:
+    """The store path, refused when it is (or contains, or lies inside) an input, lies under
+    a file, or exists without ``overwrite`` or ``append`` (or does not exist with ``append``)."""
+    inputs = expand_inputs(list(config.inputs)) if config.source == "files" else []
+    sources = None if config.source == "files" else config.sources_dir
+    out = check_output(config.out, {"--input": inputs, "sources_dir": sources}, "--out", "dir")
+    if config.append and config.overwrite:
+        raise InputError("--append adds times to a store and --overwrite replaces it; pass one of them")
+    if config.append and not out.exists():
+        raise InputError(f"cannot append: {out} does not exist; run without --append to create it")
+    if out.exists() and not (config.append or config.overwrite):
+        raise InputError(f"--out {out} already exists; pass --overwrite to replace it or --append to add later "
+                         "times to it")
     return out
 
 

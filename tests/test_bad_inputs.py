@@ -8,6 +8,7 @@ Small real inputs (a store, a checkpoint, a forecast, NetCDF files) are made onc
 
 from __future__ import annotations
 
+import re
 import shutil
 from pathlib import Path
 
@@ -42,8 +43,56 @@ def inputs(tmp_path_factory) -> dict[str, Path]:
     (root / "bad.yaml").write_text("lead: [unclosed\n")
     (root / "list.yaml").write_text("- a\n- b\n")
     (root / "empty_dir").mkdir()
+    (root / "binary.yaml").write_bytes(bytes(range(128, 256)))
+    (root / "dangling.zarr").symlink_to(root / "nowhere" / "fc.zarr")
+    (root / "locked.zarr.lock").symlink_to(root / "nowhere" / "lock")
+    fc_nc = rollout(rollout_config([ckpt], store, root / "fc.nc", lead="3h", members=2))
     return {"root": root, "store": store, "ckpt": ckpt, "fc": forecast, "corrupt": corrupt, "era5": root / "era5",
-            "run": root / "run"}
+            "run": root / "run", "fc_nc": fc_nc, "nan_store": nan_store(store, root / "nan.zarr"),
+            "misfit": misfit_checkpoint(ckpt, root / "misfit.pt"), "legacy": legacy_checkpoint(ckpt, root / "legacy.pt")}
+
+
+def nan_store(store: Path, path: Path) -> Path:
+    """A copy of ``store`` whose ``gh`` is NaN at 2020-03-20T02 (one grid point)."""
+    import zarr
+
+    shutil.copytree(store, path)
+    array = zarr.open_group(str(path), mode="r+")["gh"]
+    array[2, 0, 0] = float("nan")
+    return path
+
+
+def misfit_checkpoint(ckpt: Path, path: Path) -> Path:
+    """A checkpoint whose weights do not fit its config (embed_dim changed, weights kept)."""
+    from forecast.checkpoint import load_checkpoint, save_checkpoint
+
+    loaded = load_checkpoint(ckpt)
+    loaded.model_config = loaded.model_config.model_copy(update={"embed_dim": 12})
+    return save_checkpoint(path, loaded)
+
+
+def legacy_checkpoint(ckpt: Path, path: Path) -> Path:
+    """A format-1 checkpoint: the payload pickled by torch.save, with its sidecar."""
+    import hashlib
+
+    import torch
+
+    from forecast.checkpoint import checksum_path, load_checkpoint
+
+    torch.save({**load_checkpoint(ckpt).to_payload(), "format_version": 1}, path)
+    checksum_path(path).write_text(f"{hashlib.sha256(path.read_bytes()).hexdigest()}  {path.name}\n")
+    return path
+
+
+def _rollout(p: dict, *options: str, checkpoint: str = "ckpt", initial: str = "store", out: str = "o.zarr") -> list[str]:
+    """``forecast rollout`` of the catalogue's checkpoint on its store, with ``options``."""
+    return ["rollout", "--checkpoint", str(p[checkpoint]), "--initial", str(p[initial]), "--init", "2020-03-20T02",
+            "--out", str(p["root"] / out), *options]
+
+
+def _op_config(p: dict, name: str, **content) -> str:
+    return config_file(p["root"], name, {"store": str(p["store"]), "rollout": {"checkpoints": [str(p["ckpt"])],
+                                         "lead": "2h", "members": 2}, **content})
 
 
 def config_file(root: Path, name: str, content: dict) -> str:
@@ -170,6 +219,75 @@ CASES = [
     ("demo-grid", lambda p: ["demo", "grid=legendre:64"], 2, "key 'grid'"),
     ("demo-members", lambda p: ["demo", "members=0"], 2, "key 'members'"),
     ("demo-conserve", lambda p: ["demo", "conserve_global_mean=[gh,gz]"], 2, "key 'conserve_global_mean'"),
+    # -- outputs that are, contain or lie inside an input: refused before any work -------------
+    ("verify-out-is-forecast", lambda p: ["verify", "--forecast", str(p["fc_nc"]), "--truth", str(p["store"]),
+                                          "--out", str(p["fc_nc"])], 2, "is the input --forecast"),
+    ("verify-out-inside-truth", lambda p: ["verify", "--forecast", str(p["fc"]), "--truth", str(p["store"]),
+                                           "--out", str(p["store"] / "scores.nc")], 2, "lies inside the input --truth"),
+    ("rollout-out-is-initial", lambda p: _rollout(p, "--overwrite", out="store.zarr"), 2, "is the input --initial"),
+    ("prepare-out-exists", lambda p: ["prepare", "--input", str(p["era5"]), "--variables", "t2m", "--grid",
+                                      "legendre-gauss:8x16", "--out", str(p["store"])], 2,
+     "store.zarr already exists; pass --overwrite"),
+    ("prepare-out-contains-input", lambda p: ["prepare", "--input", str(p["era5"]), "--variables", "t2m", "--grid",
+                                              "legendre-gauss:8x16", "--out", str(p["era5"]), "--overwrite"], 2,
+     "contains the input --input"),
+    ("prepare-append-and-overwrite", lambda p: ["prepare", "--input", str(p["era5"]), "--out", str(p["store"]),
+                                                "--append", "--overwrite"], 2, "pass one of them"),
+    ("train-out-is-store", lambda p: ["train", "--store", str(p["store"]), "--out", str(p["store"])], 2,
+     "is the input --store"),
+    ("plot-out-is-forecast", lambda p: ["plot", "--forecast", str(p["fc"]), "--truth", str(p["store"]), "--lead", "1",
+                                        "--out", str(p["fc"])], 2, "is the input --forecast"),
+    ("export-out-is-forecast", lambda p: ["export", str(p["fc"]), "--out", str(p["fc"])], 2, "is the input FORECAST"),
+    ("run-out-contains-store", lambda p: ["run", "--config", _op_config(p, "op1.yaml", out=str(p["root"]))], 2,
+     "contains the input store"),
+    ("convert-new-is-old", lambda p: ["checkpoint", "convert", str(p["legacy"]), str(p["legacy"]), "--trust"], 2,
+     "is the input OLD"),
+    # -- outputs under a regular file: refused before any work ----------------------------------
+    ("prepare-out-under-file", lambda p: ["prepare", "--input", str(p["era5"]), "--variables", "t2m", "--grid",
+                                          "legendre-gauss:8x16", "--out", str(p["root"] / "garbage.nc" / "s.zarr")], 2,
+     "garbage.nc is a file, not a directory"),
+    ("train-out-under-file", lambda p: ["train", "--store", str(p["store"]), "--out", str(p["root"] / "garbage.nc" / "r")],
+     2, "garbage.nc is a file, not a directory"),
+    ("verify-out-under-file", lambda p: ["verify", "--forecast", str(p["fc"]), "--truth", str(p["store"]), "--out",
+                                         str(p["root"] / "garbage.nc" / "s.nc")], 2, "garbage.nc is a file, not a directory"),
+    ("plot-out-under-file", lambda p: ["plot", "--forecast", str(p["fc"]), "--truth", str(p["store"]), "--lead", "1",
+                                       "--out", str(p["root"] / "garbage.nc" / "pl")], 2,
+     "garbage.nc is a file, not a directory"),
+    ("export-out-under-file", lambda p: ["export", str(p["fc"]), "--out", str(p["root"] / "garbage.nc" / "ex")], 2,
+     "garbage.nc is a file, not a directory"),
+    ("run-out-under-file", lambda p: ["run", "--config", _op_config(p, "op2.yaml", out=str(p["root"] / "garbage.nc" / "op"))],
+     2, "garbage.nc is a file, not a directory"),
+    ("rollout-out-under-file", lambda p: _rollout(p, out="garbage.nc/o.zarr"), 2, "garbage.nc is a file, not a directory"),
+    # -- links: resolved or refused up front ------------------------------------------------------
+    ("rollout-out-dangling-link", lambda p: _rollout(p, "--lead", "2h", out="dangling.zarr"), 2,
+     "dangling.zarr is a symbolic link to"),
+    ("rollout-lock-is-link", lambda p: _rollout(p, "--lead", "2h", out="locked.zarr"), 2,
+     "locked.zarr.lock is a symbolic link"),
+    # -- checkpoints -------------------------------------------------------------------------------
+    ("rollout-checkpoint-format-1", lambda p: _rollout(p, "--lead", "2h", checkpoint="legacy", out="o11.zarr"), 2,
+     "forecast checkpoint convert"),
+    ("inspect-checkpoint-format-1", lambda p: ["inspect", str(p["legacy"])], 2, "forecast checkpoint convert"),
+    ("convert-without-trust", lambda p: ["checkpoint", "convert", str(p["legacy"]), str(p["root"] / "new.pt")], 2,
+     "pass --trust only if you trust"),
+    ("rollout-checkpoint-misfit", lambda p: _rollout(p, "--lead", "2h", checkpoint="misfit", out="o12.zarr"), 2,
+     "misfit.pt: its weights do not fit the model its config describes"),
+    # -- the messages that once misled ------------------------------------------------------------
+    ("config-binary-yaml", lambda p: ["rollout", "--config", str(p["root"] / "binary.yaml")], 2,
+     "binary.yaml is not a YAML text file"),
+    ("rollout-initial-nan", lambda p: _rollout(p, "--lead", "2h", initial="nan_store", out="o13.zarr"), 2,
+     "hold NaN or infinite values in variable(s) 'gh' at 2020-03-20T02:00:00"),
+    ("rollout-output-every-5h", lambda p: _rollout(p, "--lead", "4h", "--output-every", "5h", out="o14.zarr"), 2,
+     "lead 4h (4 steps) is not a multiple of output_every=5h"),
+    ("rollout-output-every-90min", lambda p: _rollout(p, "--lead", "4h", "--output-every", "90min", out="o15.zarr"), 2,
+     "output_every '90min' is not a multiple of the model time step"),
+    ("rollout-output-every-xyz", lambda p: _rollout(p, "--lead", "4h", "--output-every", "xyz", out="o16.zarr"), 2,
+     "cannot parse output_every 'xyz'"),
+    ("rollout-lead-negative", lambda p: _rollout(p, "--lead", "-12h", out="o17.zarr"), 2,
+     "lead '-12h' must be a positive duration"),
+    ("prepare-time-step-negative", lambda p: ["prepare", "--time-step", "-6h"], 2,
+     "key 'time_step': time step '-6h' must be positive"),
+    ("plot-forecast-is-store", lambda p: ["plot", "--forecast", str(p["store"]), "--out", str(p["root"] / "pl")], 2,
+     "store.zarr is not a forecast"),
 ]
 
 
@@ -181,9 +299,17 @@ def test_bad_input_is_one_error_line_naming_the_culprit(inputs, capfd, argv, cod
     assert status == code, err[-3000:]
     assert len(errors) == 1 and "Traceback" not in err, err[-3000:]
     assert culprit in errors[0], errors[0]
+    assert not re.match(r"error: [A-Za-z]*(Error|Exception): ", errors[0]), errors[0]   # not the generic form
 
 
 def test_the_catalogue_covers_every_command(inputs):
     commands = {c[1](inputs)[0] for c in CASES}
-    assert len(CASES) >= 40
-    assert {"prepare", "train", "rollout", "verify", "plot", "run", "demo"} <= commands
+    assert len(CASES) >= 90 and all(code == 2 for _, _, code, _ in CASES)
+    assert {"prepare", "train", "rollout", "verify", "plot", "export", "inspect", "run", "demo", "checkpoint"} <= commands
+
+
+def test_refusals_leave_nothing_behind(inputs):
+    """The refused outputs were never started: no lock target, no forecast, no scores."""
+    root = inputs["root"]
+    assert not (root / "nowhere").exists() and not (root / "store.zarr" / "scores.nc").exists()
+    assert not list(root.glob("o1[1-7].zarr*")) and not (root / "new.pt").exists()

@@ -188,3 +188,15 @@ def test_run_with_some_truth_scores_only_verifiable_leads(demo_dir, tmp_path):
     assert list(first.skill["gh"]) == ["rmse_0h", "rmse_6h"]
     again = run(_run_config(demo_dir, tmp_path / "op"), init=(last - pd.Timedelta(hours=6)).isoformat())
     assert again.actions["verify"] == "skipped" and again.scores == first.scores and again.skill == first.skill
+
+
+def test_run_with_a_forecast_on_another_grid_maps_the_regridded_truth(demo_dir, tmp_path):
+    """rollout.output_grid differs from the store's grid: verify and the maps both regrid the
+    truth onto the forecast grid (one function), so the run ends with scores and maps, and a
+    re-run is idempotent."""
+    config = _run_config(demo_dir, tmp_path / "op", lead="6h")
+    config = config.model_copy(update={"rollout": config.rollout.model_copy(update={"output_grid": "equiangular:9x18"})})
+    first = run(config, init="2020-01-03T00:00")
+    assert first.scores is not None and any(Path(p).name.startswith("map_gh_lead6h") for p in first.plots)
+    again = run(config, init="2020-01-03T00:00")
+    assert again.actions["rollout"] == "skipped (complete)" and sorted(again.plots) == sorted(first.plots)

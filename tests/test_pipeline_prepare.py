@@ -97,7 +97,7 @@ def test_failure_keeps_the_previous_store(tmp_path):
     path = prepare(config(tmp_path))
     before = open_store(path).times
     with pytest.raises(InputError, match="'u10' is not in the input"):
-        prepare(config(tmp_path, variables=["u10"]))
+        prepare(config(tmp_path, variables=["u10"], overwrite=True))
     assert (open_store(path).times == before).all() and not list(tmp_path.glob(".tmp-*"))
 
 

@@ -17,7 +17,7 @@ from forecast.plots.workflow import plot_run
 from forecast.verify.workflow import verify
 from pipelines.errors import InputError
 from pipelines.store import open_store
-from verify_factories import make_forecast, make_store
+from verify_factories import make_forecast, make_regridded_forecast, make_store
 
 
 @pytest.fixture(scope="module")
@@ -105,3 +105,20 @@ def test_rmse_curves_show_the_ensemble_mean(run: Path, monkeypatch) -> None:
     curves.plot_skill_curves(run / "scores.nc", "gh", "acc", run / "acc_labels.png")
     assert "forecast (ensemble mean)" not in drawn["labels"] and "forecast (members)" not in drawn["labels"]
     assert drawn["labels"][0] == "forecast"   # not for other metrics: one forecast curve
+
+
+def test_maps_regrid_a_truth_on_another_grid_as_verify_does(tmp_path: Path) -> None:
+    """A forecast on a finer grid than its truth store (written with --output-grid): the maps
+    use the truth regridded onto the forecast grid, the same function verify uses; without a
+    regrid method the refusal names both grids before anything is drawn."""
+    from pipelines.grids import Grid
+
+    truth = make_store(tmp_path / "store.zarr")
+    fine = make_regridded_forecast(tmp_path / "fine.nc", truth, Grid.parse("equiangular:17x32"))
+    config = PlotConfig(lead_times_hours=[6.0], variable="gh")
+    paths = plot_run(fine, tmp_path / "store.zarr", None, tmp_path / "maps", config)
+    assert [p.name for p in paths] == ["map_gh_lead6h_member0.png"] and _is_png(paths[0])
+    with pytest.raises(InputError, match="truth's grid legendre-gauss:8x16 differs from the forecast grid "
+                                         "equiangular:17x32"):
+        plot_run(fine, tmp_path / "store.zarr", None, tmp_path / "none", config.model_copy(update={"regrid_method": None}))
+    assert not (tmp_path / "none").exists()

@@ -11,7 +11,8 @@ import pytest
 import xarray as xr
 
 from cf_check import cf_failures
-from verify_factories import GRID, VARIABLES, make_climatology, make_forecast, make_store, make_truth
+from verify_factories import (GRID, VARIABLES, make_climatology, make_forecast, make_regridded_forecast, make_store,
+                             make_truth)
 
 from forecast.config import VerifyConfig, validate_config
 from forecast.verify import climatology_at, persistence, rmse
@@ -183,19 +184,8 @@ def test_scores_streamed_over_init_chunks_equal_scores_in_one_chunk(tmp_path: Pa
 
 
 def test_forecast_on_another_grid_is_scored_against_the_regridded_truth(tmp_path: Path) -> None:
-    from pipelines.regrid import regrid
-
     truth = make_store(tmp_path / "store.zarr")
-    fine = Grid.parse("equiangular:17x32")
-    on_fine = regrid(truth, fine, "conservative", source=GRID)
-    fc = make_forecast(tmp_path / "unused.nc", truth, members=2, inits=[0, 4], leads=3)
-    valid = fc["valid_time"].values
-    fields = {v: (("member", "init_time", "lead_time", "lat", "lon"),
-                  np.broadcast_to(on_fine[v].reindex(time=valid.ravel()).values.reshape(2, 3, *fine.shape)[None],
-                                  (2, 2, 3, *fine.shape)).astype("float32"), {"units": VARIABLES[v]})
-              for v in VARIABLES}
-    xr.Dataset(fields, coords={"member": [0, 1], "init_time": fc["init_time"].values, "lead_time": fc["lead_time"].values,
-                               "valid_time": fc["valid_time"], **fine.coords()}).to_netcdf(tmp_path / "fine.nc")
+    make_regridded_forecast(tmp_path / "fine.nc", truth, Grid.parse("equiangular:17x32"))
     base = dict(forecast=str(tmp_path / "fine.nc"), truth=str(tmp_path / "store.zarr"), baselines=["persistence"])
     ds = open_scores(verify(VerifyConfig(**base, out=str(tmp_path / "s.nc"))))
     # the forecast is the truth regridded with the same operator: no error at any lead time

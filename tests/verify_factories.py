@@ -61,3 +61,22 @@ def make_forecast(path: Path, truth: xr.Dataset, members: int, inits: list[int],
     ds.attrs = {"grid": str(GRID), "Conventions": "CF-1.8"}
     ds.to_netcdf(path)
     return ds
+
+
+def make_regridded_forecast(path: Path, truth: xr.Dataset, grid: Grid) -> Path:
+    """A 2-member forecast (init times 0 and 4, 3 lead times) that is exactly the truth
+    regridded conservatively onto ``grid``: scored against the truth regridded the same way,
+    its error is zero."""
+    from pipelines.regrid import regrid
+
+    on_grid = regrid(truth, grid, "conservative", source=GRID)
+    fc = make_forecast(path.with_name("unused.nc"), truth, members=2, inits=[0, 4], leads=3)
+    valid = fc["valid_time"].values
+    fields = {v: (("member", "init_time", "lead_time", "lat", "lon"),
+                  np.broadcast_to(on_grid[v].reindex(time=valid.ravel()).values.reshape(2, 3, *grid.shape)[None],
+                                  (2, 2, 3, *grid.shape)).astype("float32"), {"units": VARIABLES[v]})
+              for v in VARIABLES}
+    xr.Dataset(fields, coords={"member": [0, 1], "init_time": fc["init_time"].values, "lead_time": fc["lead_time"].values,
+                               "valid_time": fc["valid_time"], **grid.coords()}).to_netcdf(path)
+    return path
+

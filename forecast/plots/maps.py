@@ -63,7 +63,8 @@ def plot_map(forecast: xr.Dataset, truth: xr.Dataset, variable: str, lead_time, 
     forecast
         Rollout output (dims ``member, init_time, lead_time, lat, lon``).
     truth
-        Truth with dims ``(time, lat, lon)`` on the same grid (e.g. a store's ``data``).
+        Truth with dims ``(time, lat, lon)`` on the forecast's grid (e.g. a store's ``data``, or
+        :func:`forecast.verify.truth.truth_on_grid` for a truth on another grid).
     lead_time
         Hours (number) or anything ``pd.Timedelta`` accepts (``"24h"``).
     init_time
@@ -73,6 +74,9 @@ def plot_map(forecast: xr.Dataset, truth: xr.Dataset, variable: str, lead_time, 
     """
     forecast, truth = standardise_latlon(forecast), standardise_latlon(truth)
     grid = Grid.from_coords(forecast)
+    if Grid.from_coords(truth) != grid:
+        raise InputError(f"the truth is on grid {Grid.from_coords(truth)}, the forecast on {grid}; regrid the truth "
+                         "first (forecast.verify.truth.truth_on_grid)")
     fc, tr, init, lead = _select(forecast, truth, variable, lead_time, member, init_time)
     err = fc - tr.values
     units = forecast[variable].attrs.get("units", truth[variable].attrs.get("units", "1"))

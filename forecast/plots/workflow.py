@@ -13,6 +13,8 @@ from forecast.plots.maps import plot_map
 from forecast.plots.style import NoDataToPlot
 from forecast.verify.scores_file import open_scores
 from pipelines.errors import InputError
+from pipelines.grids import Grid, standardise_latlon
+from pipelines.outputs import check_output
 
 log = logging.getLogger(__name__)
 
@@ -30,12 +32,16 @@ def _variables(ds: xr.Dataset, wanted: str | None) -> list[str]:
     return [wanted]
 
 
-def _maps(forecast_path: str | Path, truth_path: str | Path, out: Path, config: PlotConfig) -> list[Path]:
-    from forecast.forecast_file import open_forecast
-    from pipelines.store import open_store
+def _map_truth(forecast: xr.Dataset, truth_path: str | Path, config: PlotConfig) -> xr.Dataset:
+    """The truth of the maps on the forecast's grid (lazy), after checking the request."""
+    from forecast.verify.truth import truth_on_grid
 
-    forecast, truth = open_forecast(forecast_path), open_store(truth_path).data
     check_map_request(forecast, config)
+    grid = Grid.from_coords(standardise_latlon(forecast))
+    return truth_on_grid(truth_path, _variables(forecast, config.variable), grid, config.regrid_method)
+
+
+def _maps(forecast: xr.Dataset, truth: xr.Dataset, out: Path, config: PlotConfig) -> list[Path]:
     paths = []
     for variable in _variables(forecast, config.variable):
         for hours in config.lead_times_hours:
@@ -98,14 +104,28 @@ def _score_figures(scores_path: str | Path, out: Path, config: PlotConfig) -> li
 
 def plot_run(forecast: str | Path | None, truth: str | Path | None, scores: str | Path | None, out: str | Path,
              config: PlotConfig) -> list[Path]:
-    """Maps (needs ``forecast`` and ``truth``) and score figures (needs ``scores``); returns the files written."""
-    out = Path(out)
+    """Maps (needs ``forecast`` and ``truth``, which is regridded onto the forecast's grid with
+    ``config.regrid_method`` when it differs) and score figures (needs ``scores``); returns the
+    files written.
+
+    Raises
+    ------
+    InputError
+        Before drawing anything: ``out`` is, contains or lies inside an input or under a
+        file; ``forecast`` is not a forecast; maps without ``truth``; a member or lead time
+        the forecast does not have.
+    """
+    from forecast.forecast_file import open_forecast
+
+    out = check_output(out, {"--forecast": forecast, "--truth": truth, "--scores": scores}, "--out", "dir")
+    forecast_ds = open_forecast(forecast) if forecast is not None else None
+    if forecast_ds is not None and truth is None:
+        raise InputError("maps need the truth too: pass --truth STORE with --forecast")
+    truth_ds = _map_truth(forecast_ds, truth, config) if forecast_ds is not None and truth is not None else None
     out.mkdir(parents=True, exist_ok=True)
     paths: list[Path] = []
-    if forecast is not None:
-        if truth is None:
-            raise InputError("maps need the truth too: pass --truth STORE with --forecast")
-        paths += _maps(forecast, truth, out, config)
+    if forecast_ds is not None and truth_ds is not None:
+        paths += _maps(forecast_ds, truth_ds, out, config)
     if scores is not None:
         paths += _score_figures(scores, out, config)
     return paths

@@ -58,10 +58,23 @@ class InitialConditions:
                              f"(it holds {len(self.times)} times, {span})")
 
     def fields(self, time: pd.Timestamp) -> np.ndarray:
-        """The analysis at ``time``: ``(C, H, W)`` float32, physical units."""
+        """The analysis at ``time``: ``(C, H, W)`` float32, physical units.
+
+        Raises
+        ------
+        InputError
+            If a variable holds NaN or infinite values at ``time`` (the model would only
+            step them on: bad input, not a blow-up).
+        """
         snap = self.data.sel(time=pd.Timestamp(time)).compute()
-        return np.stack([np.asarray(snap[v].transpose("lat", "lon").values, dtype=np.float32)
-                         for v in self.variables])
+        fields = np.stack([np.asarray(snap[v].transpose("lat", "lon").values, dtype=np.float32)
+                           for v in self.variables])
+        bad = [v for v, field in zip(self.variables, fields) if not np.isfinite(field).all()]
+        if bad:
+            raise InputError(f"the initial conditions {self.source} hold NaN or infinite values in variable(s) "
+                             f"{', '.join(map(repr, bad))} at {pd.Timestamp(time).isoformat()}; fill them (forecast "
+                             "prepare --fill nearest) or choose another init time")
+        return fields
 
     def variable_attrs(self) -> dict[str, dict[str, Any]]:
         return {v: dict(self.data[v].attrs) for v in self.variables}

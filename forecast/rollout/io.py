@@ -21,8 +21,12 @@ Layout (verification and plots read it with :func:`open_forecast`)::
 
 ``.zarr``: Zarr v3, consolidated metadata. ``.nc``: NetCDF4, zlib level 1, the same
 chunks; times as float64 "hours since 1970-01-01 00:00:00", no ``_FillValue`` on
-coordinates (IOOS compliance-checker cf:1.8 reports no errors, only the
-recommendation to order dims T, Z, Y, X).
+coordinates; dims stored as ``(member, lead_time, init_time, lat, lon)`` (and
+``valid_time`` as ``(lead_time, init_time)``): CF section 2.4 wants the time axis
+(``init_time``, the forecast reference time; ``lead_time`` is a duration, no time axis)
+right before Y and X, with every other dim to its left, and the IOOS compliance-checker
+(cf:1.8) then reports nothing. :func:`open_forecast` returns every forecast in the
+order above, whatever its file.
 
 Streaming and resume
 --------------------
@@ -31,7 +35,8 @@ chunks ``(B, 1, 1, lat, lon)``: one chunk per variable, init time, lead time and
 of ``B`` members, the work unit of :mod:`forecast.rollout.shards`), with
 ``progress.json`` (``config_hash``, the resolved configuration, the unit layout). Each
 unit writes each lead time into its own chunks as soon as it is produced, then
-atomically replaces ``units/<unit>.pt`` (its normalised model state, float32) and
+atomically replaces ``units/<unit>.safetensors`` (its normalised model state, float32, in a
+tensor file that loads without pickle: :mod:`forecast.tensorfile`) and
 ``units/<unit>.json`` (its last complete output lead). A re-run with the same
 configuration continues every unit after its last complete lead time, so the output is
 bit-identical to an uninterrupted run's, whichever processes ran which units. The
@@ -44,12 +49,12 @@ marked complete, renamed) and removed.
 
 from __future__ import annotations
 
+import errno
 import json
 import logging
 import os
 import re
 import warnings
-from concurrent.futures import CancelledError
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -60,22 +65,25 @@ import pandas as pd
 import torch
 import xarray as xr
 
-from pipelines.atomic import atomic_path, remove_path
+from pipelines.atomic import atomic_path, remove_path, remove_stale_temporaries, temporary_sibling
 from pipelines.errors import InputError, WriteError
 from pipelines.grids import Grid
-from forecast.rollout.shards import WorkUnit, work_units
+from forecast.rollout.background import BackgroundWriter
+from forecast.rollout.progress import PROGRESS_FILE, UNITS_DIR, completed_leads, saved_config
+from forecast.rollout.shards import WorkUnit
 from forecast.forecast_file import CALENDAR, TIME_UNITS, is_complete, open_forecast, partial_path
 from pipelines.variables import CF_ATTRS, canonical
 
 __all__ = ["ForecastLayout", "ForecastSink", "ForecastWriter", "open_forecast", "partial_path", "cf_attributes",
-           "is_complete", "remove_stale_temporaries", "OutputWriteError", "completed_leads", "saved_config",
-           "UNITS_DIR",
+           "is_complete", "remove_stale_temporaries", "remove_finalise_leftovers", "OutputWriteError", "completed_leads", "saved_config",
+           "UNITS_DIR", "BackgroundWriter",
            "PROGRESS_FILE"]
 
 log = logging.getLogger(__name__)
 
-UNITS_DIR = "units"
-PROGRESS_FILE = "progress.json"
+NETCDF_DIMS = ("member", "lead_time", "init_time", "lat", "lon")   # CF 2.4 order (module docstring)
+UNIT_STATE_SUFFIX = ".safetensors"
+UNIT_STATE_KIND = "sphere-forecast rollout unit state"
 
 _LEVEL_NAME = re.compile(r"^([a-z_]*[a-z])(\d+)$")
 
@@ -138,8 +146,8 @@ def _encoding(ds: xr.Dataset, netcdf: bool) -> dict[str, dict]:
     enc: dict[str, dict] = {}
     for name, var in ds.data_vars.items():
         enc[name] = {"dtype": "float32", "_FillValue": np.float32(np.nan)}
-        members = var.chunks[0][0] if var.chunks else var.shape[0]   # a work unit's block
-        chunks = (members, 1, 1, var.shape[3], var.shape[4])
+        members = var.chunks[var.dims.index("member")][0] if var.chunks else var.sizes["member"]  # a unit's block
+        chunks = tuple({"member": members, "lat": var.sizes["lat"], "lon": var.sizes["lon"]}.get(d, 1) for d in var.dims)
         if netcdf:
             enc[name].update(zlib=True, complevel=1, chunksizes=chunks)
         else:
@@ -204,15 +212,23 @@ class ForecastWriter:
         return saved is not None and saved["config_hash"] == self.config_hash
 
     def unit_state(self, unit: WorkUnit) -> dict[str, Any] | None:
-        """``{"completed": k, "state": (B, C, H, W)}`` saved by ``unit``, or None."""
-        try:
-            saved = torch.load(self._unit_file(unit, ".pt"), map_location="cpu", weights_only=True)
-        except FileNotFoundError:
+        """``{"completed": k, "state": (B, C, H, W)}`` saved by ``unit``, or None.
+
+        The state file is a tensor file (:mod:`forecast.tensorfile`): reading it runs no code.
+        """
+        from forecast.tensorfile import TreeFormatError, read_tree
+
+        path = self._unit_file(unit, UNIT_STATE_SUFFIX)
+        if not path.is_file():
             return None
-        except Exception:  # a state file cut short by a kill before its rename cannot exist; be safe
+        try:
+            saved = read_tree(path, UNIT_STATE_KIND)
+        except TreeFormatError:  # a state file cut short by a kill before its rename cannot exist; be safe
             log.warning("unreadable resume state of %s; recomputing it", unit)
             return None
-        return saved if saved.get("config_hash") == self.config_hash else None
+        if saved.get("config_hash") != self.config_hash or not isinstance(saved.get("state"), torch.Tensor):
+            return None
+        return saved
 
     def _unit_file(self, unit: WorkUnit, suffix: str) -> Path:
         return self.partial / UNITS_DIR / f"{unit.key}{suffix}"
@@ -261,30 +277,36 @@ class ForecastWriter:
     def save_unit(self, unit: WorkUnit, completed: int, state: torch.Tensor, rank: int = 0) -> None:
         """Atomically save the unit's state after output lead ``completed``, then its ``.json``
         marker (what :func:`completed_leads` reads)."""
-        self._unit_file(unit, ".pt").parent.mkdir(exist_ok=True)
+        from forecast.tensorfile import write_tree
+
+        self._unit_file(unit, UNIT_STATE_SUFFIX).parent.mkdir(exist_ok=True)
         saved = {"config_hash": self.config_hash, "completed": completed, "rank": rank,
                  "state": state.detach().to("cpu", torch.float32).contiguous()}
-        _atomic_write(self._unit_file(unit, ".pt"), lambda p: torch.save(saved, p))
+        _atomic_write(self._unit_file(unit, UNIT_STATE_SUFFIX), lambda p: write_tree(p, saved, UNIT_STATE_KIND))
         marker = {"completed": completed, "rank": rank}
         _atomic_write(self._unit_file(unit, ".json"), lambda p: Path(p).write_text(json.dumps(marker)))
 
     # -- completion ----------------------------------------------------------------
     def finalise(self, attrs: dict[str, Any], overwrite: bool) -> Path:
-        """Complete the attributes, consolidate and move the partial output into place."""
+        """Complete the attributes, consolidate and move the partial output into place.
+
+        The partial keeps its progress file and unit states until the output is in place,
+        so a finalise that fails (or is killed) leaves a partial that a re-run resumes and
+        finishes; the failure's message says where the complete lead times are.
+        """
         import zarr
 
         try:
             group = zarr.open_group(str(self.partial), mode="r+")
             # a .nc is converted from the partial: it is marked complete only once fully written
             group.attrs.update({**attrs, "complete": int(self.out.suffix == ".zarr")})
-            for name in (UNITS_DIR, PROGRESS_FILE):
-                remove_path(self.partial / name)
             with warnings.catch_warnings():  # "consolidated metadata is not part of the Zarr v3 spec"
                 warnings.simplefilter("ignore", UserWarning)
                 zarr.consolidate_metadata(str(self.partial))
             if self.out.suffix == ".zarr":
-                with atomic_path(self.out, overwrite=overwrite) as tmp:
-                    os.replace(self.partial, tmp)
+                _move_into_place(self.partial, self.out)
+                for name in (UNITS_DIR, PROGRESS_FILE):
+                    remove_path(self.out / name)
             else:
                 _to_netcdf(self.partial, self.out, overwrite)
                 remove_path(self.partial)
@@ -293,28 +315,56 @@ class ForecastWriter:
         return self.out
 
 
-def _to_netcdf(partial: Path, out: Path, overwrite: bool) -> None:
-    ds = xr.open_zarr(partial, consolidated=True, decode_timedelta=True)
-    for name in ds.variables:
-        ds[name].encoding = {}
-    with atomic_path(out, overwrite=overwrite) as tmp:
-        ds.to_netcdf(tmp, format="NETCDF4", engine="netcdf4", encoding=_encoding(ds, netcdf=True))
-        import netCDF4
+def _move_into_place(partial: Path, out: Path) -> None:
+    """Rename the finished ``partial`` directory to ``out``; a replaced ``out`` is set aside as
+    ``.old-<name>-*`` first and put back if the rename fails (a kill in between: see
+    :func:`~pipelines.atomic.remove_stale_temporaries`)."""
+    old = None
+    if out.exists() or out.is_symlink():
+        old = temporary_sibling(out, ".old")
+        os.replace(out, old)
+    try:
+        os.replace(partial, out)
+    except OSError:
+        if old is not None:
+            os.replace(old, out)
+        raise
+    if old is not None:
+        remove_path(old)
 
-        with netCDF4.Dataset(tmp, "a") as nc:  # only now, and still under the temporary name
-            nc.setncattr("complete", np.int64(1))
 
+def remove_finalise_leftovers(out: str | Path) -> int:
+    """Remove what a run killed while finalising left beside (or in) the complete forecast
+    ``out``: the ``.partial`` it was made from and a ``.zarr``'s unit states; returns how many.
 
-def remove_stale_temporaries(out: str | Path) -> int:
-    """Remove the ``.tmp-<name>-*`` siblings a killed run of ``out`` left; returns how many.
-
-    Call it only while holding ``out``'s lock: then no live run is writing them.
+    A partial made with other parameters (another run's resumable work) is kept. Call it
+    only while holding ``out``'s lock.
     """
     out = Path(out)
-    stale = list(out.parent.glob(f".tmp-{out.name}-*")) if out.parent.is_dir() else []
+    if not is_complete(out):
+        return 0
+    stale = [out / name for name in (UNITS_DIR, PROGRESS_FILE) if out.is_dir() and (out / name).exists()]
+    partial, saved = partial_path(out), saved_config(partial_path(out))
+    if partial.exists() and (saved is None or saved["config_hash"] == open_forecast(out).attrs.get("config_hash")):
+        stale.append(partial)
     for path in stale:
         remove_path(path)
     return len(stale)
+
+
+def _to_netcdf(partial: Path, out: Path, overwrite: bool) -> None:
+    ds = xr.open_zarr(partial, consolidated=True, decode_timedelta=True).transpose(*NETCDF_DIMS)
+    for name in ds.variables:
+        ds[name].encoding = {}
+    try:
+        with atomic_path(out, overwrite=overwrite) as tmp:
+            ds.to_netcdf(tmp, format="NETCDF4", engine="netcdf4", encoding=_encoding(ds, netcdf=True))
+            import netCDF4
+
+            with netCDF4.Dataset(tmp, "a") as nc:  # only now, and still under the temporary name
+                nc.setncattr("complete", np.int64(1))
+    except RuntimeError as exc:  # the NetCDF library reports a refused write (full disk, size limit) so
+        raise OSError(errno.EIO, f"the NetCDF library failed to write it ({exc})") from None
 
 
 class OutputWriteError(WriteError):
@@ -323,8 +373,10 @@ class OutputWriteError(WriteError):
     @classmethod
     def of(cls, exc: OSError, path: Path) -> "OutputWriteError":
         reason = exc.strerror or str(exc).splitlines()[0]
-        kept = partial_path(path) if path.suffix != ".partial" else path
-        return cls(exc.errno, f"cannot write {path}: {reason}; the complete lead times are kept in {kept} for a re-run")
+        kept = next((p for p in (path, *path.parents) if p.suffix == ".partial"), partial_path(path))
+        where = (f"the complete lead times are kept in {kept} for a re-run" if kept.is_dir()
+                 else f"nothing was kept ({kept} does not exist)")
+        return cls(exc.errno, f"cannot write {path}: {reason}; {where}")
 
 
 def _atomic_write(path: Path, write) -> None:
@@ -334,78 +386,3 @@ def _atomic_write(path: Path, write) -> None:
         os.replace(tmp, path)
     except OSError as exc:
         raise OutputWriteError.of(exc, path.parent) from None
-
-
-def saved_config(partial: str | Path) -> dict[str, Any] | None:
-    """``{"config_hash", "resolved"}`` of a partial output, or None when there is none."""
-    try:
-        saved = json.loads((Path(partial) / PROGRESS_FILE).read_text())
-    except (FileNotFoundError, NotADirectoryError, json.JSONDecodeError):
-        return None
-    return {"config_hash": saved.get("config_hash"), "resolved": saved.get("resolved")}
-
-
-def completed_leads(partial: str | Path) -> list[int]:
-    """Per init time, the last output lead written by every one of its units (-1: none yet).
-
-    Reads ``progress.json`` and the units' markers; ``[]`` when there is no partial output.
-    """
-    partial = Path(partial)
-    try:
-        layout = json.loads((partial / PROGRESS_FILE).read_text())
-    except (FileNotFoundError, NotADirectoryError, json.JSONDecodeError):
-        return []
-    done = [None] * layout["n_inits"]
-    for unit in work_units(layout["n_inits"], layout["members"], layout["member_chunk"]):
-        try:
-            completed = int(json.loads((partial / UNITS_DIR / f"{unit.key}.json").read_text())["completed"])
-        except (FileNotFoundError, json.JSONDecodeError, KeyError):
-            completed = -1
-        previous = done[unit.init_index]
-        done[unit.init_index] = completed if previous is None else min(previous, completed)
-    return [-1 if d is None else d for d in done]
-
-
-class BackgroundWriter:
-    """Runs write jobs in order on one thread, at most ``max_pending`` queued (memory stays flat).
-
-    The model steps on while the previous lead time is written. Leaving the ``with`` block
-    waits for every queued job, also when an error stops the run, so the lead times
-    produced before the error are kept; a failed job re-raises its error.
-    """
-
-    def __init__(self, max_pending: int = 2):
-        from collections import deque
-        from concurrent.futures import ThreadPoolExecutor
-
-        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="forecast-writer")
-        self._pending: deque = deque()
-        self.max_pending = max_pending
-
-    def submit(self, fn, *args: Any) -> None:
-        while len(self._pending) >= self.max_pending:
-            self._pending.popleft().result()
-        self._pending.append(self._pool.submit(fn, *args))
-
-    def drain(self) -> None:
-        while self._pending:
-            self._pending.popleft().result()
-
-    def __enter__(self) -> "BackgroundWriter":
-        return self
-
-    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
-        try:
-            if exc_type is not None:  # after an error, queued jobs would only fail in its wake
-                for future in self._pending:
-                    future.cancel()
-            self.drain()
-        except CancelledError:
-            pass
-        except Exception as second:
-            if exc_type is None:
-                raise
-            # keep the first error; the second is often its consequence (a full disk twice)
-            log.debug("writing the output also failed: %s: %s", type(second).__name__, second)
-        finally:
-            self._pool.shutdown(wait=True)

@@ -32,8 +32,8 @@ from forecast.normalise import Normaliser
 from forecast.rollout.engine import BlowUpError, BoundsCheck, RolloutEngine
 from forecast.rollout.initial import InitialConditions, open_initial
 from forecast.rollout.io import (BackgroundWriter, ForecastLayout, ForecastSink, ForecastWriter, cf_attributes,
-                                 completed_leads, is_complete, open_forecast, partial_path, remove_stale_temporaries,
-                                 saved_config)
+                                 completed_leads, is_complete, open_forecast, partial_path, remove_finalise_leftovers,
+                                 remove_stale_temporaries, saved_config)
 from forecast.rollout.shards import WorkUnit, member_block, units_of_rank, work_units
 from forecast.rollout.perturbations import (BredVector, Centred, Compose, DataSpectrum, Identity, Perturbation,
                                             SphericalGaussian, amplitude_vector, tendency_spectrum)
@@ -41,17 +41,20 @@ from pipelines.config import config_differences
 from pipelines.errors import InputError
 from pipelines.grids import Grid
 from pipelines.locks import hold_lock, lock_path
+from pipelines.outputs import check_output
 from pipelines.progress import progress_bar
 
 __all__ = ["rollout", "run_plan", "parse_lead", "parse_init_times", "RolloutPlan", "load_models"]
 
 log = logging.getLogger(__name__)
 
-_LEAD = re.compile(r"^\s*\d+(\.\d+)?\s*[a-zA-Z]+(\s*\d+(\.\d+)?\s*[a-zA-Z]+)*\s*$")
+_LEAD = re.compile(r"^\s*-?\s*\d+(\.\d+)?\s*[a-zA-Z]+(\s*\d+(\.\d+)?\s*[a-zA-Z]+)*\s*$")
 
 
-def parse_lead(text: str, step: pd.Timedelta) -> int:
+def parse_lead(text: str, step: pd.Timedelta, name: str = "lead") -> int:
     """Number of model steps in a lead such as ``"10d"``, ``"72h"``, ``"6h"`` or ``"1d12h"``.
+
+    ``name`` is the option the duration came from (``lead``, ``output_every``), for the messages.
 
     Raises
     ------
@@ -64,12 +67,12 @@ def parse_lead(text: str, step: pd.Timedelta) -> int:
             raise ValueError
         lead = pd.Timedelta(str(text).replace(" ", ""))
     except ValueError:
-        raise InputError(f"cannot parse lead {text!r}; expected a duration with units, e.g. 10d, 72h or 6h") from None
+        raise InputError(f"cannot parse {name} {text!r}; expected a duration with units, e.g. 10d, 72h or 6h") from None
     if lead <= pd.Timedelta(0):
-        raise InputError(f"lead {text!r} must be positive")
+        raise InputError(f"{name} {text!r} must be a positive duration, e.g. 10d, 72h or 6h")
     steps, rest = divmod(lead, step)
     if rest != pd.Timedelta(0):
-        raise InputError(f"lead {text!r} is not a multiple of the model time step {_hours(step)}")
+        raise InputError(f"{name} {text!r} is not a multiple of the model time step {_hours(step)}")
     return int(steps)
 
 
@@ -212,6 +215,8 @@ class RolloutPlan:
         check_perturbation(config, variables, step)
         initial = open_initial(config.initial, grid, variables, config.regrid_method)
         initial.check_times(init_times)
+        for init_time in init_times:   # NaN in an analysis is bad input, refused before anything is written
+            initial.fields(init_time)
         constraints = build_step_constraints([c.model_config for c in ckpts], TrainedOn.of(first), config)
         engine = RolloutEngine(models, grid, step, first.static, config.batch_members, device, constraints)
         if config.intermediate and engine.substeps == 1:
@@ -292,7 +297,7 @@ def output_every_steps(every: int | str, step: pd.Timedelta) -> int:
     must be a positive multiple of the model step."""
     if isinstance(every, int):
         return every
-    return parse_lead(every, step)   # the same rules: positive, units, a multiple of the step
+    return parse_lead(every, step, "output_every")   # the same rules: positive, units, a multiple of the step
 
 
 def _output_grid(config: RolloutConfig, grid: Grid) -> Grid:
@@ -397,7 +402,8 @@ def rollout(config: RolloutConfig) -> Path:
         When the forecast becomes NaN, inf or leaves the physical bounds; the complete
         lead times stay in ``<out>.partial``.
     """
-    out = check_output_path(config.out)
+    out = check_output_path(config.out, config)
+    config = config.model_copy(update={"out": str(out)})   # a link at --out resolved
     ctx = setup_distributed(config.device)
     try:
         with contextlib.ExitStack() as stack:
@@ -415,7 +421,7 @@ def rollout(config: RolloutConfig) -> Path:
 def _claim_output(out: Path, config: RolloutConfig, stack: contextlib.ExitStack) -> None:
     """Process 0: lock the output, remove a killed run's temporaries, refuse a broken output."""
     stack.enter_context(hold_lock(lock_path(out), config.lock_timeout_s, f"another `forecast rollout` is writing {out}"))
-    removed = remove_stale_temporaries(out)
+    removed = remove_stale_temporaries(out) + (0 if config.overwrite else remove_finalise_leftovers(out))
     if removed:
         log.info("removed %d temporary file(s) left by an earlier, killed run of %s", removed, out)
     if out.exists() and not config.overwrite and not is_complete(out):
@@ -430,19 +436,19 @@ def _already_done(plan: RolloutPlan) -> bool:
     return Path(plan.config.out).exists()
 
 
-def check_output_path(out: str | Path) -> Path:
-    """Refuse an output that cannot be a forecast before any work: suffix, kind, parent."""
+def check_output_path(out: str | Path, config: RolloutConfig | None = None) -> Path:
+    """Refuse an output that cannot be a forecast before any work: suffix, kind, parent, a
+    dangling link, or (given ``config``) one of the rollout's inputs; returns it with a link
+    at ``out`` resolved."""
+    from forecast.checkpoint import checksum_path
+
     out = Path(out)
     if out.suffix not in (".zarr", ".nc"):
         raise InputError(f"output {out} must end in .zarr or .nc")
-    if out.suffix == ".nc" and out.is_dir():
-        raise InputError(f"output {out} is a directory; a .nc forecast is a file")
-    if out.suffix == ".zarr" and out.is_file():
-        raise InputError(f"output {out} is a file; a .zarr forecast is a directory")
-    parent = next((p for p in out.absolute().parents if p.exists()), None)
-    if parent is not None and not parent.is_dir():
-        raise InputError(f"cannot write {out}: {parent} is a file, not a directory")
-    return out
+    inputs = {} if config is None else {"--checkpoint": list(config.checkpoints),
+                                        "--checkpoint's checksum": [checksum_path(c) for c in config.checkpoints],
+                                        "--initial": config.initial}
+    return check_output(out, inputs, "--out", "dir" if out.suffix == ".zarr" else "file")
 
 
 def refuse_other_parameters(plan: RolloutPlan) -> None:

@@ -17,7 +17,7 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
 
-from forecast.checkpoint import Checkpoint, check_compatible, save_checkpoint
+from forecast.checkpoint import Checkpoint, check_compatible, load_weights, save_checkpoint
 from forecast.config import TrainConfig
 from forecast.data import TrajectoryDataset
 from forecast.distributed import DistributedContext, all_gather_objects, all_reduce_sum, barrier
@@ -218,7 +218,7 @@ class Trainer:
 
     def restore(self, ckpt: Checkpoint) -> None:
         check_compatible(ckpt, self.data.grid, self.data.variables)
-        self.model.load_state_dict(ckpt.model_state)
+        load_weights(self.model, ckpt)
         self.step, self.epoch, self.batch_in_epoch = ckpt.step, ckpt.epoch, ckpt.batch_in_epoch
         self.saved_step = ckpt.step
         saved_stage = self.stage_of(ckpt.epoch)
@@ -229,8 +229,12 @@ class Trainer:
         # a checkpoint from the end of a stage holds the finished stage's optimiser: the next
         # stage starts afresh, as in an uninterrupted run
         if saved_stage == self.stage:
-            self.optimizer.load_state_dict(ckpt.optimizer_state)
-            self.scheduler.load_state_dict(ckpt.scheduler_state)
+            try:
+                self.optimizer.load_state_dict(ckpt.optimizer_state)
+                self.scheduler.load_state_dict(ckpt.scheduler_state)
+            except (ValueError, KeyError, TypeError, RuntimeError) as exc:
+                raise InputError(f"checkpoint {ckpt.path}: its optimiser or scheduler state does not fit this "
+                                 f"run ({type(exc).__name__}: {str(exc)[:200]})") from None
         if len(ckpt.rng_state) == self.world.world_size:
             restore_rng_state(ckpt.rng_state[self.world.rank])
         else:

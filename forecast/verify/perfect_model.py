@@ -25,6 +25,7 @@ import torch
 
 from pipelines.config import SWESourceConfig
 from pipelines.errors import InputError
+from pipelines.outputs import check_output
 from pipelines.progress import progress
 from pipelines.sources.swe import parameters_from_config
 from pipelines.sources.swe_ensemble import SpectralState, ensemble_states, member_stirring_seed
@@ -105,6 +106,12 @@ def perfect_model_forecast(store_path: str | Path, init_times: list[pd.Timestamp
     from forecast.rollout.io import ForecastLayout, ForecastWriter, cf_attributes
     from forecast.rollout.shards import work_units
 
+    out = Path(out)
+    if out.suffix not in (".zarr", ".nc"):
+        raise InputError(f"perfect-model output {out} must end in .zarr or .nc")
+    out = check_output(out, {"--store": store_path}, "--out", "dir" if out.suffix == ".zarr" else "file")
+    if out.exists() and not overwrite:
+        raise InputError(f"{out} exists; pass --overwrite to replace it")
     store = open_store(store_path)
     params, _ = parameters_from_config(source_parameters(store))
     reader = SpectralState(store.grid)

@@ -52,8 +52,10 @@ from forecast.verify.scores_file import open_scores, write_scores
 from forecast.verify.baselines import climatology_forecast, persistence, valid_times
 from forecast.verify.regions import check_regions, regional_weights
 from forecast.verify.spectra import power_spectrum, squared_units
+from forecast.verify.truth import on_grid, onto_grid, open_truth, select_truth_variables
 from pipelines.errors import InputError
 from pipelines.grids import Grid, standardise_latlon
+from pipelines.outputs import check_output
 from pipelines.progress import progress
 
 log = logging.getLogger(__name__)
@@ -65,27 +67,6 @@ SPECTRA_SOURCES = ("forecast", "perfect_model")   # ensembles whose spectra are 
 SPACE = ("lat", "lon")
 
 # -- inputs --------------------------------------------------------------------------------
-def _open_truth(path: str) -> tuple[xr.Dataset, xr.Dataset | None]:
-    """Truth ``(time, lat, lon)`` and its climatology (None when it has none).
-
-    A training store is opened with :func:`pipelines.store.open_store`; anything else
-    (NetCDF files, globs, ERA5-convention Zarr) through :mod:`pipelines.ingest`.
-    """
-    from pipelines.store import open_store
-
-    p = Path(path)
-    if p.is_dir() and ((p / "zarr.json").exists() or (p / ".zgroup").exists()):
-        try:
-            store = open_store(p)
-            return store.data, store.climatology
-        except InputError:
-            pass  # a Zarr store that is not a training store: read it as ERA5 files
-    from pipelines.ingest import open_inputs
-
-    data, _, _ = open_inputs([path])
-    return data, None
-
-
 def _open_climatology(path: str | None, fallback: xr.Dataset | None) -> xr.Dataset | None:
     if path is None:
         return fallback
@@ -97,15 +78,6 @@ def _open_climatology(path: str | None, fallback: xr.Dataset | None) -> xr.Datas
     return standardise_latlon(clim)
 
 
-def _select_truth_variables(truth: xr.Dataset, names: list[str]) -> xr.Dataset:
-    """The truth variables named like the forecast's (ERA5 spellings and levels accepted)."""
-    if all(n in truth.data_vars for n in names):
-        return truth[names]
-    from pipelines.variables import select_variable
-
-    return xr.Dataset({n: select_variable(truth, n) for n in names})
-
-
 def _check_inputs(forecast: xr.Dataset, truth: xr.Dataset, config: VerifyConfig) -> tuple[list[str], Grid]:
     missing = sorted({MEMBER, "init_time", "lead_time", "lat", "lon"} - set(forecast.dims))
     if missing:
@@ -114,21 +86,6 @@ def _check_inputs(forecast: xr.Dataset, truth: xr.Dataset, config: VerifyConfig)
     if not variables:
         raise InputError(f"{config.forecast} has no (lat, lon) data variable to verify")
     return variables, Grid.from_coords(forecast)
-
-
-def _onto(ds: xr.Dataset, grid: Grid, method: str | None, what: str) -> xr.Dataset:
-    """``ds`` on the forecast's ``grid``: regridded (lazily) with the pipeline's regridder when
-    its grid differs, e.g. a forecast written with ``--output-grid`` against a store."""
-    source = Grid.from_coords(ds)
-    if source == grid:
-        return _on_grid(ds, grid)
-    if method is None:
-        raise InputError(f"the {what}'s grid {source} differs from the forecast grid {grid}; set regrid_method "
-                         "(conservative, bilinear or spectral) to regrid it")
-    from pipelines.regrid import regrid
-
-    log.info("regridding the %s from %s onto the forecast grid %s (%s)", what, source, grid, method)
-    return regrid(ds, grid, method, source=source)
 
 
 # -- the command ---------------------------------------------------------------------------
@@ -148,6 +105,9 @@ def verify(config: VerifyConfig) -> Path:
     """
     if Path(config.out).suffix != ".nc":
         raise InputError(f"scores output {config.out} must end in .nc (scores are one NetCDF4 file with groups)")
+    out = check_output(config.out, {"--forecast": config.forecast, "--truth": config.truth,
+                                    "--climatology": config.climatology, "--perfect-model": config.perfect_model})
+    config = config.model_copy(update={"out": str(out)})
     if config.scheduler is None:
         return _verify(config)
     from pipelines.cluster import get_client
@@ -160,15 +120,15 @@ def _verify(config: VerifyConfig) -> Path:
     regions = check_regions(config.regions)
     metrics = list(config.metrics)
     forecast = standardise_latlon(open_forecast(config.forecast))
-    truth_all, store_clim = _open_truth(config.truth)
+    truth_all, store_clim = open_truth(config.truth)
     truth_all = standardise_latlon(truth_all)
     variables, grid = _check_inputs(forecast, truth_all, config)
-    truth_all = _onto(_select_truth_variables(truth_all, variables), grid, config.regrid_method, "truth")
-    forecast = _on_grid(forecast, grid)
+    truth_all = onto_grid(select_truth_variables(truth_all, variables), grid, config.regrid_method, "truth")
+    forecast = on_grid(forecast, grid)
     clim = _open_climatology(config.climatology, store_clim)
     if clim is not None:
         clim = standardise_latlon(clim)
-        clim = _onto(_select_truth_variables(clim, variables), grid, config.regrid_method, "climatology")
+        clim = onto_grid(select_truth_variables(clim, variables), grid, config.regrid_method, "climatology")
     if "climatology" in config.baselines and clim is None:
         raise InputError(f"the climatology baseline needs a climatology: {config.truth} has none; pass --climatology STORE")
     forecast = forecast[variables]
@@ -208,13 +168,7 @@ def _open_perfect_model(path: str, forecast: xr.Dataset, grid: Grid) -> xr.Datas
         raise InputError(f"the perfect-model ensemble {path} lacks {', '.join(missing + absent[:3])} of the forecast; "
                          "make it with the forecast's init times, lead times and variables")
     chosen = ensemble[list(forecast.data_vars)].sel(init_time=inits, lead_time=leads)
-    return _on_grid(chosen, grid)
-
-
-def _on_grid(ds: xr.Dataset, grid: Grid) -> xr.Dataset:
-    """Replace lat/lon by the grid's exact values (the data's may differ by round-off,
-    which would make xarray's alignment drop or reindex points)."""
-    return ds.assign_coords(grid.coords())
+    return on_grid(chosen, grid)
 
 
 def _load(ds: xr.Dataset, lead: int | None, inits: slice) -> xr.DataArray:

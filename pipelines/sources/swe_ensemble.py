@@ -131,7 +131,7 @@ def ensemble_states(params: SWEParameters, start: torch.Tensor, seeds: Sequence[
     with torch_threads(num_threads), torch.inference_mode():
         solver = build_solver(params)
         state = resize_spectrum(start, solver.lmax)
-        stepper = AdamsBashforth3(solver, state, EnsembleStirring(solver, params, seeds))  # type: ignore[arg-type]
+        stepper = AdamsBashforth3(solver, state, EnsembleStirring(solver, params, seeds))
         done = 0
         for lead in lead_hours:
             substeps = lead * per_hour

@@ -71,7 +71,7 @@ class BatchedTendency:
     def synthesis(self, coeffs: torch.Tensor) -> torch.Tensor:
         """``(N, L, M)`` -> ``(N, H, W)``."""
         spec = _contract(self.inverse, coeffs)
-        spec[..., 0].imag = 0.0
+        spec[..., 0].imag.zero_()   # m = 0 has no imaginary part (as the solver sets it)
         return torch.fft.irfft(spec, n=self.nlon, dim=-1, norm="forward")
 
     def analysis(self, fields: torch.Tensor) -> torch.Tensor:
@@ -87,7 +87,7 @@ class BatchedTendency:
         u = d0[:, 0] + 1j * d1[:, 1]
         v = 1j * d1[:, 0] - d0[:, 1]
         spec = torch.stack([u, v], dim=1)
-        spec[..., 0].imag = 0.0
+        spec[..., 0].imag.zero_()   # m = 0 has no imaginary part (as the solver sets it)
         return torch.fft.irfft(spec, n=self.nlon, dim=-1, norm="forward")
 
     def vector_analysis(self, fields: torch.Tensor) -> torch.Tensor:
