@@ -118,6 +118,9 @@ class TrainConfig(StrictModel):
     loss: Literal["mse", "crps"] = "mse"
     crps_alpha: float = Field(0.95, gt=0.0, le=1.0)   # almost-fair CRPS; 1 is the fair CRPS
     crps_spectral_weight: float = Field(0.0, ge=0.0)  # + this times the CRPS of SHT amplitudes (FourCastNet 3: 0.1)
+    # the amplitudes of each degree in units of their climatological amplitude in the training
+    # data, every degree weighted alike (forecast.losses.SpectralCRPS); False: FourCastNet 3's raw amplitudes
+    crps_spectral_normalised: bool = False
     # DYffusion (model.architecture dyffusion): `epochs` train the interpolator, then these the
     # forecaster against the frozen interpolator (None: as many as `epochs`)
     forecaster_epochs: PositiveInt | None = None

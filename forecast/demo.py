@@ -57,6 +57,7 @@ class DemoResult:
     forecasts: dict[str, Path] = field(default_factory=dict)
     scores: dict[str, Path] = field(default_factory=dict)
     perfect_model: Path | None = None
+    windows: WindowSplit | None = None
     report: Path | None = None
     timings: dict[str, float] = field(default_factory=dict)
 
@@ -173,7 +174,7 @@ def demo(config: DemoConfig, quick: bool = False) -> DemoResult:
                               method=config.method, out=str(result.store), sources_dir=str(work / "sources"),
                               statistics_end=_training_end(config).isoformat()),
                 command="forecast demo")
-    windows = demo_windows(open_store(result.store).times, config)
+    windows = result.windows = demo_windows(open_store(result.store).times, config)
     inits = list(windows.test.inits)
     lead = f"{config.windows.lead_hours:g}h"
     if config.perfect_model:

@@ -137,21 +137,40 @@ class SpectralCRPS(nn.Module):
     point spreads :math:`4\pi` over about :math:`L^2` coefficients, amplitude
     :math:`\sqrt{4\pi}/L` each: the factor :math:`L/\sqrt{4\pi}` puts :math:`S` on the scale of
     the pointwise CRPS, so the weight of the term means the same on every grid.
+
+    With ``reference`` (the training data's mean power per degree :math:`\bar P_{cl}`, ``(C, L)``)
+    each amplitude is divided by its degree's climatological amplitude
+    :math:`\sigma_{cl} = \sqrt{\bar P_{cl} / (2l + 1)}` and every degree weighs alike,
+
+    .. math:: S = \frac{1}{C L} \sum_c w_c \sum_l \frac{\sum_{m \le l} g_m\,
+              \mathrm{CRPS}_\alpha(|c^{(j)}_{lm}| / \sigma_{cl}, |c^{y}_{lm}| / \sigma_{cl})}{2l + 1},
+
+    so the degrees where the data hold little power (the dissipation range, the largest scales
+    of the vorticity) count as much as the energetic ones: too much or too little power there
+    is penalised in proportion to the climate's own amplitude.
     """
 
-    def __init__(self, grid: Grid, variable_weights: np.ndarray, alpha: float = 0.95) -> None:
+    def __init__(self, grid: Grid, variable_weights: np.ndarray, alpha: float = 0.95,
+                 reference: np.ndarray | None = None) -> None:
         super().__init__()
         self.alpha = alpha
         self.sht = sht(grid)
         lmax = self.sht.lmax
         g = order_multiplicity(lmax, self.sht.mmax)
         var_w = np.asarray(variable_weights) / np.mean(variable_weights)
-        weights = var_w[:, None, None] * g[None] / g.sum() * lmax / math.sqrt(4.0 * math.pi)
+        if reference is None:
+            weights = var_w[:, None, None] * g[None] / g.sum() * lmax / math.sqrt(4.0 * math.pi)
+            scale = np.ones((len(var_w), lmax, 1))
+        else:
+            degree = np.arange(lmax)
+            weights = var_w[:, None, None] * (g / (2 * degree + 1)[:, None])[None] / lmax
+            scale = np.sqrt(np.maximum(np.asarray(reference)[:, :lmax], 1e-30) / (2 * degree + 1))[..., None]
         self.register_buffer("weights", torch.as_tensor(weights, dtype=torch.float32), persistent=False)  # (C, L, M)
+        self.register_buffer("scale", torch.as_tensor(scale, dtype=torch.float32), persistent=False)      # (C, L, 1)
 
     def forward(self, prediction: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        amplitude = self.sht(prediction.float()).abs()
-        crps = almost_fair_crps(amplitude, self.sht(target.float()).abs(), self.alpha)   # (B, C, L, M)
+        amplitude = self.sht(prediction.float()).abs() / self.scale
+        crps = almost_fair_crps(amplitude, self.sht(target.float()).abs() / self.scale, self.alpha)   # (B, C, L, M)
         return (crps * self.weights).sum(dim=(-2, -1)).mean()
 
 
@@ -160,13 +179,14 @@ class AreaWeightedCRPS(AreaWeightedMSE):
     plus ``spectral_weight`` times :class:`SpectralCRPS` (FourCastNet 3 uses 0.1)."""
 
     def __init__(self, grid: Grid, variable_weights: np.ndarray, alpha: float = 0.95,
-                 spectral_weight: float = 0.0) -> None:
+                 spectral_weight: float = 0.0, spectral_reference: np.ndarray | None = None) -> None:
         super().__init__(grid, variable_weights)
         self.alpha = alpha
         if spectral_weight < 0:
             raise InputError(f"crps_spectral_weight must be >= 0, got {spectral_weight}")
         self.spectral_weight = spectral_weight
-        self.spectral = SpectralCRPS(grid, variable_weights, alpha) if spectral_weight > 0 else None
+        self.spectral = (SpectralCRPS(grid, variable_weights, alpha, spectral_reference) if spectral_weight > 0
+                         else None)
 
     def forward(self, prediction: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         crps = almost_fair_crps(prediction.float(), target.float(), self.alpha)

@@ -1,102 +1,94 @@
-"""The demo's report: figures per model and a markdown skill table.
+"""The demo's report and results file: skill on the test window against the perfect model.
 
-``report.md`` lists, per model and variable, the global RMSE of the forecast (all
-members pooled), of its ensemble mean, of persistence and of climatology at the lead
-times of :data:`REPORT_LEADS_H`, the CRPS against the ensemble-mean MAE, and the
-spread/skill ratio; then links the figures drawn by :func:`forecast.plots.workflow.plot_run`.
+``report.md`` states the data and the windows, then one table per model: for each variable
+and lead time the CRPS and ensemble-mean RMSE over the perfect model's, the spread/skill
+ratio (with 90 % bootstrap intervals over init times), the members' power over the truth's
+at every degree (smallest and largest ratio over degrees) and the ensemble-mean RMSE over
+persistence's; the perfect model's own spread/skill and spectra follow as the reference.
+Then the timings and the figures (:func:`forecast.plots.workflow.plot_run`).
+
+``results.json`` (:mod:`forecast.results`) holds the same figures for the docs.
 """
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
-
-import numpy as np
-import pandas as pd
+from typing import Any
 
 from forecast.config import DemoConfig
+from forecast.results import write_results
+from forecast.verify.summary import LEVEL, skill_summary
 from pipelines.atomic import atomic_path
 
-REPORT_LEADS_H = (6, 24, 72)
+REPORT_LEADS_H = (6.0, 24.0, 72.0, 120.0)
 
 
-def _value(da, model: str, metric: str, lead_h: float) -> float:
-    leads = pd.TimedeltaIndex(da["lead_time"].values)
-    hit = np.flatnonzero(leads == pd.Timedelta(hours=lead_h))
-    if hit.size == 0 or model not in da["model"].values or metric not in da["metric"].values:
-        return float("nan")
-    return float(da.sel(model=model, metric=metric, region="global").isel(lead_time=int(hit[0])))
-
-
-def band_power(spectra, variable: str, lead_h: float) -> str:
-    """Forecast over truth power in three bands of the wavenumbers the truth resolves (large,
-    middle, small scales; :func:`forecast.verify.spectra.degree_bands`), e.g. ``"0.84 / 1.00 /
-    1.9 (l 1-7 / 8-14 / 15-21)"``: 1 keeps the truth's energy, < 1 blurs, > 1 noise where the
-    data have little."""
-    from forecast.verify.spectra import band_power_ratios, degree_bands
-
-    da = spectra[variable]
-    leads = pd.TimedeltaIndex(da["lead_time"].values)
-    hit = np.flatnonzero(leads == pd.Timedelta(hours=lead_h))
-    if hit.size == 0:
+def _fmt(triple: list[float] | None) -> str:
+    if not triple:
         return "n/a"
-    truth = da.sel(source="truth").isel(lead_time=int(hit[0])).values
-    forecast = da.sel(source="forecast").isel(lead_time=int(hit[0])).values
-    if not np.isfinite(truth).all():
-        return "n/a"
-    bands = degree_bands(truth)
-    if not bands:
-        return "n/a"
-    ratios = " / ".join(f"{r:.3g}" for r in band_power_ratios(forecast, truth, bands))
-    return f"{ratios} (l " + " / ".join(f"{a}-{b}" for a, b in bands) + ")"
+    value, low, high = triple
+    return f"{value:.2f} [{low:.2f}, {high:.2f}]"
 
 
-def skill_rows(scores_path: Path, model_name: str) -> list[str]:
-    """Markdown table rows: one per variable and lead time."""
-    from forecast.verify.scores_file import open_scores
+def _power(row: dict[str, Any]) -> str:
+    power = row.get("power_ratio") or {}
+    return f"{power['min']:.2f}-{power['max']:.3g}" if power else "n/a"
 
-    ds = open_scores(scores_path)
-    spectra = open_scores(scores_path, "spectra")
+
+def skill_table(summary: dict[str, Any], model: str) -> list[str]:
+    """Markdown rows of one model's :func:`forecast.verify.summary.skill_summary`."""
     rows = []
-    for var in ds.data_vars:
-        da = ds[var]
-        units = da.attrs.get("units", "")
-        for lead in REPORT_LEADS_H:
-            fc, ens = _value(da, "forecast", "rmse", lead), _value(da, "forecast", "ens_rmse", lead)
-            if np.isnan(fc):
-                continue
-            pers, clim = _value(da, "persistence", "rmse", lead), _value(da, "climatology", "rmse", lead)
-            crps, ens_mae = _value(da, "forecast", "crps", lead), _value(da, "forecast", "ens_mae", lead)
-            rows.append(
-                f"| {model_name} | {var} ({units}) | {lead} h | {fc:.4g} | {ens:.4g} "
-                f"| {pers:.4g} | {clim:.4g} | {ens / pers:.2f} | {ens / clim:.2f} | {crps:.4g} | {ens_mae:.4g} | {crps / ens_mae:.2f} | "
-                f"{_value(da, 'forecast', 'spread_skill', lead):.2f} | {band_power(spectra, var, lead)} |")
+    for variable, per_lead in summary.items():
+        for lead, row in per_lead.items():
+            rows.append(f"| {model} | {variable} | {lead} h | {_fmt(row.get('crps_vs_perfect'))} "
+                        f"| {_fmt(row.get('ens_rmse_vs_perfect'))} | {_fmt(row['spread_skill'])} | {_power(row)} "
+                        f"| {row['ens_rmse_vs_persistence']:.2f} |")
     return rows
 
 
-def write_report(result, config: DemoConfig) -> Path:
-    """Draw the figures of every model and write ``<workdir>/report.md``; returns its path."""
+def _windows_line(result: Any) -> str:
+    w = result.windows
+    if w is None:
+        return ""
+    test = w.test
+    return (f"Windows: training {w.train.start:%Y-%m-%d %H}h .. {w.train.end:%Y-%m-%d %H}h; validation "
+            f"{w.validation.start:%Y-%m-%d %H}h .. {w.validation.end:%Y-%m-%d %H}h; test "
+            f"{test.start:%Y-%m-%d %H}h .. {test.end:%Y-%m-%d %H}h ({len(test.inits)} init times).")
+
+
+def write_report(result: Any, config: DemoConfig) -> Path:
+    """Draw the figures of every model, write ``<workdir>/report.md`` and ``results.json``."""
     from forecast.plots.workflow import plot_run
 
     work = Path(result.workdir)
+    leads = [h for h in REPORT_LEADS_H if h <= config.windows.lead_hours] or [config.windows.lead_hours]
+    summaries = {arch: skill_summary(scores, leads) for arch, scores in result.scores.items()}
     lines = ["# Shallow-water demo report", "",
-             f"Store: `{os.path.relpath(result.store, work)}`; models: {', '.join(result.checkpoints)}; "
-             f"{config.members} members; leads up to {config.lead_hours:g} h.", "",
-             "Global scores, all init times pooled. RMSE pools the members (each scored as a deterministic "
-             "forecast); the ratios `/pers.` and `/clim.` are the ensemble-mean RMSE over persistence's and "
-             "climatology's; spread/skill uses the (M+1)/M correction; the last column is the forecast's power "
-             "over the truth's in three bands of the wavenumbers the truth resolves (large / middle / small scales).", "",
-             "| model | variable | lead | RMSE | ens-mean RMSE | persistence RMSE | climatology RMSE | /pers. | /clim. "
-             "| CRPS | ens-mean MAE | CRPS/ens-mean MAE | spread/skill | power / truth's, per band of l |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+             f"Data: the stirred shallow-water flow (solver {config.swe.grid}, truncation {config.swe.lmax}), "
+             f"stored on {config.grid}. {_windows_line(result)} Models: {', '.join(result.checkpoints)}; "
+             f"{config.members} members. Everything below is scored on the test window, globally; no setting "
+             "was chosen on it. No inference-time limiter is on.", "",
+             f"Ratios to the perfect model (the solver itself from the true state, stirring unknown: 1 is the "
+             f"physical limit), spread/skill ((M+1)/M-corrected: 1 is calibrated), with {LEVEL:.0%} bootstrap "
+             "intervals over init times; members' power over the truth's, smallest and largest over degrees "
+             "l >= 1 (1 everywhere: realistic spectra).", "",
+             "| model | variable | lead | CRPS / perfect | ens-mean RMSE / perfect | spread/skill | power / truth's "
+             "| ens-mean RMSE / persistence |", "|---|---|---|---|---|---|---|---|"]
     figures: list[str] = []
     for arch, scores in result.scores.items():
-        lines += skill_rows(Path(scores), arch)
+        lines += skill_table(summaries[arch], arch)
         paths = plot_run(result.forecasts[arch], result.store, scores, work / "plots" / arch, config.plot)
         figures += [f"![{Path(p).stem}]({os.path.relpath(p, work)})" for p in paths if str(p).endswith(".png")]
+    if result.perfect_model is not None and result.scores:
+        reference = skill_summary(next(iter(result.scores.values())), leads, model="perfect_model")
+        summaries["perfect_model"] = reference
+        lines += skill_table(reference, "perfect model")
     lines += ["", "## Timings (s)", ""] + [f"- {k}: {v}" for k, v in result.timings.items()]
     lines += ["", "## Figures", ""] + figures
     target = work / "report.md"
     with atomic_path(target) as tmp:
         tmp.write_text("\n".join(lines) + "\n")
+    write_results(work / "results.json", "demo", {"skill": summaries, "timings": dict(result.timings),
+                                                  "config": config.model_dump(mode="json")})
     return target

@@ -169,8 +169,30 @@ def _sht_pair(source: Grid, target: Grid, lmax: int, mmax: int):  # noqa: ANN202
     return forward, inverse
 
 
+def wind_pairs(names: list[str]) -> list[tuple[str, str]]:
+    """The (eastward, northward) wind components among ``names``: ``u``/``v``, ``u10``/``v10``,
+    ``u850``/``v850`` ... (the same suffix after ``u`` and ``v``)."""
+    return [(n, "v" + n[1:]) for n in names if n.startswith("u") and "v" + n[1:] in names
+            and (n[1:] == "" or n[1:].isdigit())]
+
+
+@lru_cache(maxsize=8)
+def _vector_sht_pair(source: Grid, target: Grid, lmax: int, mmax: int):  # noqa: ANN202 - torch modules
+    import torch
+
+    forward = harmonics.vector_sht(source, lmax, mmax).to(torch.float64)
+    inverse = harmonics.inverse_vector_sht(target, lmax, mmax).to(torch.float64)
+    return forward, inverse
+
+
 class SpectralRegridder(Regridder):
-    """Spherical-harmonic transform on the source grid, truncation, inverse transform on the target grid."""
+    """Spherical-harmonic transform on the source grid, truncation, inverse transform on the target grid.
+
+    Wind components (:func:`wind_pairs`) are regridded together as a vector field (vector
+    spherical harmonics: the truncation of their vorticity and divergence), as a spectral model
+    truncates them; truncating each component as a scalar would keep another field, whose
+    vorticity differs from the truncated vorticity at the top degrees.
+    """
 
     def __init__(self, source: Grid, target: Grid, lmax: int | None = None) -> None:
         super().__init__(source, target)
@@ -186,6 +208,33 @@ class SpectralRegridder(Regridder):
             t = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float64)).reshape(-1, *x.shape[-2:])
             y = inverse(forward(t)).numpy()
         return y.reshape(*shape, *y.shape[-2:])
+
+
+    def apply_vector(self, u: np.ndarray, v: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Eastward and northward components ``(..., nlat, nlon)`` each, regridded as one vector field."""
+        import torch
+
+        forward, inverse = _vector_sht_pair(self.source, self.target, self.lmax, self.mmax)
+        shape = u.shape[:-2]
+        with torch.no_grad():
+            t = torch.from_numpy(np.ascontiguousarray(np.stack([u, v], axis=-3), dtype=np.float64))
+            y = inverse(forward(t.reshape(-1, 2, *u.shape[-2:]))).numpy()
+        return y[:, 0].reshape(*shape, *y.shape[-2:]), y[:, 1].reshape(*shape, *y.shape[-2:])
+
+    def __call__(self, ds: xr.Dataset) -> xr.Dataset:
+        names = [str(n) for n in ds.data_vars if {"lat", "lon"} <= set(ds[n].dims)]
+        pairs = [(u, v) for u, v in wind_pairs(names) if ds[u].dims == ds[v].dims]
+        paired = {name for pair in pairs for name in pair}
+        out = super().__call__(ds.drop_vars(sorted(paired)))
+        sizes = {"lat": self.target.nlat, "lon": self.target.nlon}
+        for u, v in pairs:
+            ru, rv = xr.apply_ufunc(
+                self.apply_vector, ds[u], ds[v], input_core_dims=[["lat", "lon"]] * 2,
+                output_core_dims=[["lat", "lon"]] * 2, exclude_dims={"lat", "lon"}, dask="parallelized",
+                output_dtypes=[np.float64, np.float64], dask_gufunc_kwargs={"output_sizes": sizes}, keep_attrs=True)
+            out[u] = ru.transpose(*ds[u].dims).drop_vars(["lat", "lon"], errors="ignore")
+            out[v] = rv.transpose(*ds[v].dims).drop_vars(["lat", "lon"], errors="ignore")
+        return out[list(ds.data_vars)].assign_coords(self.target.coords())
 
 
 REGRIDDERS: dict[str, type[Regridder]] = {

@@ -90,3 +90,32 @@ def test_regrid_stays_lazy_and_warns_for_finer_targets():
         out = regrid(ds, t, "conservative")
     assert isinstance(out["f"].data, dsa.Array) and out["f"].chunks[0] == (1, 1)
     assert out["f"].shape == (2, 19, 36)
+
+
+def test_spectral_regridding_keeps_winds_and_vorticity_consistent():
+    """Winds regridded spectrally as a vector field have the vorticity of the regridded vorticity
+    field at every degree; regridded as two scalars they do not at the top degrees."""
+    import torch
+
+    from pipelines.regrid import SpectralRegridder, wind_pairs
+    from pipelines.sources.swe import simulate_swe
+    from pipelines.sources.swe_ensemble import SpectralState
+
+    source, target = Grid.parse("legendre-gauss:24x48"), Grid.parse("legendre-gauss:16x32")
+    ds = simulate_swe(source, 1, substep_seconds=900.0, lmax=16, seed=2).isel(time=0)
+    ds = ds.rename(latitude="lat", longitude="lon")
+    assert wind_pairs(["u", "v", "u10", "v10", "u850", "v850", "vo", "uv"]) == [("u", "v"), ("u10", "v10"),
+                                                                             ("u850", "v850")]
+    regridder = SpectralRegridder(source, target)
+    out = regridder(ds)
+    reader = SpectralState(target)
+
+    def vorticity(u: np.ndarray, v: np.ndarray) -> np.ndarray:
+        winds = torch.from_numpy(np.stack([u, v])[None].astype(np.float64))
+        return (reader.lap * 6371220.0 * reader.vsht(winds))[0, 0].numpy()
+
+    expected = reader.sht(torch.from_numpy(out["vo"].values[None].astype(np.float64)))[0].numpy()
+    scale = np.abs(expected).max()
+    assert np.abs(vorticity(out["u"].values, out["v"].values) - expected).max() < 1e-6 * scale
+    scalar = {v: regridder.apply(ds[v].values) for v in ("u", "v")}
+    assert np.abs(vorticity(scalar["u"], scalar["v"]) - expected).max() > 1e-3 * scale

@@ -120,9 +120,11 @@ class Trainer:
             raise InputError(f"checkpoint_every={config.checkpoint_every} must be at least 1")
         weights = variable_weight_vector(data.variables, config.variable_weights)
         self.loss_fn = AreaWeightedMSE(data.grid, weights).to(world.device)
+        self.power_spectrum = training_spectrum(data.splits.train)
         # a stochastic model trained on the CRPS of its members; validation stays the one-step RMSE
-        self.train_loss = (AreaWeightedCRPS(data.grid, weights, config.crps_alpha,
-                                            config.crps_spectral_weight).to(world.device)
+        reference = self.power_spectrum if config.crps_spectral_normalised else None
+        self.train_loss = (AreaWeightedCRPS(data.grid, weights, config.crps_alpha, config.crps_spectral_weight,
+                                            reference).to(world.device)
                            if config.loss == "crps" else self.loss_fn)
         self.l1 = AreaWeightedL1(data.grid, weights).to(world.device)
         self.model = self._build_model()
@@ -130,7 +132,6 @@ class Trainer:
         self.constraints = build_step_constraints([config.model], TrainedOn(
             data.grid, list(data.variables), data.time_step_seconds, data.normaliser.mean, data.normaliser.std))[0]
         self.constraints.to(world.device)
-        self.power_spectrum = training_spectrum(data.splits.train)
         self.stage = ""
         self._configure_stage(self.stages[0][0])
         self.sampler = ResumableSampler(data.splits.train, world, config.seed, self.batch_per_rank)

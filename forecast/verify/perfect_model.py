@@ -9,7 +9,8 @@ member with a stirring drawn from a seed of its own
 alone, so its CRPS and ensemble-mean RMSE are the physical limit of skill on these data,
 the anchor of every skill goal; no forecast of the state alone can expect better.
 
-It is written in the layout of a rollout (:mod:`forecast.rollout.io`: dims ``member,
+Its states are synthesised on the solver's grid and regridded onto the store's with the
+store's own method, exactly as the pipeline made the truth. It is written in the layout of a rollout (:mod:`forecast.rollout.io`: dims ``member,
 init_time, lead_time, lat, lon``, lead 0 the true state) on the store's grid, so
 ``forecast verify --perfect-model FILE`` scores it beside persistence and climatology.
 """
@@ -17,14 +18,18 @@ init_time, lead_time, lat, lon``, lead 0 the true state) on the store's grid, so
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import torch
+import xarray as xr
 
 from pipelines.config import SWESourceConfig
 from pipelines.errors import InputError
+from pipelines.grids import Grid
+from pipelines.regrid import make_regridder
 from pipelines.outputs import check_output
 from pipelines.progress import progress
 from pipelines.sources.swe import parameters_from_config
@@ -63,6 +68,25 @@ def _lead_hours(lead_times: pd.TimedeltaIndex) -> list[float]:
     if not hours or hours[0] != 0 or any(b <= a for a, b in zip(hours, hours[1:])):
         raise InputError(f"perfect-model lead times must start at 0 and increase, got {hours}")
     return hours
+
+
+def _store_fields(solver_grid: Grid, store: TrainingStore) -> Callable[[torch.Tensor], np.ndarray]:
+    """Spectral states -> fields on the store's grid ``(B, 4, H, W)`` float32, made as the truth was:
+    synthesised on the solver's grid (where the source writes them), then regridded by the
+    pipeline's own regridder with the store's method (winds as the pipeline regrids them)."""
+    synthesis = SpectralState(solver_grid)
+    if solver_grid == store.grid:
+        return lambda state: synthesis.to_fields(state).numpy().astype(np.float32)
+    regridder = make_regridder(str(store.data.attrs.get("regrid_method", "spectral")), solver_grid, store.grid)
+    dims = ("run", "lat", "lon")
+
+    def to_store(state: torch.Tensor) -> np.ndarray:
+        fields = synthesis.to_fields(state).numpy()
+        ds = xr.Dataset({v: (dims, fields[:, i]) for i, v in enumerate(SWE_VARIABLES)}, coords=solver_grid.coords())
+        out = regridder(ds)
+        return np.stack([out[v].values for v in SWE_VARIABLES], axis=1).astype(np.float32)
+
+    return to_store
 
 
 def _true_states(store: TrainingStore, init_times: pd.DatetimeIndex, reader: SpectralState) -> torch.Tensor:
@@ -115,6 +139,7 @@ def perfect_model_forecast(store_path: str | Path, init_times: list[pd.Timestamp
     store = open_store(store_path)
     params, _ = parameters_from_config(source_parameters(store))
     reader = SpectralState(store.grid)
+    to_store = _store_fields(params.grid, store)
     inits = pd.DatetimeIndex(sorted(init_times))
     hours = _lead_hours(pd.TimedeltaIndex(lead_times))
     variables = [v for v in SWE_VARIABLES if v in store.variables]
@@ -136,7 +161,7 @@ def perfect_model_forecast(store_path: str | Path, init_times: list[pd.Timestamp
                  for u in batch for m in range(members)]
         start = starts[[u.init_index for u in batch]].repeat_interleave(members, dim=0)
         for k, state in enumerate(ensemble_states(params, start, seeds, hours)):
-            fields = reader.to_fields(state)[:, keep].numpy().astype(np.float32)
+            fields = to_store(state)[:, keep]
             for j, unit in enumerate(batch):
                 writer.write_lead(unit, k, fields[j * members:(j + 1) * members])
     log.info("perfect model: %d init time(s) x %d member(s) to %g h", len(inits), members, hours[-1])

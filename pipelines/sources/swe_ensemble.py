@@ -91,11 +91,12 @@ class SpectralState:
         self.invlap = torch.where(l > 0, 1.0 / torch.where(l > 0, self.lap, 1.0), 0.0)
 
     def to_spectral(self, fields: torch.Tensor) -> torch.Tensor:
-        """``(B, 4, H, W)`` float64 (gh, u, v, vo) -> ``(B, 3, L, M)`` complex128; the vorticity
-        is taken from the winds (as the solver's), so ``vo`` only has to be present."""
+        """``(B, 4, H, W)`` float64 (gh, u, v, vo) -> ``(B, 3, L, M)`` complex128: the vorticity from
+        ``vo``, the divergence from the winds (regridded as a vector field, as the pipeline's
+        spectral regridding does: :class:`pipelines.regrid.SpectralRegridder`)."""
         phi = self.sht(GRAVITY * fields[:, 0])
-        vortdiv = self.lap * EARTH_RADIUS_M * self.vsht(fields[:, 1:3])
-        return torch.tril(torch.stack([phi, vortdiv[:, 0], vortdiv[:, 1]], dim=1))
+        divergence = (self.lap * EARTH_RADIUS_M * self.vsht(fields[:, 1:3]))[:, 1]
+        return torch.tril(torch.stack([phi, self.sht(fields[:, 3]), divergence], dim=1))
 
     def to_fields(self, uspec: torch.Tensor) -> torch.Tensor:
         """``(B, 3, L, M)`` -> ``(B, 4, H, W)`` float64 (gh, u, v, vo)."""
