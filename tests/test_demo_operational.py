@@ -32,8 +32,7 @@ def _forecast_cli(*args, **kwargs):
 def demo_dir(tmp_path_factory):
     work = tmp_path_factory.mktemp("demo")
     proc = _forecast_cli("demo", "--quick", "--workdir", str(work), "--models", "sfno,sfno-crps,dyffusion",
-                         "stochastic.models=2", "dyffusion.models=2", "stochastic.noise_amplitude=1.3",
-                         "spectral_cap=4", "conserve_global_mean=[gh]", "dyffusion.inference_member_dropout=0.02")
+                         "stochastic.models=2", "dyffusion.models=2", "conserve_global_mean=[gh]")
     out, err = proc.communicate(timeout=600)
     assert proc.returncode == 0, err[-3000:]
     assert f"demo outputs in {work}" in out
@@ -42,9 +41,13 @@ def demo_dir(tmp_path_factory):
 
 def test_demo_quick_writes_every_output(demo_dir):
     report = (demo_dir / "report.md").read_text()
-    assert "| sfno | gh (m) | 24 h |" in report and "| sfno-crps | gh (m) | 24 h |" in report
-    assert "power / truth's, per band of l" in report
-    assert "| dyffusion | gh (m) | 24 h |" in report
+    for model in ("sfno", "sfno-crps", "dyffusion", "perfect model"):
+        assert f"| {model} | gh | 24 h |" in report
+    assert "CRPS / perfect" in report and "power / truth's" in report and "test window" in report
+    results = json.loads((demo_dir / "results.json").read_text())
+    assert results["name"] == "demo" and results["machine"]["cores"] >= 1
+    low, value, high = (results["figures"]["skill"]["sfno-crps"]["gh"]["24"]["crps_vs_perfect"][i] for i in (1, 0, 2))
+    assert 0 < low <= value <= high
     for name in ("sfno-crps", "dyffusion"):   # spread from the model alone (dyffusion: no initial perturbation)
         stochastic = open_forecast(demo_dir / "forecasts" / f"{name}.zarr")["gh"]
         assert np.isfinite(stochastic.values).all()
@@ -54,12 +57,12 @@ def test_demo_quick_writes_every_output(demo_dir):
         used = json.loads(open_forecast(demo_dir / "forecasts" / f"{name}.zarr").attrs["provenance"])["checkpoints"]
         assert [Path(c["path"]).parts[-3] for c in used] == ["model0", "model1"]
         assert used[0]["sha256"] != used[1]["sha256"]
-    # the demo's rollout settings reach each model's rollout: the noise factor the stochastic SFNO's
-    # only, the member dropout DYffusion's only
-    for name, noise, member in (("sfno", None, None), ("sfno-crps", 1.3, None), ("dyffusion", None, 0.02)):
+    # the demo's rollout settings reach every model's rollout; no limiter is on
+    for name in ("sfno", "sfno-crps", "dyffusion"):
         rolled = json.loads(open_forecast(demo_dir / "forecasts" / f"{name}.zarr").attrs["provenance"])["config"]
-        assert (rolled["noise_amplitude"], rolled["spectral_cap"], rolled["conserve_global_mean"]) == (noise, 4, ["gh"])
-        assert rolled["member_dropout"] == member
+        assert (rolled["spectral_cap"], rolled["conserve_global_mean"]) == (None, ["gh"])
+    perfect = open_forecast(demo_dir / "forecasts" / "perfect_model.zarr")
+    assert perfect.sizes["member"] == 4 and perfect.sizes["init_time"] == 2
     dyffusion = load_checkpoint(demo_dir / "runs" / "dyffusion" / "model1" / "checkpoints" / "latest.pt")
     assert dyffusion.epoch >= 1     # 1 of the 2 epochs each: epoch 0 trains the interpolator, 1 the forecaster
     fc = open_forecast(demo_dir / "forecasts" / "sfno.zarr")
