@@ -134,7 +134,8 @@ def select_variable(ds: xr.Dataset, request: str) -> xr.DataArray:
                                  f"levels available: {', '.join(f'{x:g}' for x in levels)}")
             da = ds[found].isel({LEVEL_DIM: int(np.argmin(np.abs(levels - level)))}, drop=True)
             return _with_attrs(da, request, level=level, base=base)
-    raise InputError(f"variable {request!r} is not in the input; available: {describe_available(ds)}")
+    where = f" (inputs: {ds.attrs['inputs']})" if "inputs" in ds.attrs else ""
+    raise InputError(f"variable {request!r} is not in the input; available: {describe_available(ds)}{where}")
 
 
 def _with_attrs(da: xr.DataArray, request: str, level: float | None, base: str | None = None) -> xr.DataArray:
