@@ -69,6 +69,7 @@ GRID_ADVICE = {
           "(regular latitude-longitude) instead",
 }
 INDEX_MAX_AGE_DAYS = 30
+ECCODES_UNITS = {"(0 - 1)": "1", "gpm": "m", "~": "1", "Numeric": "1", "Proportion": "1"}
 
 
 def is_grib(path: Path) -> bool:
@@ -306,12 +307,22 @@ def _as_time_series(da: xr.DataArray) -> xr.DataArray:
 
 
 def _with_attrs(da: xr.DataArray, name: str) -> xr.DataArray:
-    """CF attributes: the project's for a known name, else ecCodes' (without cfgrib's ``unknown``)."""
+    """CF attributes: the project's names for a known variable, else ecCodes' (without cfgrib's
+    ``unknown``); the units always the message's own (``tp`` is ``m`` from ECMWF, ``kg m-2`` from
+    WMO tables), spelled as UDUNITS does (:func:`cf_units`)."""
     grib = {k: v for k, v in da.attrs.items() if k in ("units", "long_name", "standard_name") and v != "unknown"}
     keep = {k: v for k, v in da.attrs.items() if k in ("GRIB_paramId", "GRIB_shortName", "GRIB_typeOfLevel",
                                                         "GRIB_stepType", "cell_methods")}
-    da.attrs = {**grib, **CF_ATTRS.get(canonical(name), {}), **keep}
+    attrs = {**grib, **CF_ATTRS.get(canonical(name), {}), **keep}
+    if "units" in grib:
+        attrs["units"] = cf_units(str(grib["units"]))
+    da.attrs = attrs
     return da
+
+
+def cf_units(units: str) -> str:
+    """ecCodes' units as UDUNITS spells them: ``m s**-1`` -> ``m s-1``, ``(0 - 1)`` -> ``1``, ``gpm`` -> ``m``."""
+    return ECCODES_UNITS.get(units, units.replace("**", ""))
 
 
 def _rename_clashes(parts: list[xr.Dataset]) -> list[xr.Dataset]:

@@ -278,14 +278,15 @@ def describe_gaps(times: pd.DatetimeIndex, step: pd.Timedelta, limit: int = 3) -
     return [f"{times[i]} -> {times[i + 1]}" for i in idx]
 
 
-def select_times(ds: xr.Dataset, start: str | None, end: str | None,
-                 time_step: str | None) -> tuple[xr.Dataset, pd.Timedelta, list[str]]:
+def select_times(ds: xr.Dataset, start: str | None, end: str | None, time_step: str | None,
+                 known_step: pd.Timedelta | None = None) -> tuple[xr.Dataset, pd.Timedelta, list[str]]:
     """Restrict to ``[start, end]`` and, given ``time_step``, to a regular series.
 
     Target times present in the data are selected; the others are linearly interpolated
     between the two neighbouring source times when these are one source step apart.
     Target times inside a gap of the source are left out and reported (warning and
-    the returned list), never dropped silently.
+    the returned list), never dropped silently. With ``known_step`` (an append: the
+    store's step) a single time is enough, as one new analysis every six hours is.
 
     Returns
     -------
@@ -293,6 +294,8 @@ def select_times(ds: xr.Dataset, start: str | None, end: str | None,
     """
     ds = ds.sel(time=slice(start, end))
     times = pd.DatetimeIndex(ds["time"].values)
+    if len(times) == 1 and known_step is not None:
+        return ds, known_step, []
     if len(times) < 2:
         raise InputError(f"only {len(times)} time step(s) between start={start} and end={end}; need at least 2")
     source_step = infer_time_step(times)
