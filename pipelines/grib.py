@@ -218,8 +218,13 @@ def _period(step_range: str) -> str:
 def _check_accumulations(records: list[dict[str, Any]]) -> None:
     periods: dict[tuple[int, str], set[str]] = defaultdict(set)
     for r in records:
-        if r["stepType"] in PROCESSED:
-            periods[(r["paramId"], r["stepType"])].add(_period(r["stepRange"]))
+        if r["stepType"] not in PROCESSED:
+            continue
+        if _period(r["stepRange"]) == "0 hours":
+            raise InputError(f"{param_name(r['paramId'])} valid at {np.datetime64(int(r['valid_time']), 's')} spans "
+                             f"no time (stepRange {r['stepRange']}: step 0 of a forecast holds nothing); take it from "
+                             "a later step or leave the variable out")
+        periods[(r["paramId"], r["stepType"])].add(_period(r["stepRange"]))
     for (param, step_type), found in periods.items():
         if len(found) > 1:
             raise InputError(f"{param_name(param)} (stepType {step_type}) spans different periods "
