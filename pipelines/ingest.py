@@ -89,7 +89,7 @@ def open_one(path: Path) -> xr.Dataset:
     """Open one NetCDF file, Zarr store or GRIB file lazily and normalise it (see module docstring)."""
     try:
         if is_grib(path):  # one part per parameter and level type, merged as files are; the scan
-            ds = _merge([normalise(part) for part in open_grib(path)])  # has read every message
+            ds = _merge([normalise(part) for part in open_grib(path, CHUNK_BYTES)])  # has read every message
         elif is_zarr(path):  # a Zarr store has no single end to probe; its chunks are read by the passes
             ds = normalise(xr.open_zarr(path, chunks={}, consolidated=None))
         else:
