@@ -37,13 +37,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "tests"))
-
-VARIABLES = ["t2m", "msl", "u10", "v10", "z"]
-REQUEST = ["t2m", "msl", "u10", "v10", "z500"]
-SOURCE = "equiangular:181x360"
+from pipeline import REQUEST, ROOT, SOURCE, VARIABLES   # the data of benchmarks/pipeline.py (adds ROOT, tests/)
 
 READ = """
 import time, warnings; warnings.simplefilter("ignore")

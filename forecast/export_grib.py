@@ -160,9 +160,13 @@ def accumulation_ranges(leads: pd.TimedeltaIndex, unit: pd.Timedelta,
     for i, lead in enumerate(leads):
         start = lead - accumulation if accumulation is not None else (leads[i - 1] if i else pd.Timedelta(0))
         if lead > pd.Timedelta(0) and start < pd.Timedelta(0):
-            raise InputError(f"--accumulation {accumulation} is longer than the lead time {lead}")
+            raise InputError(f"--accumulation {_hours(accumulation)} is longer than the lead time {_hours(lead)}")
         ranges.append((int(max(start, pd.Timedelta(0)) / unit), int(lead / unit)))
     return ranges
+
+
+def _hours(duration: pd.Timedelta | None) -> str:
+    return f"{pd.Timedelta(duration) / pd.Timedelta(hours=1):g}h"
 
 
 # -- messages ---------------------------------------------------------------------------------------

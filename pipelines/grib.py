@@ -99,23 +99,23 @@ def _open_group(path: Path, records: list[dict[str, Any]], lat: np.ndarray, lon:
                 chunk_bytes: int) -> xr.Dataset:
     """The messages of one parameter on one level type as a dataset (see :func:`open_grib`)."""
     first, level_type = records[0], records[0]["typeOfLevel"]
-    times = sorted({r["valid_time"] for r in records})
-    levels = sorted({float(r["level"]) for r in records})
+    times = {t: i for i, t in enumerate(sorted({r["valid_time"] for r in records}))}
+    levels = {lv: i for i, lv in enumerate(sorted({float(r["level"]) for r in records}))}
     offsets = np.full((len(times), len(levels)), -1, dtype=np.int64)
     for r in records:
-        offsets[times.index(r["valid_time"]), levels.index(float(r["level"]))] = r["offset"]
+        offsets[times[r["valid_time"]], levels[float(r["level"])]] = r["offset"]
     name, attrs = _describe(path, first)
     data = xr.DataArray(fields_array(str(path), offsets, (lat.size, lon.size), chunk_bytes),
                         dims=("valid_time", "level", "latitude", "longitude"),
-                        coords={"valid_time": np.array(times, dtype="datetime64[s]").astype("datetime64[ns]"),
-                                "level": levels, "latitude": lat, "longitude": lon}, attrs=attrs)
+                        coords={"valid_time": np.array(list(times), dtype="datetime64[s]").astype("datetime64[ns]"),
+                                "level": list(levels), "latitude": lat, "longitude": lon}, attrs=attrs)
     if level_type == PRESSURE_LEVELS:
         out = {name: data}
     else:   # one height: no level dim; several: one variable per height
         out = {name if len(levels) == 1 else f"{name}{_suffix(level_type, lv)}": data.isel(level=i, drop=True)
                for i, lv in enumerate(levels)}
     result = xr.Dataset(out)
-    result.attrs["grib_suffix"] = "" if level_type == PRESSURE_LEVELS else _suffix(level_type, levels[0])
+    result.attrs["grib_suffix"] = "" if level_type == PRESSURE_LEVELS else _suffix(level_type, next(iter(levels)))
     return result
 
 
@@ -124,7 +124,7 @@ def _suffix(level_type: str, level: float) -> str:
     return f"_{level_type}{level:g}" if level else f"_{level_type}"
 
 
-# (paramId, typeOfLevel, stepType, edition, centre) -> (name, attributes): ecCodes' name
+# (paramId, typeOfLevel, level off pressure levels, stepType, edition, centre) -> (name, attributes): ecCodes' name
 # lookups cost milliseconds each (the first of a kind in a process more than 100), and a drop
 # directory repeats the same parameters file after file
 _DESCRIPTIONS: dict[tuple, tuple[str, dict[str, Any]]] = {}
@@ -135,7 +135,8 @@ def _describe(path: Path, record: dict[str, Any]) -> tuple[str, dict[str, Any]]:
     the project's for a known name, else ecCodes' (``unknown`` left out); the units always the
     message's own (``tp`` is ``m`` from ECMWF, ``kg m-2`` from WMO tables), spelled as UDUNITS
     does (:func:`cf_units`); ``cell_methods`` for a field processed over a period."""
-    key = (record["paramId"], record["typeOfLevel"], record["stepType"], record["edition"], record["centre"])
+    height = None if record["typeOfLevel"] == PRESSURE_LEVELS else record["level"]   # 10u vs u100: names by height
+    key = (record["paramId"], record["typeOfLevel"], height, record["stepType"], record["edition"], record["centre"])
     if key not in _DESCRIPTIONS:
         _DESCRIPTIONS[key] = _look_up(str(path), record)
     name, attrs = _DESCRIPTIONS[key]
