@@ -90,6 +90,21 @@ def _lead_hours(text: str) -> float:
         raise InputError(f"--lead {text!r} is neither hours (24) nor a duration (1d, 36h)") from None
 
 
+def _duration(text: Optional[str], option: str):
+    """``"1h"`` -> a pandas Timedelta (None stays None)."""
+    import pandas as pd
+
+    if text is None:
+        return None
+    try:
+        value = pd.Timedelta(text)
+    except ValueError:
+        raise InputError(f"{option} {text!r} is not a duration like 1h or 6h") from None
+    if value <= pd.Timedelta(0):
+        raise InputError(f"{option} {text!r} must be positive")
+    return value
+
+
 # The project's own configs/, found from the package (an editable install or a checkout), so
 # that `forecast run` without --config does not depend on the current directory.
 PROJECT_CONFIGS = Path(__file__).resolve().parents[1] / "configs"
@@ -296,17 +311,34 @@ def plot(
 def export(
     forecast: Path = typer.Argument(..., help="A complete forecast written by `forecast rollout` (.zarr or .nc)."),
     out: Path = typer.Option(..., "--out", "-o", help="Directory for the exported files."),
-    format: str = typer.Option("cdo", "--format", help="cdo: one NetCDF per init time and member, time first."),
+    format: str = typer.Option("cdo", "--format", help="cdo: one NetCDF per init time and member, time first; "
+                                                          "grib2: GRIB2 per init time (ensemble products)."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Rewrite files that exist."),
+    per_member: bool = typer.Option(False, "--per-member", help="grib2: one file per init time and member."),
+    bits: int = typer.Option(16, "--bits", help="grib2: bits per packed value (error < field range / (2^bits - 1))."),
+    packing: str = typer.Option("simple", "--packing", help="grib2: simple or ccsds (lossless on the packed values)."),
+    centre: int = typer.Option(255, "--centre", help="grib2: originating centre, WMO code (255: missing)."),
+    accumulation: Optional[str] = typer.Option(None, "--accumulation", help="grib2: period of accumulated "
+                                               "variables (tp) before each step, e.g. 1h (default: since the "
+                                               "previous output step)."),
 ) -> None:
-    """Export a forecast for CDO, NCO and ncview (one CF NetCDF per init time and member)."""
+    """Export a forecast for CDO, NCO and ncview (one CF NetCDF per init time and member) or as GRIB2."""
     from forecast.export import export_cdo
+    from forecast.export_grib import PACKING_TYPES, export_grib
     from pipelines.outputs import check_output
 
-    if format != "cdo":
-        raise InputError(f"--format {format!r} is not known; the one export format is cdo")
+    if format not in ("cdo", "grib2"):
+        raise InputError(f"--format {format!r} is not known; use cdo or grib2")
     out = check_output(out, {"FORECAST": forecast}, "--out", "dir")
-    paths = export_cdo(forecast, out, overwrite=overwrite)
+    if format == "cdo":
+        if per_member or accumulation:
+            raise InputError("--per-member and --accumulation apply to --format grib2")
+        paths = export_cdo(forecast, out, overwrite=overwrite)
+    else:
+        if packing not in PACKING_TYPES:
+            raise InputError(f"--packing {packing!r} is not known; use {' or '.join(PACKING_TYPES)}")
+        paths = export_grib(forecast, out, per_member=per_member, bits=bits, packing=packing,
+                            centre=centre, accumulation=_duration(accumulation, "--accumulation"), overwrite=overwrite)
     typer.echo(f"{len(paths)} file(s) in {out}")
 
 

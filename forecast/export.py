@@ -16,6 +16,8 @@ is not. :func:`export_cdo` writes one NetCDF4 file per init time and member,
 so that ``cdo sinfo`` describes a file, ``cdo ensmean <stem>_<init>_m*.nc mean.nc`` averages
 the members of an init time, and the IOOS compliance checker (cf:1.8) passes. Every file
 is written atomically; a complete export is skipped unless ``overwrite``.
+
+``forecast export --format grib2`` writes GRIB2 instead (:mod:`forecast.export_grib`).
 """
 
 from __future__ import annotations
@@ -34,7 +36,7 @@ from pipelines.progress import progress
 
 log = logging.getLogger(__name__)
 
-__all__ = ["export_cdo", "export_name"]
+__all__ = ["export_cdo", "export_name", "open_for_export"]
 
 
 def export_name(stem: str, init_time: pd.Timestamp, member: int) -> str:
@@ -42,8 +44,8 @@ def export_name(stem: str, init_time: pd.Timestamp, member: int) -> str:
     return f"{stem}_{pd.Timestamp(init_time):%Y%m%dT%H%M}_m{int(member):03d}.nc"
 
 
-def export_cdo(forecast: str | Path, out_dir: str | Path, overwrite: bool = False) -> list[Path]:
-    """Write one CDO-ready NetCDF per init time and member of ``forecast`` into ``out_dir``.
+def open_for_export(forecast: str | Path, out_dir: str | Path) -> tuple[xr.Dataset, str, Path]:
+    """The complete forecast (lazy), the stem of the exported names and the output directory (created).
 
     Raises
     ------
@@ -57,7 +59,18 @@ def export_cdo(forecast: str | Path, out_dir: str | Path, overwrite: bool = Fals
     if out_dir.exists() and not out_dir.is_dir():
         raise InputError(f"export directory {out_dir} is a file")
     out_dir.mkdir(parents=True, exist_ok=True)
-    stem = forecast.name.removesuffix(forecast.suffix)
+    return ds, forecast.name.removesuffix(forecast.suffix), out_dir
+
+
+def export_cdo(forecast: str | Path, out_dir: str | Path, overwrite: bool = False) -> list[Path]:
+    """Write one CDO-ready NetCDF per init time and member of ``forecast`` into ``out_dir``.
+
+    Raises
+    ------
+    InputError
+        If ``forecast`` is not a complete forecast or ``out_dir`` is a file.
+    """
+    ds, stem, out_dir = open_for_export(forecast, out_dir)
     paths = []
     pairs = [(i, m) for i in range(ds.sizes["init_time"]) for m in range(ds.sizes["member"])]
     for i, m in progress(pairs, desc="export"):

@@ -159,13 +159,18 @@ def run(config: RunConfig, init: str = "latest") -> RunSummary:
     if config.prepare is not None:
         from pipelines.prepare import prepare
 
-        prepare(config.prepare.model_copy(update={"append": True}), command="forecast run")
+        before = open_store(config.prepare.out).times.size
+        # a drop directory keeps earlier deliveries: only times after the store's end are new
+        prepare(config.prepare.model_copy(update={"append": True, "append_new_only": True}), command="forecast run")
+        appended = open_store(config.prepare.out).times.size - before
         timings["prepare"] = round(time.perf_counter() - t0, 2)
     initial = config.rollout.initial or config.store
     times = open_store(initial).times
     init_time = resolve_init(init, times)
     run_dir = out / init_time.strftime(RUN_DIR_FORMAT)
     summary = RunSummary(init_time=init_time.isoformat(), run_dir=str(run_dir))
+    if config.prepare is not None:
+        summary.actions["prepare"] = f"{appended} new time(s) appended" if appended else "skipped (no new times)"
     with run_lock(run_dir, config.lock_timeout_s):
         forecast_path = run_dir / "forecast.zarr"
         t = time.perf_counter()

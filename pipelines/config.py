@@ -87,6 +87,9 @@ class PrepareConfig(StrictModel):
     out: str = "data/store.zarr"
     append: bool = False
     overwrite: bool = False           # replace an existing store at `out` (else refused, unless append)
+    # with append: leave out the times the store holds already (a drop directory keeps earlier
+    # deliveries) instead of refusing them; no new time leaves the store as it is
+    append_new_only: bool = False
     scheduler: str | None = None      # None: LocalCluster; "tcp://...": existing; "threads"/"synchronous": no distributed
     n_workers: PositiveInt | None = None
     sources_dir: str | None = None    # where source "swe" writes its NetCDF files (default "<out>.sources")

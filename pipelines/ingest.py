@@ -1,7 +1,8 @@
 """Ingest reanalysis files lazily and normalise their conventions.
 
-Every source (ERA5 NetCDF from the CDS, one file or many, or a Zarr store such as the
-analysis-ready cloud ERA5) becomes one dask-backed :class:`xarray.Dataset` with
+Every source (ERA5 NetCDF from the CDS, one file or many, a Zarr store such as the
+analysis-ready cloud ERA5, or GRIB 1/2 files as MARS, the CDS, the IFS open data and GFS
+ship them: :mod:`pipelines.grib`) becomes one dask-backed :class:`xarray.Dataset` with
 
 * dims ``time`` (decoded ``datetime64``, sorted, unique), ``lat`` (N -> S), ``lon``
   (0 -> 360) and, for pressure-level variables, ``level`` (hPa);
@@ -26,13 +27,15 @@ import pandas as pd
 import xarray as xr
 
 from pipelines.errors import InputError
+from pipelines.grib import is_grib, open_grib, refuse_mixed
 from pipelines.grids import Grid, standardise_latlon
 
 log = logging.getLogger(__name__)
 
 TIME_NAMES = ("time", "valid_time")
 LEVEL_NAMES = ("level", "pressure_level", "isobaricInhPa", "plev")
-KEEP_COORDS = ("time", "lat", "lon", "level")
+LEVEL_DIM = "level"
+KEEP_COORDS = ("time", "lat", "lon", LEVEL_DIM)
 # Target size of one dask chunk: large enough that per-task overhead (about a millisecond
 # on a distributed cluster) is amortised, small enough that memory stays flat.
 CHUNK_BYTES = 4 * 2**20
@@ -47,10 +50,11 @@ def time_chunk(ds: xr.Dataset, budget_bytes: int = CHUNK_BYTES) -> int:
 
 
 def expand_inputs(inputs: list[str]) -> list[Path]:
-    """Expand globs and directories into a sorted list of NetCDF files and Zarr stores.
+    """Expand globs and directories into a sorted list of NetCDF files, Zarr stores and GRIB files.
 
-    A directory that is not a Zarr store stands for the NetCDF files (``*.nc``, ``*.nc4``)
-    and Zarr stores directly inside it.
+    A directory that is not a Zarr store stands for the NetCDF files (``*.nc``, ``*.nc4``),
+    Zarr stores and GRIB files (:func:`pipelines.grib.is_grib`) directly inside it; hidden
+    files (a delivery still being written under a ``.name``) are left out.
 
     Raises
     ------
@@ -58,7 +62,7 @@ def expand_inputs(inputs: list[str]) -> list[Path]:
         If no input is given, a path/glob matches nothing or a directory holds no data.
     """
     if not inputs:
-        raise InputError("no input files given; pass --input PATH (NetCDF files, globs or Zarr stores)")
+        raise InputError("no input files given; pass --input PATH (NetCDF or GRIB files, globs or Zarr stores)")
     paths: list[Path] = []
     for item in inputs:
         matches = sorted(glob.glob(str(Path(item).expanduser()))) if glob.has_magic(item) else [item]
@@ -67,9 +71,10 @@ def expand_inputs(inputs: list[str]) -> list[Path]:
             raise InputError(f"input {item!r} matches no file or Zarr store")
         for match in map(Path, matches):
             if match.is_dir() and not is_zarr(match):
-                inside = sorted(p for p in match.iterdir() if p.suffix in (".nc", ".nc4") or is_zarr(p))
+                inside = sorted(p for p in match.iterdir() if not p.name.startswith(".") and
+                                (p.suffix in (".nc", ".nc4") or is_zarr(p) or is_grib(p)))
                 if not inside:
-                    raise InputError(f"input directory {match} holds no NetCDF file (*.nc) or Zarr store")
+                    raise InputError(f"input directory {match} holds no NetCDF file (*.nc), Zarr store or GRIB file")
                 paths.extend(inside)
             else:
                 paths.append(match)
@@ -81,16 +86,16 @@ def is_zarr(path: Path) -> bool:
 
 
 def open_one(path: Path) -> xr.Dataset:
-    """Open one NetCDF file or Zarr store lazily and normalise it (see module docstring)."""
+    """Open one NetCDF file, Zarr store or GRIB file lazily and normalise it (see module docstring)."""
     try:
-        if is_zarr(path):
-            ds = xr.open_zarr(path, chunks={}, consolidated=None)
+        if is_grib(path):  # one part per parameter and level type, merged as files are; the scan
+            ds = _merge([normalise(part) for part in open_grib(path, CHUNK_BYTES)])  # has read every message
+        elif is_zarr(path):  # a Zarr store has no single end to probe; its chunks are read by the passes
+            ds = normalise(xr.open_zarr(path, chunks={}, consolidated=None))
         else:
             _check_classic_size(path)
-            ds = xr.open_dataset(path, chunks={}, cache=False)
-        ds = normalise(ds)
-        if not is_zarr(path):
-            _probe(ds)  # a Zarr store has no single end to probe; its chunks are read by the passes
+            ds = normalise(xr.open_dataset(path, chunks={}, cache=False))
+            _probe(ds)
     except InputError as exc:
         raise InputError(f"{path}: {exc}") from None
     except Exception as exc:  # netCDF4/HDF5/zarr raise many types for truncated or foreign files
@@ -186,6 +191,7 @@ def combine(datasets: list[xr.Dataset]) -> xr.Dataset:
 
 
 def _merge(parts: list[xr.Dataset]) -> xr.Dataset:
+    parts = _align_levels(parts)
     longest = max((p.sizes["time"] for p in parts if "time" in p.dims), default=0)
     # a one-time-step file next to longer ones holds static fields (ERA5 lsm, surface z)
     parts = [p.isel(time=0, drop=True) if "time" in p.dims and p.sizes["time"] == 1 < longest else p for p in parts]
@@ -203,13 +209,54 @@ def _merge(parts: list[xr.Dataset]) -> xr.Dataset:
     return xr.merge(parts, compat="override", join="override", combine_attrs="drop_conflicts")
 
 
+def _align_levels(parts: list[xr.Dataset]) -> list[xr.Dataset]:
+    """Parts on the most common set of pressure levels keep a ``level`` dim (sorted); a part on
+    other levels holds each level as a variable named as it is requested (``t850``), so no level
+    is relabelled or padded with NaN when the parts are merged."""
+    sets = [tuple(sorted(np.asarray(p[LEVEL_DIM].values, dtype=float))) for p in parts if LEVEL_DIM in p.dims]
+    common = pd.Series(sets, dtype=object).mode().iloc[0] if sets else ()
+    out = []
+    for p in parts:
+        if LEVEL_DIM in p.dims:
+            p = p.sortby(LEVEL_DIM)
+            if tuple(np.asarray(p[LEVEL_DIM].values, dtype=float)) != common:
+                p = _levels_as_variables(p)
+        out.append(p)
+    return out
+
+
+def _levels_as_variables(ds: xr.Dataset) -> xr.Dataset:
+    out = {}
+    for name, da in ds.data_vars.items():
+        if LEVEL_DIM not in da.dims:
+            out[str(name)] = da
+            continue
+        for level in np.asarray(da[LEVEL_DIM].values, dtype=float):
+            one = da.sel({LEVEL_DIM: level}, drop=True)
+            one.attrs = {**da.attrs, "long_name": f"{da.attrs.get('long_name', name)} at {level:g} hPa",
+                         "pressure_level_hPa": level}
+            out[f"{name}{level:g}"] = one
+    return xr.Dataset(out, attrs=ds.attrs)
+
+
+def describe_paths(paths: list[Path], limit: int = 3) -> str:
+    """``"a.grib2, b.grib2"`` or ``"a.grib2, b.grib2, c.grib2 and 117 more"``."""
+    shown = ", ".join(map(str, paths[:limit]))
+    return shown if len(paths) <= limit else f"{shown} and {len(paths) - limit} more"
+
+
 def open_inputs(inputs: list[str]) -> tuple[xr.Dataset, list[Path], Grid]:
-    """Open, check and combine all inputs lazily: ``(dataset, paths, source_grid)``."""
+    """Open, check and combine all inputs lazily: ``(dataset, paths, source_grid)``.
+
+    The dataset's attribute ``inputs`` names the files (for messages about what they lack).
+    """
     paths = expand_inputs(inputs)
+    refuse_mixed(paths)
     datasets = [open_one(p) for p in paths]
     grid = check_same_grid(datasets)
     ds = combine(datasets)
     ds.attrs.pop("source_path", None)
+    ds.attrs["inputs"] = describe_paths(paths)
     if "time" not in ds.dims:
         raise InputError("the inputs have no time dimension (expected 'time' or 'valid_time')")
     return ds, paths, grid
@@ -231,14 +278,15 @@ def describe_gaps(times: pd.DatetimeIndex, step: pd.Timedelta, limit: int = 3) -
     return [f"{times[i]} -> {times[i + 1]}" for i in idx]
 
 
-def select_times(ds: xr.Dataset, start: str | None, end: str | None,
-                 time_step: str | None) -> tuple[xr.Dataset, pd.Timedelta, list[str]]:
+def select_times(ds: xr.Dataset, start: str | None, end: str | None, time_step: str | None,
+                 known_step: pd.Timedelta | None = None) -> tuple[xr.Dataset, pd.Timedelta, list[str]]:
     """Restrict to ``[start, end]`` and, given ``time_step``, to a regular series.
 
     Target times present in the data are selected; the others are linearly interpolated
     between the two neighbouring source times when these are one source step apart.
     Target times inside a gap of the source are left out and reported (warning and
-    the returned list), never dropped silently.
+    the returned list), never dropped silently. With ``known_step`` (an append: the
+    store's step) a single time is enough, as one new analysis every six hours is.
 
     Returns
     -------
@@ -246,6 +294,8 @@ def select_times(ds: xr.Dataset, start: str | None, end: str | None,
     """
     ds = ds.sel(time=slice(start, end))
     times = pd.DatetimeIndex(ds["time"].values)
+    if len(times) == 1 and known_step is not None:
+        return ds, known_step, []
     if len(times) < 2:
         raise InputError(f"only {len(times)} time step(s) between start={start} and end={end}; need at least 2")
     source_step = infer_time_step(times)

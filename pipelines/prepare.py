@@ -170,6 +170,17 @@ def statistics_end(spec: str | None, times: pd.DatetimeIndex) -> pd.Timestamp | 
         raise InputError(f"statistics_end {spec!r} is neither an ISO time nor a negative duration like -5d") from None
 
 
+def _appendable(state: xr.Dataset, out: Path, config: PrepareConfig) -> tuple[xr.Dataset, pd.Timedelta | None]:
+    """For an append: the times to add (``append_new_only``: those after the store's end) and the
+    store's time step (one new time is enough then); otherwise ``(state, None)``."""
+    if not config.append:
+        return state, None
+    store = open_store(out)
+    if config.append_new_only:
+        state = state.isel(time=np.nonzero(state["time"].values > store.times[-1].to_datetime64())[0])
+    return state, store.time_step
+
+
 def _check_append(out: Path, data: xr.Dataset, target: Grid, config: PrepareConfig) -> None:
     store = open_store(out)
     if store.grid != target:
@@ -226,7 +237,11 @@ def prepare(config: PrepareConfig, command: str | None = None) -> Path:
             log.info("removed %d temporary store(s) left by an earlier, killed run of %s", removed, out)
         ds, paths, source_grid = open_inputs(source_inputs(config))
         state = select(ds, list(config.variables))
-        state, step, gaps = select_times(state, config.start, config.end, config.time_step)
+        state, known_step = _appendable(state, out, config)
+        if state.sizes["time"] == 0:
+            log.info("append: the inputs hold no time after the end of %s; it is unchanged", out)
+            return out
+        state, step, gaps = select_times(state, config.start, config.end, config.time_step, known_step)
         state, counts = _handle_nans(state, config.fill)
         data = _to_store_dtype(regrid(state, target, config.method, source=source_grid))
         if config.append:

@@ -112,6 +112,12 @@ def describe_available(ds: xr.Dataset) -> str:
     return ", ".join(parts) or "none"
 
 
+def split_level(request: str) -> tuple[str, float] | None:
+    """``"z500"`` -> ``("z", 500.0)``; ``None`` for a name without a level suffix."""
+    match = _LEVEL_REQUEST.match(request)
+    return (match.group(1), float(match.group(2))) if match else None
+
+
 def select_variable(ds: xr.Dataset, request: str) -> xr.DataArray:
     """Select ``request`` from ``ds`` as a DataArray named ``request`` with CF attributes.
 
@@ -123,9 +129,9 @@ def select_variable(ds: xr.Dataset, request: str) -> xr.DataArray:
     found = _find(ds, request, want_level=False)
     if found is not None:
         return _with_attrs(ds[found], request, level=None)
-    match = _LEVEL_REQUEST.match(request)
-    if match:
-        base, level = match.group(1), float(match.group(2))
+    split = split_level(request)
+    if split:
+        base, level = split
         found = _find(ds, base, want_level=True)
         if found is not None:
             levels = np.asarray(ds[LEVEL_DIM].values, dtype=float)
@@ -134,7 +140,8 @@ def select_variable(ds: xr.Dataset, request: str) -> xr.DataArray:
                                  f"levels available: {', '.join(f'{x:g}' for x in levels)}")
             da = ds[found].isel({LEVEL_DIM: int(np.argmin(np.abs(levels - level)))}, drop=True)
             return _with_attrs(da, request, level=level, base=base)
-    raise InputError(f"variable {request!r} is not in the input; available: {describe_available(ds)}")
+    where = f" (inputs: {ds.attrs['inputs']})" if "inputs" in ds.attrs else ""
+    raise InputError(f"variable {request!r} is not in the input; available: {describe_available(ds)}{where}")
 
 
 def _with_attrs(da: xr.DataArray, request: str, level: float | None, base: str | None = None) -> xr.DataArray:

@@ -13,6 +13,7 @@ KINDS = {
     "data/era5.yaml": PrepareConfig, "data/swe.yaml": PrepareConfig, "models/sfno.yaml": ModelConfig,
     "models/afno.yaml": ModelConfig, "models/dyffusion.yaml": ModelConfig, "train.yaml": TrainConfig, "rollout.yaml": RolloutConfig,
     "verify.yaml": VerifyConfig, "operational.yaml": RunConfig, "demo.yaml": DemoConfig, "plot.yaml": PlotConfig,
+    "operational-grib.yaml": RunConfig,
 }
 
 
