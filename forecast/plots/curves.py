@@ -20,7 +20,9 @@ from pipelines.errors import InputError
 __all__ = ["plot_skill_curves", "plot_spread_skill", "plot_rank_histogram", "plot_spectra"]
 
 MODEL_STYLE = {"forecast": {"color": "C0", "marker": "o"}, "persistence": {"color": "C1", "ls": "--"},
-               "climatology": {"color": "C2", "ls": ":"}}
+               "climatology": {"color": "C2", "ls": ":"}, "perfect_model": {"color": "k", "ls": "-", "lw": 1.2}}
+MODEL_LABEL = {"perfect_model": "perfect model (limit)"}
+RATIO_RANGE = (0.05, 20.0)   # the spectral-ratio panel's axis; values beyond sit on its edge
 METRIC_LABEL = {"rmse": "RMSE", "mse": "MSE", "mae": "MAE", "bias": "bias", "acc": "ACC", "ens_rmse": "ensemble-mean RMSE",
                 "spread": "spread", "spread_skill": "spread/skill", "crps": "CRPS", "crps_fair": "fair CRPS"}
 
@@ -58,7 +60,8 @@ def plot_skill_curves(scores, variable: str, metric: str, out: str | Path, regio
     ax = fig.add_subplot()
     hours = _lead_axis(ax, da)
     for model in da["model"].values:
-        label = "forecast (members)" if model == "forecast" and metric == "rmse" else str(model)
+        label = "forecast (members)" if model == "forecast" and metric == "rmse" else MODEL_LABEL.get(str(model),
+                                                                                                     str(model))
         ax.plot(hours, da.sel(model=model).values, label=label, **MODEL_STYLE.get(str(model), {}))
     if metric == "rmse" and "ens_rmse" in full["metric"].values:
         mean = full.sel(model="forecast", metric="ens_rmse", region=region).values
@@ -73,8 +76,10 @@ def plot_skill_curves(scores, variable: str, metric: str, out: str | Path, regio
 
 
 def plot_spread_skill(scores, variable: str, out: str | Path, region: str = "global", dpi: int = 120) -> Path:
-    """Ensemble-mean RMSE and spread (left) and their ratio (right) against lead time."""
-    da = _pick(_variable(_scores(scores), variable), model="forecast", region=region)
+    """Ensemble-mean RMSE and spread (left) and their ratio (right) against lead time; the
+    perfect model's, when the scores have it, as the reference."""
+    full = _variable(_scores(scores), variable)
+    da = _pick(full, model="forecast", region=region)
     units = da.attrs.get("units", "1")
     fig = figure(figsize=(11, 4.2))
     left, right = fig.add_subplot(1, 2, 1), fig.add_subplot(1, 2, 2)
@@ -86,7 +91,12 @@ def plot_spread_skill(scores, variable: str, out: str | Path, region: str = "glo
     left.set_title(f"spread and skill of {variable}, {region}")
     left.legend()
     later = hours > 0  # at lead 0 the ensemble mean is the analysis: the ratio is meaningless
-    right.plot(hours[later], _pick(da, metric="spread_skill").values[later], "o-", color="C3")
+    right.plot(hours[later], _pick(da, metric="spread_skill").values[later], "o-", color="C3", label="forecast")
+    if "perfect_model" in full["model"].values:
+        reference = full.sel(model="perfect_model", region=region)
+        left.plot(hours, reference.sel(metric="ens_rmse").values, color="k", lw=1, label="perfect model's skill")
+        right.plot(hours[later], reference.sel(metric="spread_skill").values[later], color="k", lw=1,
+                   label="perfect model")
     right.axhline(1.0, color="k", lw=0.8, ls="--", label="consistent ensemble")
     right.set_ylabel("spread / skill (1)")
     right.set_title("spread/skill ratio (< 1: under-dispersive)")
@@ -132,37 +142,49 @@ def plot_rank_histogram(rank_histogram, variable: str, out: str | Path, region: 
 
 def plot_spectra(spectra, variable: str, out: str | Path, lead_times_hours: list[float] | None = None,
                  dpi: int = 120) -> Path:
-    """Power spectra of forecast and truth (left, log-log) and their ratio (right).
+    """Power spectra of forecast and truth (left, log-log) and their ratio (right), over the
+    degrees the truth resolves (:func:`pipelines.harmonics.degree_bands`: above them the ratio
+    divides by round-off). The ratio axis spans :data:`RATIO_RANGE` (values beyond sit on its
+    edge), with the band 0.5-2 shaded; the perfect model's ratio is dashed when the scores have it.
 
     ``spectra`` is the ``spectra`` group of the scores (or the scores path).
     """
+    from pipelines.harmonics import degree_bands
+
     da = _variable(_scores(spectra, "spectra"), variable)
     leads = _lead_indices(da, lead_times_hours)
     if not leads:
         raise NoDataToPlot(f"the spectra of {variable} have no lead time with data")
     l = da["wavenumber"].values
-    keep = l >= 1  # l = 0 is the global mean: not on a log axis
+    resolved = degree_bands(da.sel(source="truth").isel(lead_time=leads[0]).values)
+    top = resolved[-1][1] if resolved else int(l.max())
+    keep = (l >= 1) & (l <= top)  # l = 0 is the global mean: not on a log axis
+    sources = [str(s) for s in da["source"].values]
     fig = figure(figsize=(11, 4.2))
     left, right = fig.add_subplot(1, 2, 1), fig.add_subplot(1, 2, 2)
-    colours = [f"C{k}" for k in range(len(leads))]
-    for colour, i in zip(colours, leads):
-        s = da.isel(lead_time=i)
+    right.axhspan(0.5, 2.0, color="0.9", label="within 2x")
+    for k, i in enumerate(leads):
+        colour, s = f"C{k}", da.isel(lead_time=i)
         tag = f"{lead_hours(s['lead_time'].values):g} h"
         left.loglog(l[keep], s.sel(source="truth").values[keep], color=colour, ls="--", lw=1)
         left.loglog(l[keep], s.sel(source="forecast").values[keep], color=colour, label=f"forecast, lead {tag}")
-        with np.errstate(divide="ignore", invalid="ignore"):
-            ratio = s.sel(source="forecast").values / s.sel(source="truth").values
-        right.loglog(l[keep], ratio[keep], color=colour, label=f"lead {tag}")
+        for source, style in (("forecast", "-"), ("perfect_model", ":")):
+            if source in sources:
+                with np.errstate(divide="ignore", invalid="ignore"):
+                    ratio = np.clip(s.sel(source=source).values / s.sel(source="truth").values, *RATIO_RANGE)
+                right.semilogy(l[keep], ratio[keep], color=colour, ls=style,
+                               label=f"{MODEL_LABEL.get(source, source)}, lead {tag}")
     left.plot([], [], "k--", lw=1, label="truth (dashed)")
     left.set_xlabel("total wavenumber l")
     left.set_ylabel(f"power per wavenumber ({format_units(da.attrs.get('units', '1'))})")
     left.set_title(f"power spectrum of {variable}")
     left.legend(fontsize=8)
     right.axhline(1.0, color="k", lw=0.8)
+    right.set_ylim(*RATIO_RANGE)
     right.set_xlabel("total wavenumber l")
-    right.set_ylabel("forecast / truth power (1)")
-    right.set_title("spectral ratio (< 1: blurred)")
-    right.legend(fontsize=8)
+    right.set_ylabel("members' power / truth's (1)")
+    right.set_title(f"spectral ratio, l 1-{top} (< 1: blurred, > 1: noisy)")
+    right.legend(fontsize=7, ncol=2)
     for ax in (left, right):
         ax.grid(alpha=0.3, which="both")
     return save_figure(fig, out, dpi=dpi)
