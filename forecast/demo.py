@@ -20,11 +20,13 @@ import logging
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
 import pandas as pd
 
 from forecast.config import DEMO_VARIABLES, DemoConfig, ModelConfig, RolloutConfig, TrainConfig, VerifyConfig
 from forecast.windows import WindowSplit, split_windows
+from pipelines.store import open_store
 from pipelines.atomic import remove_path
 from pipelines.config import PrepareConfig
 
@@ -32,6 +34,8 @@ log = logging.getLogger(__name__)
 
 VARIABLES = list(DEMO_VARIABLES)
 STAGE_DIRS = ("sources", "data", "runs", "forecasts", "scores", "plots")
+DATA_DIRS = ("sources", "data")     # what ``demo(data_dir=...)`` keeps and reuses
+DATA_KEYS = ("swe", "variables", "grid", "method", "statistics_end")   # what makes the store
 
 # `--quick`: the same chain on a tiny grid and a short simulation (about a minute on 2 cores).
 QUICK_OVERRIDES: dict = {
@@ -58,6 +62,7 @@ class DemoResult:
     scores: dict[str, Path] = field(default_factory=dict)
     perfect_model: Path | None = None
     windows: WindowSplit | None = None
+    window: str = "test"              # the scored window
     report: Path | None = None
     timings: dict[str, float] = field(default_factory=dict)
 
@@ -151,46 +156,46 @@ def _stage(name: str, timings: dict[str, float]):
     return _Timer()
 
 
-def demo(config: DemoConfig, quick: bool = False) -> DemoResult:
-    """Run the whole chain in ``config.workdir`` (earlier demo outputs there are replaced)."""
+def demo(config: DemoConfig, quick: bool = False, window: Literal["test", "validation"] = "test",
+         data_dir: str | Path | None = None) -> DemoResult:
+    """Run the whole chain in ``config.workdir`` (earlier demo outputs there are replaced).
+
+    ``window`` is where the forecasts are scored: the test window (the demo's report) or the
+    validation window (where settings are chosen: ``benchmarks/skill.py``). ``data_dir`` keeps
+    the data (sources, store, perfect-model ensembles) in a directory of their own and reuses
+    them while the config asks for the same data, so that many settings are compared on one record.
+    """
     from forecast.report import write_report
     from forecast.rollout.workflow import rollout
     from forecast.train import train
-    from forecast.verify.perfect_model import perfect_model_forecast
     from forecast.verify.workflow import verify
-    from pipelines.prepare import prepare
-    from pipelines.store import open_store
 
     config = quick_config(config) if quick else config
     work = Path(config.workdir).resolve()
+    data = Path(data_dir).resolve() if data_dir is not None else work
     for name in STAGE_DIRS:
-        remove_path(work / name)
+        if data_dir is None or name not in DATA_DIRS:
+            remove_path(work / name)
     work.mkdir(parents=True, exist_ok=True)
-    result = DemoResult(workdir=work, store=work / "data" / "swe.zarr")
+    result = DemoResult(workdir=work, store=data / "data" / "swe.zarr", window=window)
     t_start = time.perf_counter()
 
     with _stage("prepare", result.timings):
-        prepare(PrepareConfig(source="swe", swe=config.swe, variables=VARIABLES, grid=config.grid,
-                              method=config.method, out=str(result.store), sources_dir=str(work / "sources"),
-                              statistics_end=_training_end(config).isoformat()),
-                command="forecast demo")
-    windows = result.windows = demo_windows(open_store(result.store).times, config)
-    inits = list(windows.test.inits)
-    lead = f"{config.windows.lead_hours:g}h"
+        _prepare_data(config, result.store, data, reuse=data_dir is not None)
+    result.windows = demo_windows(open_store(result.store).times, config)
+    inits = list(getattr(result.windows, window).inits)
     if config.perfect_model:
         with _stage("perfect model", result.timings):
-            result.perfect_model = perfect_model_forecast(
-                result.store, inits, _output_leads(config), config.members, work / "forecasts" / "perfect_model.zarr",
-                seed=config.seed)
+            result.perfect_model = _perfect_model(config, result.store, inits, data, window, reuse=data_dir is not None)
     for arch in config.models:
         with _stage(f"train {arch}", result.timings):
             result.checkpoints[arch] = [Path(train(c).checkpoint)
-                                        for c in _train_configs(config, arch, result.store, work, windows)]
+                                        for c in _train_configs(config, arch, result.store, work, result.windows)]
         with _stage(f"rollout {arch}", result.timings):
             result.forecasts[arch] = rollout(RolloutConfig(
                 checkpoints=[str(c) for c in result.checkpoints[arch]], initial=str(result.store),
-                init_times=[t.isoformat() for t in inits], lead=lead, members=config.members,
-                conserve_global_mean=config.conserve_global_mean,
+                init_times=[t.isoformat() for t in inits], lead=f"{config.windows.lead_hours:g}h",
+                members=config.members, conserve_global_mean=config.conserve_global_mean,
                 seed=config.seed, out=str(work / "forecasts" / f"{arch}.zarr"), **_model_rollout(config, arch)))
         with _stage(f"verify {arch}", result.timings):
             result.scores[arch] = verify(VerifyConfig(
@@ -201,3 +206,37 @@ def demo(config: DemoConfig, quick: bool = False) -> DemoResult:
     result.timings["total"] = round(time.perf_counter() - t_start, 2)
     (work / "timings.json").write_text(json.dumps(result.timings, indent=2))
     return result
+
+
+def _prepare_config(config: DemoConfig, store: Path, data: Path) -> PrepareConfig:
+    return PrepareConfig(source="swe", swe=config.swe, variables=VARIABLES, grid=config.grid, method=config.method,
+                         out=str(store), sources_dir=str(data / "sources"),
+                         statistics_end=_training_end(config).isoformat())
+
+
+def _prepare_data(config: DemoConfig, store: Path, data: Path, reuse: bool) -> None:
+    """The store; kept when ``reuse`` and it was prepared with the same settings."""
+    from pipelines.prepare import prepare
+
+    wanted = _prepare_config(config, store, data)
+    if reuse and store.exists():
+        made = open_store(store).provenance().get("config") or {}
+        same = {k: made.get(k) for k in DATA_KEYS} == {k: v for k, v in wanted.model_dump(mode="json").items()
+                                                        if k in DATA_KEYS}
+        if same:
+            log.info("demo: reusing the store %s (prepared with the same settings)", store)
+            return
+    prepare(wanted.model_copy(update={"overwrite": True}), command="forecast demo")
+
+
+def _perfect_model(config: DemoConfig, store: Path, inits: list[pd.Timestamp], data: Path, window: str,
+                   reuse: bool) -> Path:
+    from forecast.forecast_file import is_complete
+    from forecast.verify.perfect_model import perfect_model_forecast
+
+    name = f"perfect_model_{window}_m{config.members}_s{config.seed}.zarr" if reuse else "perfect_model.zarr"
+    out = data / "forecasts" / name
+    if reuse and is_complete(out):
+        return out
+    return perfect_model_forecast(store, inits, _output_leads(config), config.members, out, seed=config.seed,
+                                  overwrite=True)

@@ -67,8 +67,9 @@ def write_report(result: Any, config: DemoConfig) -> Path:
     lines = ["# Shallow-water demo report", "",
              f"Data: the stirred shallow-water flow (solver {config.swe.grid}, truncation {config.swe.lmax}), "
              f"stored on {config.grid}. {_windows_line(result)} Models: {', '.join(result.checkpoints)}; "
-             f"{config.members} members. Everything below is scored on the test window, globally; no setting "
-             "was chosen on it. No inference-time limiter is on.", "",
+             f"{config.members} members. Everything below is scored on the {result.window} window, globally"
+             + ("; no setting was chosen on it" if result.window == "test" else " (where settings are chosen)")
+             + ". No inference-time limiter is on.", "",
              f"Ratios to the perfect model (the solver itself from the true state, stirring unknown: 1 is the "
              f"physical limit), spread/skill ((M+1)/M-corrected: 1 is calibrated), with {LEVEL:.0%} bootstrap "
              "intervals over init times; members' power over the truth's, smallest and largest over degrees "
@@ -89,6 +90,7 @@ def write_report(result: Any, config: DemoConfig) -> Path:
     target = work / "report.md"
     with atomic_path(target) as tmp:
         tmp.write_text("\n".join(lines) + "\n")
-    write_results(work / "results.json", "demo", {"skill": summaries, "timings": dict(result.timings),
+    write_results(work / "results.json", "demo", {"window": result.window, "skill": summaries,
+                                                  "timings": dict(result.timings),
                                                   "config": config.model_dump(mode="json")})
     return target
