@@ -69,6 +69,9 @@ class ModelConfig(StrictModel):
     hyperdiffusion_efold_hours: Positive | None = None
     hyperdiffusion_degree: PositiveInt | None = None
     hyperdiffusion_order: PositiveInt = 4
+    # the vorticity channels (vo<rest>) are the curl of the predicted winds (u<rest>, v<rest>), not
+    # predicted on their own (forecast/models/diagnostics.py); in training and at inference
+    diagnosed_vorticity: bool = False
     # AFNO only
     patch_size: Annotated[list[PositiveInt], Field(min_length=2, max_length=2)] = [4, 4]
     num_blocks: PositiveInt = 8

@@ -109,3 +109,27 @@ def test_training_steps_through_the_model_and_its_hyperdiffusion_to_the_bit():
         second = filt(model(first, forcings[:, 1]))
     assert torch.equal(predictions, torch.stack([first, second], dim=1))
     assert not torch.equal(first, model(state, forcings[:, 0]))
+
+
+def test_diagnosed_vorticity_is_the_curl_of_the_winds():
+    """On data whose winds were regridded as vectors, the curl of the winds is the stored
+    vorticity; the constraint puts the curl of the (changed) winds in place of the vorticity."""
+    from forecast.models.diagnostics import DiagnosedVorticity, vorticity_triples
+    from pipelines.regrid import SpectralRegridder
+    from pipelines.sources.swe import simulate_swe
+
+    source, target = Grid.parse("legendre-gauss:24x48"), Grid.parse("legendre-gauss:16x32")
+    ds = simulate_swe(source, 1, substep_seconds=900.0, lmax=16, seed=4).isel(time=0)
+    out = SpectralRegridder(source, target)(ds.rename(latitude="lat", longitude="lon"))
+    names = ["gh", "u", "v", "vo"]
+    assert vorticity_triples(names) == [(1, 2, 3)] and vorticity_triples(["gh", "u", "v"]) == []
+    mean, std = np.array([9000.0, 1.0, -0.5, 0.0]), np.array([100.0, 10.0, 10.0, 1e-5])
+    state = torch.from_numpy(((np.stack([out[v].values for v in names]) - mean[:, None, None])
+                              / std[:, None, None])[None].astype(np.float32))
+    diagnosed = DiagnosedVorticity(target, [(1, 2, 3)], mean, std)
+    same = diagnosed(state, state)
+    assert float((same[0, 3] - state[0, 3]).abs().max()) < 1e-4 * float(state[0, 3].abs().max())
+    changed = state.clone()
+    changed[0, 3] = 0.0                                # a vorticity that disagrees with the winds
+    assert torch.allclose(diagnosed(changed, state), same, atol=1e-6)
+    assert torch.equal(diagnosed(changed, state)[:, :3], changed[:, :3])

@@ -12,9 +12,11 @@ The chain, in this order:
 
 1. :class:`~forecast.models.hyperdiffusion.SpectralHyperdiffusion` (``model.hyperdiffusion_efold_hours``,
    SFNO and AFNO): degree :math:`l` damped by :math:`D_l`, in training and at inference;
-2. :class:`~forecast.models.spectral_cap.SpectralPowerCap` (``rollout.spectral_cap``): each degree's
+2. :class:`~forecast.models.diagnostics.DiagnosedVorticity` (``model.diagnosed_vorticity``): every
+   ``vo`` replaced by the curl of the winds, in training and at inference;
+3. :class:`~forecast.models.spectral_cap.SpectralPowerCap` (``rollout.spectral_cap``): each degree's
    power at most :math:`\kappa` times the training data's, at inference;
-3. :class:`~forecast.models.conservation.GlobalMeanConservation` (``rollout.conserve_global_mean``):
+4. :class:`~forecast.models.conservation.GlobalMeanConservation` (``rollout.conserve_global_mean``):
    :math:`y_c \mathrel{+}= \langle x_c \rangle - \langle y_c \rangle`, at inference.
 
 Each intermediate state of a DYffusion step is constrained against the step's input as its
@@ -33,6 +35,7 @@ import torch.nn as nn
 
 from forecast.config import ModelConfig, RolloutConfig
 from forecast.models.conservation import GlobalMeanConservation
+from forecast.models.diagnostics import DiagnosedVorticity, vorticity_triples
 from forecast.models.hyperdiffusion import SpectralHyperdiffusion, wind_pairs
 from forecast.models.spectral_cap import SpectralPowerCap
 from pipelines.errors import InputError
@@ -98,9 +101,9 @@ def build_step_constraints(models: Sequence[ModelConfig], trained_on: TrainedOn,
         If a DYffusion config asks for hyperdiffusion, the cap for a spectrum ``trained_on`` lacks,
         or the conservation for variables the model does not have.
     """
-    own = [_hyperdiffusion(model, trained_on) for model in models]
+    own = [(_hyperdiffusion(model, trained_on), _diagnosed_vorticity(model, trained_on)) for model in models]
     shared = [] if rollout is None else [_spectral_cap(rollout, trained_on), _conservation(rollout, trained_on)]
-    return [StepConstraints([c for c in (filt, *shared) if c is not None]) for filt in own]
+    return [StepConstraints([c for c in (*mine, *shared) if c is not None]) for mine in own]
 
 
 def constrained_step(model: nn.Module, constraints: StepConstraints, state: torch.Tensor, forcings: torch.Tensor,
@@ -125,6 +128,17 @@ def _hyperdiffusion(config: ModelConfig, trained_on: TrainedOn) -> SpectralHyper
     hyperdiffusion.set_time_step(trained_on.time_step_seconds)
     hyperdiffusion.set_normalisation(trained_on.mean, trained_on.std)
     return hyperdiffusion
+
+
+def _diagnosed_vorticity(config: ModelConfig, trained_on: TrainedOn) -> DiagnosedVorticity | None:
+    """The curl of the winds in place of the vorticity channels (``model.diagnosed_vorticity``), or None."""
+    if not config.diagnosed_vorticity:
+        return None
+    triples = vorticity_triples(trained_on.variables)
+    if not triples:
+        raise InputError(f"model.diagnosed_vorticity needs u, v and vo (same suffix) among the variables; the "
+                         f"model has {', '.join(trained_on.variables)}")
+    return DiagnosedVorticity(trained_on.grid, triples, trained_on.mean, trained_on.std)
 
 
 def _spectral_cap(config: RolloutConfig, trained_on: TrainedOn) -> SpectralPowerCap | None:

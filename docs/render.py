@@ -1,0 +1,159 @@
+"""Render every generated table of README.md and docs/*.md from the results files in docs/results/.
+
+    python docs/render.py           # rewrite the tables in place
+    python docs/render.py --check   # exit 1 if a committed table differs from its rendering
+
+A generated table sits between ``<!-- table:NAME -->`` and ``<!-- /table -->``; NAME is a
+function of :data:`TABLES`, which reads results files (written by the demo and the
+benchmarks through :mod:`forecast.results`) and returns markdown. No number in the docs is
+typed by hand: a figure comes from a results file, with the commit and machine it states.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+DOCS = Path(__file__).resolve().parent
+REPO = DOCS.parent
+RESULTS = DOCS / "results"
+MARK = re.compile(r"(<!-- table:(?P<name>[\w-]+) -->\n)(?P<body>.*?)(<!-- /table -->)", re.S)
+VARIABLES = ("gh", "u", "v", "vo")
+
+
+def _load(path: Path) -> dict[str, Any]:
+    return json.loads(path.read_text())
+
+
+def _provenance(*records: dict[str, Any]) -> str:
+    """``commit abc1234, 2026-12-06, Intel ... (2 cores)`` of the records (deduplicated)."""
+    seen = []
+    for r in records:
+        m = r["machine"]
+        line = f"commit {r['commit'][:7]}{'+' if r.get('dirty') else ''}, {r['date'][:10]}, {m['cpu']} ({m['cores']} cores)"
+        if line not in seen:
+            seen.append(line)
+    return "; ".join(seen)
+
+
+def _triple(t: list[float] | None) -> str:
+    return f"{t[0]:.2f} [{t[1]:.2f}, {t[2]:.2f}]" if t else "-"
+
+
+def _power(p: dict[str, float]) -> str:
+    return f"{p['min']:.2f}-{p['max']:.3g}" if p else "-"
+
+
+def _skill_rows(model: str, skill: dict[str, Any]) -> list[str]:
+    rows = []
+    for variable in VARIABLES:
+        for lead, row in skill.get(variable, {}).items():
+            rows.append(f"| {model} | {variable} | {lead} h | {_triple(row.get('crps_vs_perfect'))} | "
+                        f"{_triple(row.get('ens_rmse_vs_perfect'))} | {_triple(row['spread_skill'])} | "
+                        f"{_power(row.get('power_ratio', {}))} |")
+    return rows
+
+
+def demo_skill() -> str:
+    """The demo's skill on the test window (``docs/results/demo.json``, written by ``forecast demo``)."""
+    record = _load(RESULTS / "demo.json")
+    head = ["| model | variable | lead | CRPS / perfect model | ens-mean RMSE / perfect model | spread/skill "
+            "| members' power / truth's (min-max over l >= 1) |", "|---|---|---|---|---|---|---|"]
+    rows = [r for model, skill in record["figures"]["skill"].items()
+            for r in _skill_rows(model.replace("_", " "), skill)]
+    return "\n".join(head + rows + ["", f"Source: `docs/results/demo.json` ({_provenance(record)}); "
+                                        "values [90 % bootstrap interval over the test window's init times]."])
+
+
+def demo_timings() -> str:
+    record = _load(RESULTS / "demo.json")
+    timings = record["figures"]["timings"]
+    rows = [f"| {stage} | {seconds:.0f} |" for stage, seconds in timings.items()]
+    return "\n".join(["| stage | seconds |", "|---|---|", *rows, "",
+                      f"Source: `docs/results/demo.json` ({_provenance(record)})."])
+
+
+def _range(values: list[float]) -> str:
+    return f"{min(values):.2f}-{max(values):.2f}"
+
+
+def _setting_row(record: dict[str, Any], model: str) -> str:
+    f = record["figures"]
+    skill = f["skill"][model]
+    cells = [f["setting"], " ".join(f"`{o}`" for o in f["overrides"]) or "(the demo's)"]
+    for variable in VARIABLES:
+        per_lead = skill.get(variable, {})
+        crps = [per_lead[k]["crps_vs_perfect"][0] for k in ("24", "72", "120") if k in per_lead]
+        ss = [row["spread_skill"][0] for row in per_lead.values()]
+        power = [x for row in per_lead.values() for x in row["power_ratio"].values()]
+        cells.append(f"{' / '.join(f'{c:.2f}' for c in crps)}; {_range(ss)}; {_range(power) if power else '-'}")
+    return "| " + " | ".join(cells) + " |"
+
+
+def _settings_table(window: str, pattern: str) -> str:
+    records = [_load(p) for p in sorted((RESULTS / "skill").glob(f"{window}_{pattern}.json"))]
+    head = ["| setting | overrides | " + " | ".join(VARIABLES) + " |", "|---|---|" + "---|" * len(VARIABLES)]
+    rows = [_setting_row(r, model) for r in records for model in r["figures"]["skill"] if model != "perfect_model"]
+    legend = ("Each variable: CRPS / perfect model's at 24 / 72 / 120 h; spread/skill, smallest-largest over "
+              "6, 24, 72, 120 h; members' power / truth's, smallest-largest over degrees and those leads.")
+    return "\n".join(head + rows + ["", legend, f"Sources: `docs/results/skill/{window}_{pattern}.json` "
+                                    f"({_provenance(*records) if records else 'none yet'})."])
+
+
+def skill_validation() -> str:
+    """Settings compared on the validation window (``benchmarks/skill.py NAME --window validation``)."""
+    return _settings_table("validation", "*")
+
+
+def skill_test() -> str:
+    """The chosen setting on the test window of three realisations (``--window test swe.seed=N``)."""
+    return _settings_table("test", "*")
+
+
+TABLES: dict[str, Callable[[], str]] = {
+    "demo-skill": demo_skill, "demo-timings": demo_timings,
+    "skill-validation": skill_validation, "skill-test": skill_test,
+}
+
+
+def render_text(text: str) -> str:
+    """``text`` with every generated table replaced by its rendering."""
+    def replace(match: re.Match[str]) -> str:
+        name = match.group("name")
+        if name not in TABLES:
+            raise KeyError(f"unknown generated table {name!r}; known: {', '.join(TABLES)}")
+        return f"{match.group(1)}{TABLES[name]()}\n{match.group(4)}"
+
+    return MARK.sub(replace, text)
+
+
+def documents() -> list[Path]:
+    return [REPO / "README.md", *sorted(DOCS.glob("*.md"))]
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--check", action="store_true", help="exit 1 if a committed table differs from its rendering")
+    args = parser.parse_args()
+    stale = []
+    for path in documents():
+        text = path.read_text()
+        rendered = render_text(text)
+        if rendered != text:
+            stale.append(path)
+            if not args.check:
+                path.write_text(rendered)
+    if args.check and stale:
+        print("stale generated tables in: " + ", ".join(str(p.relative_to(REPO)) for p in stale), file=sys.stderr)
+        return 1
+    print(("checked " if args.check else "rendered ") + f"{len(documents())} document(s)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
