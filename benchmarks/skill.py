@@ -41,7 +41,7 @@ def main() -> None:
     parser.add_argument("--data-dir", type=Path, default=REPO / ".skill-data")
     parser.add_argument("--work-dir", type=Path, default=REPO / ".skill-runs")
     parser.add_argument("--results", type=Path, default=REPO / "docs" / "results" / "skill")
-    args = parser.parse_args()
+    args = parser.parse_intermixed_args()
 
     config = load_config(DemoConfig, args.config, [f"workdir={args.work_dir / args.name}", *args.overrides])
     seed_dir = args.data_dir / f"swe-seed{config.swe.seed}"
