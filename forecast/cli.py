@@ -198,7 +198,7 @@ def rollout(
     output; the result is bit-identical to one process's.
     """
     from forecast.config import RolloutConfig
-    from forecast.rollout.workflow import rollout as run_rollout
+    from forecast.rollout import rollout as run_rollout
 
     options = _options(checkpoints=checkpoint, initial=initial, init_times=_split(init, "--init"), lead=lead, members=members,
                        seed=seed, out=out, output_grid=output_grid, overwrite=overwrite, batch_members=batch_members,
@@ -259,7 +259,7 @@ def perfect_model(
     stirring it does not know, the physical limit of skill (score it with `forecast verify --perfect-model`)."""
     import pandas as pd
 
-    from forecast.rollout.workflow import parse_init_times, parse_lead
+    from forecast.rollout import parse_init_times, parse_lead
     from forecast.verify.perfect_model import perfect_model_forecast
 
     step = pd.Timedelta(_lead_hours(every), unit="h")

@@ -166,7 +166,7 @@ def demo(config: DemoConfig, quick: bool = False, window: Literal["test", "valid
     them while the config asks for the same data, so that many settings are compared on one record.
     """
     from forecast.report import write_report
-    from forecast.rollout.workflow import rollout
+    from forecast.rollout import rollout
     from forecast.train import train
     from forecast.verify.workflow import verify
 
