@@ -34,7 +34,8 @@ def check_output_path(out: str | Path, config: RolloutConfig | None = None) -> P
     out = Path(out)
     if out.suffix not in (".zarr", ".nc"):
         raise InputError(f"output {out} must end in .zarr or .nc")
-    inputs = {} if config is None else {"--checkpoint": list(config.checkpoints),
+    inputs: dict[str, str | Path | list[str] | list[Path]] = {} if config is None else {
+                                        "--checkpoint": list(config.checkpoints),
                                         "--checkpoint's checksum": [checksum_path(c) for c in config.checkpoints],
                                         "--initial": config.initial}
     return check_output(out, inputs, "--out", "dir" if out.suffix == ".zarr" else "file")

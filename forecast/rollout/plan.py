@@ -26,7 +26,7 @@ from forecast.normalise import Normaliser
 from forecast.rollout.engine import BoundsCheck, RolloutEngine
 from forecast.rollout.initial import InitialConditions, open_initial
 from forecast.rollout.io import ForecastLayout, cf_attributes
-from forecast.rollout.models import load_models
+from forecast.rollout.models import inference_options, load_models
 from forecast.rollout.output import config_hash
 from forecast.rollout.perturbations import PerturbationFactory, check_perturbation
 from forecast.rollout.shards import member_block
@@ -95,8 +95,7 @@ class RolloutPlan:
     @classmethod
     def build(cls, config: RolloutConfig, device: torch.device | None = None) -> "RolloutPlan":
         device = device or select_device(config.device)
-        models, ckpts = load_models(list(config.checkpoints), device, config.dropout, config.noise_amplitude,
-                                    config.member_dropout)
+        models, ckpts = load_models(list(config.checkpoints), device, inference_options(config))
         first = ckpts[0]
         grid, variables = first.grid, list(first.variables)
         step = pd.Timedelta(seconds=first.time_step_seconds)

@@ -65,6 +65,7 @@ class BredVector:
             control = self.advance(analysis, k)   # per member: members may use different models
             grown = self.advance(analysis + delta, k) - control
             delta = self._rescale(grown)
+        assert delta is not None   # cycles >= 1
         return state + delta
 
     def _rescale(self, diff: torch.Tensor) -> torch.Tensor:
