@@ -324,7 +324,7 @@ def export(
 ) -> None:
     """Export a forecast for CDO, NCO and ncview (one CF NetCDF per init time and member) or as GRIB2."""
     from forecast.export import export_cdo
-    from forecast.export_grib import PACKING_TYPES, export_grib
+    from forecast.export_grib import export_grib, parse_packing
     from pipelines.outputs import check_output
 
     if format not in ("cdo", "grib2"):
@@ -335,9 +335,7 @@ def export(
             raise InputError("--per-member and --accumulation apply to --format grib2")
         paths = export_cdo(forecast, out, overwrite=overwrite)
     else:
-        if packing not in PACKING_TYPES:
-            raise InputError(f"--packing {packing!r} is not known; use {' or '.join(PACKING_TYPES)}")
-        paths = export_grib(forecast, out, per_member=per_member, bits=bits, packing=packing,
+        paths = export_grib(forecast, out, per_member=per_member, bits=bits, packing=parse_packing(packing),
                             centre=centre, accumulation=_duration(accumulation, "--accumulation"), overwrite=overwrite)
     typer.echo(f"{len(paths)} file(s) in {out}")
 
