@@ -410,7 +410,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     args = sys.argv[1:] if argv is None else list(argv)
     try:
         result = app(args=args, prog_name="forecast", standalone_mode=False)
-    except usage_error as exc:
+    except usage_error as exc:  # type: ignore[misc]  # a class found at run time (typer's click or click)
         ctx = getattr(exc, "ctx", None)
         if type(exc).__name__ == "NoArgsIsHelpError":
             typer.echo(ctx.get_help() if ctx else "usage: forecast COMMAND --help")

@@ -53,6 +53,12 @@ class TrainResult:
     n_parameters: int = 0
     flops_per_step: int | None = None
 
+    def saved_checkpoint(self) -> Path:
+        """:attr:`checkpoint`, which every run that trains writes (a dry run does not)."""
+        if self.checkpoint is None:
+            raise RuntimeError("the training run wrote no checkpoint (a dry run)")
+        return self.checkpoint
+
 
 class Rollout(nn.Module):
     """``n`` autoregressive steps of a one-step model in one forward (one DDP forward per backward),
