@@ -40,7 +40,7 @@ from forecast.checkpoint import load_model  # noqa: E402
 from forecast.config import PerturbationConfig, RolloutConfig  # noqa: E402
 from forecast.rollout.engine import BlowUpError  # noqa: E402
 from forecast.rollout.io import open_forecast, partial_path  # noqa: E402
-from forecast.rollout.workflow import rollout  # noqa: E402
+from forecast.rollout import rollout  # noqa: E402
 from forecast.verify.spectra import degree_bands, power_spectrum  # noqa: E402
 from pipelines.store import open_store  # noqa: E402
 

@@ -40,7 +40,8 @@ from forecast.checkpoint import Checkpoint, save_checkpoint  # noqa: E402
 from forecast.config import ModelConfig, PerturbationConfig, RolloutConfig  # noqa: E402
 from forecast.forcings import forcing_names  # noqa: E402
 from forecast.models import build_model  # noqa: E402
-from forecast.rollout.workflow import RolloutPlan, initial_state, run_plan  # noqa: E402
+from forecast.rollout.plan import RolloutPlan  # noqa: E402
+from forecast.rollout.run import initial_state, run_plan  # noqa: E402
 from pipelines.grids import Grid  # noqa: E402
 from pipelines.sources.swe import simulate_swe  # noqa: E402
 

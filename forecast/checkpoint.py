@@ -29,7 +29,7 @@ import dataclasses
 import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -41,6 +41,9 @@ from pipelines.atomic import atomic_path
 from pipelines.config import validate_config
 from pipelines.errors import InputError
 from pipelines.grids import Grid
+
+if TYPE_CHECKING:   # forecast.models imports this module's users; the classes are needed for types only
+    from forecast.models.base import InferenceOptions, PrognosticModel
 
 FORMAT_VERSION = 2
 KIND = "sphere-forecast checkpoint"
@@ -98,12 +101,27 @@ class Checkpoint:
         """The checkpoint of a payload whose required keys are present (unknown keys are ignored)."""
         known = {f.name for f in dataclasses.fields(cls)} - {"sha256", "path"}
         fields = {k: v for k, v in payload.items() if k in known}
-        fields["model_config"] = validate_config(ModelConfig, payload["model_config"], source=f"checkpoint {path}")
+        fields["model_config"] = validate_config(ModelConfig, _without_inference_keys(payload["model_config"], path),
+                                                 source=f"checkpoint {path}")
         try:
             fields["grid"] = Grid.parse(str(payload["grid"]))
         except ValueError as exc:
             raise InputError(f"checkpoint {path} is truncated or corrupt: its grid: {exc}") from None
         return cls(**fields, sha256=sha256, path=path)
+
+
+#: keys of the model config, with their training values, that checkpoints carried while the
+#: inference options (forecast.models.InferenceOptions) were part of it
+_LEGACY_INFERENCE_KEYS = {"member_dropout": 0.0, "noise_amplitude": 1.0}
+
+
+def _without_inference_keys(model_config: dict[str, Any], path: Path) -> dict[str, Any]:
+    """``model_config`` without the legacy inference keys (refusing one set to another value than in training)."""
+    for key, trained in _LEGACY_INFERENCE_KEYS.items():
+        if key in model_config and model_config[key] != trained:
+            raise InputError(f"checkpoint {path} sets model.{key}={model_config[key]}, an inference option now: "
+                             f"set rollout.{key} instead")
+    return {k: v for k, v in model_config.items() if k not in _LEGACY_INFERENCE_KEYS}
 
 
 def file_sha256(path: str | Path) -> str:
@@ -225,22 +243,21 @@ def check_compatible(ckpt: Checkpoint, grid: Grid, variables: list[str]) -> None
 
 
 def load_model(path: str | Path, device: str | torch.device = "cpu",
-               model_overrides: dict[str, Any] | None = None) -> tuple[torch.nn.Module, Checkpoint]:
-    """Build the model of a checkpoint, load its weights and put it in eval mode on ``device``;
-    ``model_overrides`` replace keys of its model config that carry no weights (an inference
-    dropout rate, a noise amplitude)."""
+               options: InferenceOptions | None = None) -> tuple[PrognosticModel, Checkpoint]:
+    """Build the model of a checkpoint with the inference ``options`` (None: as trained), load
+    its weights and put it in eval mode on ``device``."""
     ckpt = load_checkpoint(path)
-    return model_from_checkpoint(ckpt, device, model_overrides), ckpt
+    return model_from_checkpoint(ckpt, device, options), ckpt
 
 
 def model_from_checkpoint(ckpt: Checkpoint, device: str | torch.device = "cpu",
-                          model_overrides: dict[str, Any] | None = None) -> torch.nn.Module:
+                          options: InferenceOptions | None = None) -> PrognosticModel:
     """:func:`load_model` for a checkpoint already loaded (and checked) by :func:`load_checkpoint`."""
     from forecast.forcings import forcing_names
-    from forecast.models import build_model
+    from forecast.models import InferenceOptions, build_model
 
-    config = ckpt.model_config.model_copy(update=model_overrides) if model_overrides else ckpt.model_config
-    model = build_model(config, ckpt.grid, len(ckpt.variables), len(forcing_names(ckpt.static_names)))
+    model = build_model(ckpt.model_config, ckpt.grid, len(ckpt.variables), len(forcing_names(ckpt.static_names)),
+                        options or InferenceOptions())
     load_weights(model, ckpt)
     return model.to(device).eval()
 

@@ -11,12 +11,13 @@ from __future__ import annotations
 import logging
 import sys
 from pathlib import Path
-from typing import Any, Optional
+from typing import Optional
 
 import typer
 
 from forecast.cli_checkpoint import checkpoint_app
 from forecast.cli_errors import STATE, handle_errors
+from forecast.cli_options import comma_list, duration, given_options, lead_hours, load_config_with
 from pipelines.errors import InputError
 
 log = logging.getLogger("forecast.cli")
@@ -48,63 +49,6 @@ def global_options(
     configure_logging(1 if verbose else (-1 if quiet else 0))
 
 
-def _options(**values: Any) -> list[str]:
-    """Options given on the command line as ``key=value`` overrides (None means not given)."""
-    import yaml
-
-    out = []
-    for key, value in values.items():
-        if value is None or value == [] or value is False:
-            continue
-        out.append(f"{key}={yaml.safe_dump(value, default_flow_style=True).strip().removesuffix('...').strip()}")
-    return out
-
-
-def _split(text: Optional[str], option: str) -> Optional[list[str]]:
-    """A comma list option; None when not given, an error when given empty (not the defaults)."""
-    if text is None:
-        return None
-    items = [item.strip() for item in text.split(",") if item.strip()]
-    if not items:
-        raise InputError(f"{option} is empty; give a comma list or leave the option out for the config's value")
-    return items
-
-
-def _load(cls: type, config: Optional[Path], options: list[str], overrides: Optional[list[str]]):
-    from pipelines.config import load_config
-
-    return load_config(cls, config, options + list(overrides or []))
-
-
-def _lead_hours(text: str) -> float:
-    """``"24"`` (hours) or a duration with units (``"1d"``, ``"36h"``) -> hours."""
-    import pandas as pd
-
-    try:
-        return float(text)
-    except ValueError:
-        pass
-    try:
-        return pd.Timedelta(text) / pd.Timedelta(hours=1)
-    except ValueError:
-        raise InputError(f"--lead {text!r} is neither hours (24) nor a duration (1d, 36h)") from None
-
-
-def _duration(text: Optional[str], option: str):
-    """``"1h"`` -> a pandas Timedelta (None stays None)."""
-    import pandas as pd
-
-    if text is None:
-        return None
-    try:
-        value = pd.Timedelta(text)
-    except ValueError:
-        raise InputError(f"{option} {text!r} is not a duration like 1h or 6h") from None
-    if value <= pd.Timedelta(0):
-        raise InputError(f"{option} {text!r} must be positive")
-    return value
-
-
 # The project's own configs/, found from the package (an editable install or a checkout), so
 # that `forecast run` without --config does not depend on the current directory.
 PROJECT_CONFIGS = Path(__file__).resolve().parents[1] / "configs"
@@ -132,9 +76,10 @@ def prepare(
     from pipelines.config import PrepareConfig
     from pipelines.prepare import prepare as run_prepare
 
-    cfg = _load(PrepareConfig, config, _options(source=source, inputs=inputs, variables=_split(variables, "--variables"), grid=grid,
-                                                  method=method, time_step=time_step, fill=fill, out=out,
-                                                  append=append, overwrite=overwrite, scheduler=scheduler), overrides)
+    options = given_options(source=source, inputs=inputs, variables=comma_list(variables, "--variables"), grid=grid,
+                            method=method, time_step=time_step, fill=fill, out=out, append=append,
+                            overwrite=overwrite, scheduler=scheduler)
+    cfg = load_config_with(PrepareConfig, config, options, overrides)
     path = run_prepare(cfg, command=" ".join(sys.argv))
     typer.echo(f"store written: {path}")
 
@@ -155,10 +100,10 @@ def train(
     from forecast.train import train as run_train
     from pipelines.config import read_yaml
 
-    options = _options(store=store, out=out)
+    options = given_options(store=store, out=out)
     if model is not None:
         options += [f"model.{k}={v!r}" if isinstance(v, str) else f"model.{k}={v}" for k, v in read_yaml(model).items()]
-    cfg = _load(TrainConfig, config, options, overrides)
+    cfg = load_config_with(TrainConfig, config, options, overrides)
     result = run_train(cfg, resume=resume, dry_run=dry_run)
     if result is not None and not dry_run:
         typer.echo(f"checkpoint: {result.checkpoint}")
@@ -198,16 +143,16 @@ def rollout(
     output; the result is bit-identical to one process's.
     """
     from forecast.config import RolloutConfig
-    from forecast.rollout.workflow import rollout as run_rollout
+    from forecast.rollout import rollout as run_rollout
 
-    options = _options(checkpoints=checkpoint, initial=initial, init_times=_split(init, "--init"), lead=lead, members=members,
-                       seed=seed, out=out, output_grid=output_grid, overwrite=overwrite, batch_members=batch_members,
-                       device=device, variables=_split(variables, "--variables"),
-                       output_every=int(output_every) if output_every and output_every.isdigit() else output_every,
-                       intermediate=intermediate or None)
+    options = given_options(checkpoints=checkpoint, initial=initial, init_times=comma_list(init, "--init"), lead=lead,
+                            members=members, seed=seed, out=out, output_grid=output_grid, overwrite=overwrite,
+                            batch_members=batch_members, device=device, variables=comma_list(variables, "--variables"),
+                            output_every=int(output_every) if output_every and output_every.isdigit() else output_every,
+                            intermediate=intermediate or None)
     if perturbation is not None:
-        options.append(f"perturbation.kind={_split(perturbation, '--perturbation')}")
-    cfg = _load(RolloutConfig, config, options, overrides)
+        options.append(f"perturbation.kind={comma_list(perturbation, '--perturbation')}")
+    cfg = load_config_with(RolloutConfig, config, options, overrides)
     path = run_rollout(cfg)
     typer.echo(f"forecast: {path}")
 
@@ -233,12 +178,11 @@ def verify(
     from forecast.config import VerifyConfig
     from forecast.verify.workflow import verify as run_verify
 
-    cfg = _load(VerifyConfig, config, _options(forecast=forecast, truth=truth, climatology=climatology,
-                                                 baselines=_split(baselines, "--baselines"), out=out,
-                                                 perfect_model=perfect_model,
-                                                 metrics=_split(metrics, "--metrics"),
-                                                 regions=_split(regions, "--regions"), init_chunk=init_chunk,
-                                                 scheduler=scheduler), overrides)
+    options = given_options(forecast=forecast, truth=truth, climatology=climatology,
+                            baselines=comma_list(baselines, "--baselines"), out=out, perfect_model=perfect_model,
+                            metrics=comma_list(metrics, "--metrics"), regions=comma_list(regions, "--regions"),
+                            init_chunk=init_chunk, scheduler=scheduler)
+    cfg = load_config_with(VerifyConfig, config, options, overrides)
     path = run_verify(cfg)
     typer.echo(f"scores: {path}")
 
@@ -259,10 +203,10 @@ def perfect_model(
     stirring it does not know, the physical limit of skill (score it with `forecast verify --perfect-model`)."""
     import pandas as pd
 
-    from forecast.rollout.workflow import parse_init_times, parse_lead
+    from forecast.rollout import parse_init_times, parse_lead
     from forecast.verify.perfect_model import perfect_model_forecast
 
-    step = pd.Timedelta(_lead_hours(every), unit="h")
+    step = pd.Timedelta(lead_hours(every), unit="h")
     if step <= pd.Timedelta(0):
         raise InputError(f"--every {every!r} must be a positive duration")
     if members < 1:
@@ -292,10 +236,10 @@ def plot(
     from forecast.config import PlotConfig
     from forecast.plots.workflow import plot_run
 
-    leads = [_lead_hours(x) for x in _split(lead, "--lead") or []] or None
-    cfg = _load(PlotConfig, config, _options(forecast=forecast, truth=truth, scores=scores, out=out, variable=variable,
-                                               lead_times_hours=leads, member=member,
-                                               formats=_split(formats, "--format")), overrides)
+    leads = [lead_hours(x) for x in comma_list(lead, "--lead") or []] or None
+    options = given_options(forecast=forecast, truth=truth, scores=scores, out=out, variable=variable,
+                            lead_times_hours=leads, member=member, formats=comma_list(formats, "--format"))
+    cfg = load_config_with(PlotConfig, config, options, overrides)
     if cfg.forecast is None and cfg.scores is None:
         raise InputError("nothing to plot: give --forecast (maps) and/or --scores (skill figures)")
     paths = plot_run(cfg.forecast, cfg.truth, cfg.scores, cfg.out, cfg)
@@ -324,7 +268,7 @@ def export(
 ) -> None:
     """Export a forecast for CDO, NCO and ncview (one CF NetCDF per init time and member) or as GRIB2."""
     from forecast.export import export_cdo
-    from forecast.export_grib import PACKING_TYPES, export_grib
+    from forecast.export_grib import export_grib, parse_packing
     from pipelines.outputs import check_output
 
     if format not in ("cdo", "grib2"):
@@ -335,10 +279,8 @@ def export(
             raise InputError("--per-member and --accumulation apply to --format grib2")
         paths = export_cdo(forecast, out, overwrite=overwrite)
     else:
-        if packing not in PACKING_TYPES:
-            raise InputError(f"--packing {packing!r} is not known; use {' or '.join(PACKING_TYPES)}")
-        paths = export_grib(forecast, out, per_member=per_member, bits=bits, packing=packing,
-                            centre=centre, accumulation=_duration(accumulation, "--accumulation"), overwrite=overwrite)
+        paths = export_grib(forecast, out, per_member=per_member, bits=bits, packing=parse_packing(packing),
+                            centre=centre, accumulation=duration(accumulation, "--accumulation"), overwrite=overwrite)
     typer.echo(f"{len(paths)} file(s) in {out}")
 
 
@@ -367,7 +309,7 @@ def run(
     from forecast.config import RunConfig
     from forecast.operational import run as run_operational
 
-    cfg = _load(RunConfig, config, [], overrides)
+    cfg = load_config_with(RunConfig, config, [], overrides)
     summary = run_operational(cfg, init=init)
     typer.echo(f"run directory: {summary.run_dir}")
     for stage, action in summary.actions.items():
@@ -387,7 +329,8 @@ def demo(
     from forecast.config import DemoConfig
     from forecast.demo import demo as run_demo
 
-    cfg = _load(DemoConfig, config, _options(workdir=workdir, models=_split(models, "--models")), overrides)
+    cfg = load_config_with(DemoConfig, config, given_options(workdir=workdir, models=comma_list(models, "--models")),
+                           overrides)
     result = run_demo(cfg, quick=quick)
     typer.echo(f"demo outputs in {result.workdir}")
     typer.echo(f"  report:  {result.report}")
@@ -412,7 +355,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     args = sys.argv[1:] if argv is None else list(argv)
     try:
         result = app(args=args, prog_name="forecast", standalone_mode=False)
-    except usage_error as exc:
+    except usage_error as exc:  # type: ignore[misc]  # a class found at run time (typer's click or click)
         ctx = getattr(exc, "ctx", None)
         if type(exc).__name__ == "NoArgsIsHelpError":
             typer.echo(ctx.get_help() if ctx else "usage: forecast COMMAND --help")

@@ -51,9 +51,6 @@ class ModelConfig(StrictModel):
     # dropout after the activation of each SFNO block's MLP; DYffusion's interpolator keeps it
     # (and drop_path_rate) on at inference: the source of its ensemble spread
     mlp_dropout: float = Field(0.0, ge=0, lt=1)
-    # DYffusion at inference only (rollout.member_dropout sets it; 0 in training): a second dropout
-    # whose masks each member keeps for its whole forecast (forecast/models/dyffusion.py)
-    member_dropout: float = Field(0.0, ge=0, lt=1)
     # SFNO only: noise channels of a stochastic (noise-conditioned) SFNO; 0 is deterministic
     noise_channels: int = Field(0, ge=0)
     # its noise's length scale per channel (FourCastNet 3: sigma_l ~ exp(-(L/R)^2 l(l+1)/4));
@@ -61,8 +58,6 @@ class ModelConfig(StrictModel):
     noise_length_scales_km: list[Positive] | None = None
     # lag-one-step correlation phi of its noise (AR(1) in time, FourCastNet 3); 0: fresh every step
     noise_autocorrelation: float = Field(0.0, ge=0.0, lt=1.0)
-    # factor on its noise fields; 1 in training (rollout.noise_amplitude sets it at inference)
-    noise_amplitude: Positive = 1.0
     # SFNO/AFNO: spectral hyperdiffusion of every new state (forecast/models/hyperdiffusion.py),
     # D_l = exp(-(dt / efold) (l(l+1) / (L(L+1)))^order) with L = hyperdiffusion_degree (None: the
     # grid's largest); None: no filter. The demo's solver: 2 h at its largest degree, order 4
@@ -82,13 +77,9 @@ class ModelConfig(StrictModel):
         if self.noise_length_scales_km is not None and len(self.noise_length_scales_km) != self.noise_channels:
             raise ValueError(f"noise_length_scales_km has {len(self.noise_length_scales_km)} values; give one per "
                              f"noise channel (noise_channels = {self.noise_channels})")
-        if (self.noise_length_scales_km is not None or self.noise_autocorrelation or self.noise_amplitude != 1.0) \
-                and not self.noise_channels:
-            raise ValueError("noise_length_scales_km, noise_autocorrelation and noise_amplitude shape the noise of a "
-                             "stochastic SFNO: set noise_channels > 0")
-        if self.member_dropout and self.architecture != "dyffusion":
-            raise ValueError("member_dropout is the member masks of a DYffusion interpolator at inference; "
-                             f"architecture is {self.architecture!r}")
+        if (self.noise_length_scales_km is not None or self.noise_autocorrelation) and not self.noise_channels:
+            raise ValueError("noise_length_scales_km and noise_autocorrelation shape the noise of a stochastic SFNO: "
+                             "set noise_channels > 0")
         return self
 
 
@@ -139,12 +130,12 @@ class TrainConfig(StrictModel):
     @model_validator(mode="after")
     def _ensemble_training(self) -> "TrainConfig":
         # (rollout_steps and curriculum_epochs do not apply to it: each stage learns one model step)
-        if self.model.architecture == "dyffusion" and (self.loss != "mse" or self.ensemble_members > 1):
-            raise ValueError("model.architecture 'dyffusion' trains its own two stages (MSE interpolator, L1 "
-                             "forecaster): use loss 'mse' and ensemble_members 1")
-        if self.model.member_dropout:
-            raise ValueError("model.member_dropout applies at inference only (rollout.member_dropout); training "
-                             "draws fresh masks at every call: set it to 0")
+        if self.loss != "mse" or self.ensemble_members > 1:
+            from forecast.models import model_class   # it imports this module (not needed by the defaults)
+
+            if model_class(self.model).trained_in_stages:
+                raise ValueError(f"model.architecture {self.model.architecture!r} trains its own stages (DYffusion: "
+                                 "MSE interpolator, L1 forecaster): use loss 'mse' and ensemble_members 1")
         if self.loss == "crps" and self.ensemble_members < 2:
             raise ValueError("loss 'crps' needs ensemble_members >= 2 (members per sample)")
         if self.loss == "crps" and self.model.noise_channels == 0:

@@ -166,7 +166,7 @@ def demo(config: DemoConfig, quick: bool = False, window: Literal["test", "valid
     them while the config asks for the same data, so that many settings are compared on one record.
     """
     from forecast.report import write_report
-    from forecast.rollout.workflow import rollout
+    from forecast.rollout import rollout
     from forecast.train import train
     from forecast.verify.workflow import verify
 
@@ -189,7 +189,7 @@ def demo(config: DemoConfig, quick: bool = False, window: Literal["test", "valid
             result.perfect_model = _perfect_model(config, result.store, inits, data, window, reuse=data_dir is not None)
     for arch in config.models:
         with _stage(f"train {arch}", result.timings):
-            result.checkpoints[arch] = [Path(train(c).checkpoint)
+            result.checkpoints[arch] = [train(c).saved_checkpoint()
                                         for c in _train_configs(config, arch, result.store, work, result.windows)]
         with _stage(f"rollout {arch}", result.timings):
             result.forecasts[arch] = rollout(RolloutConfig(

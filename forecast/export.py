@@ -108,15 +108,15 @@ def cdo_dataset(one: xr.Dataset, attrs: dict) -> xr.Dataset:
                         {"standard_name": "realization", "long_name": "ensemble member", "units": "1"}),
     }
     out = xr.Dataset(data, coords=coords)
-    keep = ("title", "institution", "source", "history", "grid", "seed", "config_hash")
-    out.attrs = {"Conventions": "CF-1.8", **{k: attrs[k] for k in keep if k in attrs},
+    kept = ("title", "institution", "source", "history", "grid", "seed", "config_hash")
+    out.attrs = {"Conventions": "CF-1.8", **{k: attrs[k] for k in kept if k in attrs},
                  "comment": "one member of one init time of a sphere-forecast rollout, exported for CDO/NCO"}
     return out
 
 
 def _encoding(ds: xr.Dataset) -> dict[str, dict]:
     enc: dict[str, dict] = {name: {"dtype": "float32", "_FillValue": np.float32(np.nan), "zlib": True, "complevel": 1}
-                            for name in ds.data_vars}
+                            for name in map(str, ds.data_vars)}
     for name in ("time", "forecast_reference_time"):
         enc[name] = {"units": TIME_UNITS, "calendar": "proleptic_gregorian", "dtype": "float64", "_FillValue": None}
     for name in ("lat", "lon", "forecast_period"):

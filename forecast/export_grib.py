@@ -41,7 +41,7 @@ import contextlib
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Literal, get_args
 
 import numpy as np
 import pandas as pd
@@ -56,10 +56,18 @@ from pipelines.variables import canonical, split_level
 
 log = logging.getLogger(__name__)
 
-__all__ = ["GribCode", "grib_code", "export_grib", "SINGLE_LEVEL", "UPPER_AIR", "Packing"]
+__all__ = ["GribCode", "grib_code", "export_grib", "SINGLE_LEVEL", "UPPER_AIR", "Packing", "parse_packing"]
 
 Packing = Literal["simple", "ccsds"]
 PACKING_TYPES = {"simple": "grid_simple", "ccsds": "grid_ccsds"}
+
+
+def parse_packing(text: str) -> Packing:
+    """``text`` (``--packing``) as a :data:`Packing`; InputError if unknown."""
+    for packing in get_args(Packing):
+        if text == packing:
+            return packing
+    raise InputError(f"--packing {text!r} is not known; use {' or '.join(PACKING_TYPES)}")
 MISSING = 9.999e20
 # (ensemble, accumulated) -> product definition template
 TEMPLATES = {(False, False): 0, (False, True): 8, (True, False): 1, (True, True): 11}

@@ -59,6 +59,9 @@ class AreaWeightedMSE(nn.Module):
         ``(C,)`` non-negative weights; normalised to mean 1 here.
     """
 
+    # buffers (registered in __init__), typed for the checker
+    weights: torch.Tensor
+
     def __init__(self, grid: Grid, variable_weights: np.ndarray) -> None:
         super().__init__()
         lat_w = torch.as_tensor(grid.area_weights().values, dtype=torch.float32)
@@ -149,6 +152,10 @@ class SpectralCRPS(nn.Module):
     of the vorticity) count as much as the energetic ones: too much or too little power there
     is penalised in proportion to the climate's own amplitude.
     """
+
+    # buffers (registered in __init__), typed for the checker
+    weights: torch.Tensor
+    scale: torch.Tensor
 
     def __init__(self, grid: Grid, variable_weights: np.ndarray, alpha: float = 0.95,
                  reference: np.ndarray | None = None) -> None:

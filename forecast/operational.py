@@ -150,7 +150,7 @@ def run(config: RunConfig, init: str = "latest") -> RunSummary:
     """Run the scheduled job for ``init`` (``latest`` or an ISO time); see the module docstring."""
     from forecast.plots.workflow import plot_run
     from forecast.forecast_file import is_complete
-    from forecast.rollout.workflow import rollout
+    from forecast.rollout import rollout
     from pipelines.store import open_store
 
     out = check_run_output(config)

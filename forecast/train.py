@@ -103,14 +103,15 @@ def _write_config(config: TrainConfig) -> None:
 
 def dry_run_report(trainer: Trainer) -> TrainResult:
     """Print the parameter count and the estimated FLOPs of one optimiser step (global batch)."""
-    from forecast.models.base import count_parameters, estimate_flops
+    from forecast.models import count_parameters, estimate_flops, model_class
 
     cfg, data = trainer.config, trainer.data
     n_params = count_parameters(trainer.model)
     per_sample = estimate_flops(trainer.model, data.grid, len(data.variables), data.n_forcing, backward=True,
                                 constraints=trainer.constraints)
     flops = per_sample * cfg.rollout_steps * cfg.batch_size * cfg.ensemble_members
-    if cfg.model.architecture == "dyffusion":
+    staged = model_class(cfg.model).trained_in_stages   # DYffusion
+    if staged:
         # a forward is the sampling loop, 3h - 2 network calls; a training step of the interpolator
         # stage is one call forward + backward, of the forecaster stage that plus one forward
         flops = per_sample // (3 * data.step - 2) * cfg.batch_size
@@ -119,9 +120,9 @@ def dry_run_report(trainer: Trainer) -> TrainResult:
         print(f"parameters: {n_params:,}")
         print(f"estimated FLOPs per step: {flops / 1e9:.3f} GFLOP (global batch {cfg.batch_size} x "
               f"{cfg.ensemble_members} member(s), "
-              f"{1 if cfg.model.architecture == 'dyffusion' else cfg.rollout_steps}-step rollout, forward + backward; "
+              f"{1 if staged else cfg.rollout_steps}-step rollout, forward + backward; "
               "matmuls and convolutions only)")
-        if cfg.model.architecture == "dyffusion":
+        if staged:
             print(f"(DYffusion: that is the interpolator stage; the forecaster stage's steps cost about "
                   f"{flops * 4 / 3 / 1e9:.3f} GFLOP; inference takes {3 * data.step - 2} network calls per model step)")
         print(f"steps per epoch: {trainer.steps_per_epoch}, total steps: {trainer.total_steps}")
@@ -164,6 +165,7 @@ def _run(trainer: Trainer) -> TrainResult:
     finally:
         if metrics is not None:
             metrics.close()
+        if bar is not None:
             bar.close()
     elapsed = time.perf_counter() - start
     if world.is_main and trainer.step > start_step:

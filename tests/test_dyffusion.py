@@ -15,7 +15,7 @@ from train_factories import cached_swe_store, tiny_train_config
 
 from forecast.checkpoint import load_checkpoint, load_model
 from forecast.config import ModelConfig, TrainConfig
-from forecast.models import build_model
+from forecast.models import InferenceOptions, build_model
 from forecast.models.dyffusion import DYffusion, cold_sample
 from forecast.models.layers import DropoutMasks
 from forecast.models.sfno import SFNO
@@ -30,9 +30,10 @@ DYFFUSION = ModelConfig(architecture="dyffusion", embed_dim=8, num_layers=2, sca
 TRAIN = {"model": {"architecture": "dyffusion", "mlp_dropout": 0.1, "drop_path_rate": 0.1}, "step_hours": 6}
 
 
-def _model(config: ModelConfig = DYFFUSION, horizon: int = 3, seed: int = 0) -> DYffusion:
+def _model(config: ModelConfig = DYFFUSION, horizon: int = 3, seed: int = 0,
+           options: InferenceOptions = InferenceOptions()) -> DYffusion:
     torch.manual_seed(seed)
-    model = build_model(config, GRID, 3, 2)
+    model = build_model(config, GRID, 3, 2, options)
     model.set_horizon(horizon)
     with torch.no_grad():   # "trained" step modulations, so that the step matters
         for name, p in model.named_parameters():
@@ -160,7 +161,8 @@ def test_member_masks_are_the_same_at_every_step_and_multiply_the_fresh_ones():
 
 
 def test_member_dropout_gives_each_member_one_network_for_its_whole_forecast():
-    model = _model(DYFFUSION.model_copy(update={"mlp_dropout": 0.0, "drop_path_rate": 0.0, "member_dropout": 0.3}))
+    model = _model(DYFFUSION.model_copy(update={"mlp_dropout": 0.0, "drop_path_rate": 0.0}),
+                   options=InferenceOptions(member_dropout=0.3))
     state, forcings = _inputs()
     assert model.stochastic
 
@@ -185,10 +187,10 @@ def test_member_dropout_gives_each_member_one_network_for_its_whole_forecast():
     at_0, at_5 = (engine._noise(0, ids, pd.Timestamp("2020-01-01") + pd.Timedelta(hours=h), 9) for h in (0, 5))
     assert torch.equal(at_0[:, 1], at_5[:, 1]) and not torch.equal(at_0[:, 0], at_5[:, 0])
     assert len(set(at_0[:, 1].tolist())) == 4
-    with pytest.raises(ValueError, match="member_dropout is the member masks of a DYffusion"):
-        ModelConfig(member_dropout=0.2)
-    with pytest.raises(ValueError, match="inference only"):
-        TrainConfig(store="s.zarr", model=DYFFUSION.model_copy(update={"member_dropout": 0.2}))
+    with pytest.raises(InputError, match="member_dropout=0.2 is an inference dropout of a DYffusion"):
+        build_model(ModelConfig(), GRID, 3, 2, InferenceOptions(member_dropout=0.2))
+    with pytest.raises(ValueError, match="member_dropout"):   # an inference option, not the model's
+        TrainConfig(store="s.zarr", model={**DYFFUSION.model_dump(), "member_dropout": 0.2})
 
 
 def test_gradients_reach_both_networks_through_the_sampling_loop():

@@ -7,7 +7,7 @@ import torch
 from torch_harmonics import InverseRealSHT, RealSHT
 
 from forecast.config import ModelConfig
-from forecast.models import ARCHITECTURES, build_model, count_parameters, estimate_flops
+from forecast.models import ARCHITECTURES, InferenceOptions, build_model, count_parameters, estimate_flops
 from forecast.models.sfno.convolution import SpectralConvS2
 from forecast.models.sfno.sht import ChannelsLastInverseRealSHT, ChannelsLastRealSHT
 from pipelines.errors import InputError
@@ -196,12 +196,12 @@ def test_parameter_count_and_flops(architecture: str) -> None:
     assert count_parameters(wider) > n_params
 
 
-def _stochastic_pair(noise_channels: int = 3, **noise):
+def _stochastic_pair(noise_channels: int = 3, options: InferenceOptions = InferenceOptions(), **noise):
     grid = Grid.parse("legendre-gauss:16x32")
     torch.manual_seed(0)
     deterministic = build_model(_config("sfno", scale_factor=2), grid, N_STATE, N_FORCING)
     stochastic = build_model(_config("sfno", scale_factor=2, noise_channels=noise_channels, **noise), grid,
-                             N_STATE, N_FORCING)
+                             N_STATE, N_FORCING, options)
     missing, unexpected = stochastic.load_state_dict(deterministic.state_dict(), strict=False)
     assert not unexpected and all(".noise." in name for name in missing)
     return grid, deterministic.eval(), stochastic.eval()
@@ -277,7 +277,7 @@ def test_noise_amplitude_scales_the_step_noise_exactly() -> None:
 
     for noise in ({}, {"noise_autocorrelation": 0.6}):
         _, _, plain = _stochastic_pair(noise_channels=2, **noise)
-        _, _, louder = _stochastic_pair(noise_channels=2, noise_amplitude=2.5, **noise)
+        _, _, louder = _stochastic_pair(noise_channels=2, options=InferenceOptions(noise_amplitude=2.5), **noise)
         def draw(lag):   # fresh generators each call: both models get the same innovations
             return [seeded_generator(s, 0, 3 - lag) for s in (1, 2)]
 

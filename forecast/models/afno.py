@@ -35,7 +35,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from forecast.config import ModelConfig
-from forecast.models.base import PrognosticModel
+from forecast.models.base import InferenceOptions, PrognosticModel
 from forecast.models.layers import ACTIVATIONS, MLP, DropPath
 from pipelines.errors import InputError
 from pipelines.grids import Grid
@@ -163,13 +163,14 @@ class AFNO(PrognosticModel):
         self.head = nn.Linear(embed_dim, n_state * self.patch[0] * self.patch[1], bias=False)
 
     @classmethod
-    def from_config(cls, config: ModelConfig, grid: Grid, n_state: int, n_forcing: int) -> "AFNO":
+    def from_config(cls, config: ModelConfig, grid: Grid, n_state: int, n_forcing: int,
+                    options: InferenceOptions = InferenceOptions()) -> "AFNO":
         if config.noise_channels:
             raise InputError("model.noise_channels is for the SFNO; the AFNO is deterministic (set it to 0)")
         if config.mlp_dropout:
             raise InputError("model.mlp_dropout is for the SFNO and DYffusion; the AFNO has none (set it to 0)")
         return cls(grid, n_state, n_forcing, embed_dim=config.embed_dim, num_layers=config.num_layers,
-                   patch_size=tuple(config.patch_size), mlp_ratio=config.mlp_ratio, num_blocks=config.num_blocks,
+                   patch_size=(config.patch_size[0], config.patch_size[1]), mlp_ratio=config.mlp_ratio, num_blocks=config.num_blocks,
                    sparsity_threshold=config.sparsity_threshold,
                    hard_thresholding_fraction=config.hard_thresholding_fraction, activation=config.activation,
                    residual=config.residual, pos_embed=config.pos_embed, drop_path_rate=config.drop_path_rate)

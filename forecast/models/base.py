@@ -20,6 +20,8 @@ from __future__ import annotations
 import math
 from abc import ABC, abstractmethod
 from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from typing import ClassVar
 
 import numpy as np
 import torch
@@ -30,10 +32,44 @@ from forecast.config import ModelConfig
 from pipelines.errors import InputError
 from pipelines.grids import Grid
 
-__all__ = ["PrognosticModel", "count_parameters", "estimate_flops"]
+__all__ = ["PrognosticModel", "InferenceOptions", "count_parameters", "estimate_flops"]
 
 #: the state-dict keys of the hyperdiffusion in checkpoints written before it left the model
 LEGACY_HYPERDIFFUSION_PREFIX = "hyperdiffusion."
+
+
+@dataclass(frozen=True)
+class InferenceOptions:
+    """Settings of a model at inference that carry no weights (``rollout.dropout``,
+    ``rollout.member_dropout``, ``rollout.noise_amplitude``); None keeps what the model was
+    trained with. Each architecture names those it takes in :attr:`PrognosticModel.inference_options`;
+:func:`forecast.models.build_model` refuses the others.
+
+    Attributes
+    ----------
+    dropout
+        DYffusion: its interpolator's MLP dropout and drop-path rate, in [0, 1).
+    member_dropout
+        DYffusion: the rate of the masks each member keeps for its whole forecast, in [0, 1).
+    noise_amplitude
+        Stochastic SFNO: the factor on its noise, > 0.
+    """
+
+    dropout: float | None = None
+    member_dropout: float | None = None
+    noise_amplitude: float | None = None
+
+    def __post_init__(self) -> None:
+        for name in ("dropout", "member_dropout"):
+            rate = getattr(self, name)
+            if rate is not None and not 0.0 <= rate < 1.0:
+                raise InputError(f"rollout {name} must be in [0, 1), got {rate}")
+        if self.noise_amplitude is not None and not self.noise_amplitude > 0:
+            raise InputError(f"rollout noise_amplitude must be > 0, got {self.noise_amplitude}")
+
+    def given(self) -> dict[str, float]:
+        """The options set (not None), by name."""
+        return {name: value for name, value in asdict(self).items() if value is not None}
 
 
 class PrognosticModel(nn.Module, ABC):
@@ -49,6 +85,9 @@ class PrognosticModel(nn.Module, ABC):
         Predict the increment: ``output = state + network(...)`` (normalised units).
     """
 
+    # buffers (registered in __init__), typed for the checker
+    residual_scale: torch.Tensor
+
     def __init__(self, grid: Grid, n_state: int, n_forcing: int, residual: bool) -> None:
         super().__init__()
         if n_state < 1 or n_forcing < 0:
@@ -60,10 +99,44 @@ class PrognosticModel(nn.Module, ABC):
         self.residual = residual
         self.register_buffer("residual_scale", torch.ones(n_state))
 
+    #: the :class:`InferenceOptions` this architecture takes: field name -> what it does there
+    inference_options: ClassVar[dict[str, str]] = {}
+    #: trained in stages of one model step each on the store's states inside a step, its
+    #: :attr:`horizon` set from the data (DYffusion), rather than on rollouts of whole steps
+    trained_in_stages: ClassVar[bool] = False
+    #: whether ``model.hyperdiffusion_efold_hours`` may filter its steps (not for a model whose
+    #: networks are trained on states rather than on steps: DYffusion)
+    takes_hyperdiffusion: ClassVar[bool] = True
+
     @classmethod
     @abstractmethod
-    def from_config(cls, config: ModelConfig, grid: Grid, n_state: int, n_forcing: int) -> "PrognosticModel":
-        """Build the model that ``config`` describes."""
+    def from_config(cls, config: ModelConfig, grid: Grid, n_state: int, n_forcing: int,
+                    options: InferenceOptions = InferenceOptions()) -> "PrognosticModel":
+        """Build the model that ``config`` describes, with the inference ``options`` (accepted
+        by :meth:`check_inference_options`)."""
+
+    @classmethod
+    def check_inference_options(cls, config: ModelConfig, options: InferenceOptions, where: str) -> None:
+        """Refuse an inference option that this ``config`` of the architecture does not take
+        (``where`` names the model in the message); the options the architecture takes at all
+        are checked by :func:`forecast.models.check_inference_options`."""
+
+    @property
+    def horizon(self) -> int:
+        """States per model step that :meth:`sample` returns with ``intermediate`` (1: the step's
+        result only; DYffusion: its store steps per model step)."""
+        return 1
+
+    def set_horizon(self, steps: int) -> None:
+        """Tell the model its step is ``steps`` store steps (a model without states between its
+        steps ignores it)."""
+
+    def sample(self, state: torch.Tensor, forcings: torch.Tensor, noise: torch.Tensor | None = None,
+               intermediate: bool = False) -> torch.Tensor:
+        """One step, ``(B, C, H, W)``; with ``intermediate`` the states at every store step of it
+        ``(B, h, C, H, W)``, :math:`h` = :attr:`horizon` (the last is the step's result)."""
+        new = self(state, forcings, noise)
+        return new[:, None] if intermediate else new
 
     @abstractmethod
     def network(self, x: torch.Tensor, noise: torch.Tensor | None = None) -> torch.Tensor:

@@ -53,6 +53,10 @@ class GlobalMeanConservation(nn.Module):
         Indices of the conserved variables among the state's ``C`` channels.
     """
 
+    # buffers (registered in __init__), typed for the checker
+    weights: torch.Tensor
+    channels: torch.Tensor
+
     def __init__(self, grid: Grid, channels: Sequence[int]) -> None:
         super().__init__()
         if not channels:

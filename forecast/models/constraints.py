@@ -43,6 +43,7 @@ from pipelines.grids import Grid
 
 if TYPE_CHECKING:
     from forecast.checkpoint import Checkpoint
+    from forecast.models.base import PrognosticModel
 
 __all__ = ["StepConstraint", "StepConstraints", "TrainedOn", "build_step_constraints", "constrained_step"]
 
@@ -106,7 +107,7 @@ def build_step_constraints(models: Sequence[ModelConfig], trained_on: TrainedOn,
     return [StepConstraints([c for c in (*mine, *shared) if c is not None]) for mine in own]
 
 
-def constrained_step(model: nn.Module, constraints: StepConstraints, state: torch.Tensor, forcings: torch.Tensor,
+def constrained_step(model: PrognosticModel, constraints: StepConstraints, state: torch.Tensor, forcings: torch.Tensor,
                      noise: torch.Tensor | None = None, intermediate: bool = False) -> torch.Tensor:
     """The model's step from ``state`` ``(B, C, H, W)`` with ``forcings`` ``(B, F, H, W)`` and
     ``noise``, then the chain; with ``intermediate`` (DYffusion) the states at every store step
@@ -119,8 +120,11 @@ def _hyperdiffusion(config: ModelConfig, trained_on: TrainedOn) -> SpectralHyper
     """The filter of ``model.hyperdiffusion_efold_hours`` for the data's step and statistics, or None."""
     if config.hyperdiffusion_efold_hours is None:
         return None
-    if config.architecture == "dyffusion":
-        raise InputError("model.hyperdiffusion_efold_hours filters the step of an SFNO or AFNO; DYffusion's "
+    from forecast.models import model_class   # the registry imports this module
+
+    cls = model_class(config)
+    if not cls.takes_hyperdiffusion:
+        raise InputError(f"model.hyperdiffusion_efold_hours filters the step of an SFNO or AFNO; {cls.__name__}'s "
                          "networks are trained on states, not steps: leave it unset")
     hyperdiffusion = SpectralHyperdiffusion(trained_on.grid, config.hyperdiffusion_efold_hours,
                                             config.hyperdiffusion_degree, config.hyperdiffusion_order,

@@ -38,6 +38,11 @@ class DiagnosedVorticity(nn.Module):
     """``vo`` channels replaced by the curl of the wind channels (module docstring), on
     normalised ``(..., C, H, W)`` states; ``mean``, ``std`` ``(C,)`` in physical units."""
 
+    # buffers (registered in __init__), typed for the checker
+    curl: torch.Tensor
+    mean: torch.Tensor
+    std: torch.Tensor
+
     def __init__(self, grid: Grid, triples: list[tuple[int, int, int]], mean, std) -> None:
         super().__init__()
         self.triples = [(int(a), int(b), int(c)) for a, b, c in triples]

@@ -51,7 +51,7 @@ from collections.abc import Callable
 import torch
 
 from forecast.config import ModelConfig
-from forecast.models.base import PrognosticModel
+from forecast.models.base import InferenceOptions, PrognosticModel
 from forecast.models.layers import DropoutMasks
 from forecast.models.sfno import SFNO
 from pipelines.errors import InputError
@@ -123,8 +123,17 @@ class DYffusion(PrognosticModel):
         # model step in store steps; set from the data by training, carried by checkpoints
         self.register_buffer("horizon_steps", torch.zeros((), dtype=torch.long))
 
+    horizon_steps: torch.Tensor   # buffer: the model step in store steps, () int64
+    trained_in_stages = True
+    takes_hyperdiffusion = False
+    inference_options = {
+        "dropout": "an inference dropout of a DYffusion interpolator (its MLP dropout and drop path)",
+        "member_dropout": "an inference dropout of a DYffusion interpolator (masks each member keeps)",
+    }
+
     @classmethod
-    def from_config(cls, config: ModelConfig, grid: Grid, n_state: int, n_forcing: int) -> "DYffusion":
+    def from_config(cls, config: ModelConfig, grid: Grid, n_state: int, n_forcing: int,
+                    options: InferenceOptions = InferenceOptions()) -> "DYffusion":
         if config.noise_channels:
             raise InputError("model.noise_channels is for the noise-conditioned SFNO; DYffusion's spread comes from "
                              "its interpolator's dropout (model.mlp_dropout, model.drop_path_rate): set it to 0")
@@ -133,8 +142,10 @@ class DYffusion(PrognosticModel):
                     normalization=config.normalization, activation=config.activation, big_skip=config.big_skip,
                     pos_embed=config.pos_embed_kind if config.pos_embed else None,
                     encoder_layers=config.encoder_layers)
-        return cls(grid, n_state, n_forcing, sfno=sfno, dropout=config.mlp_dropout, drop_path=config.drop_path_rate,
-                   member_dropout=config.member_dropout)
+        dropout, drop_path = ((config.mlp_dropout, config.drop_path_rate) if options.dropout is None
+                              else (options.dropout, options.dropout))
+        return cls(grid, n_state, n_forcing, sfno=sfno, dropout=dropout, drop_path=drop_path,
+                   member_dropout=options.member_dropout or 0.0)
 
     # -- horizon ----------------------------------------------------------------------------
     @property

@@ -73,6 +73,11 @@ class SpectralHyperdiffusion(nn.Module):
         channels are filtered as scalars.
     """
 
+    # buffers (registered in __init__), typed for the checker
+    factors: torch.Tensor
+    mean: torch.Tensor
+    std: torch.Tensor
+
     def __init__(self, grid: Grid, efold_hours: float, degree: int | None = None, order: int = 4,
                  vector_pairs: list[tuple[int, int]] | None = None) -> None:
         super().__init__()

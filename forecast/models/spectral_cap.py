@@ -66,17 +66,20 @@ class SpectralPowerCap(nn.Module):
         :math:`\kappa`: power above ``factor`` times the reference is removed.
     """
 
+    # buffers (registered in __init__), typed for the checker
+    cap: torch.Tensor
+
     def __init__(self, grid: Grid, reference: np.ndarray, factor: float) -> None:
         super().__init__()
         if not factor > 0:
             raise InputError(f"spectral_cap must be a positive factor on the data's power, got {factor}")
         self.sht, self.isht = sht(grid), inverse_sht(grid)
-        reference = torch.as_tensor(np.asarray(reference), dtype=torch.float32)
-        if reference.dim() != 2 or reference.shape[1] != self.sht.lmax or not bool(torch.all(reference >= 0)):
+        power = torch.as_tensor(np.asarray(reference), dtype=torch.float32)
+        if power.dim() != 2 or power.shape[1] != self.sht.lmax or not bool(torch.all(power >= 0)):
             raise InputError(f"the reference spectrum must be (variables, {self.sht.lmax}) non-negative powers per "
-                             f"degree on grid {grid}, got shape {tuple(reference.shape)}")
+                             f"degree on grid {grid}, got shape {tuple(power.shape)}")
         self.factor = float(factor)
-        self.register_buffer("cap", reference * self.factor)                  # (C, L)
+        self.register_buffer("cap", power * self.factor)                  # (C, L)
 
     def forward(self, new: torch.Tensor, previous: torch.Tensor | None = None) -> torch.Tensor:
         """``(..., C, H, W)`` -> the same, each degree's power at most the cap (a

@@ -19,7 +19,7 @@ from pipelines.errors import InputError
 
 __all__ = ["plot_skill_curves", "plot_spread_skill", "plot_rank_histogram", "plot_spectra"]
 
-MODEL_STYLE = {"forecast": {"color": "C0", "marker": "o"}, "persistence": {"color": "C1", "ls": "--"},
+MODEL_STYLE: dict[str, dict[str, str | float]] = {"forecast": {"color": "C0", "marker": "o"}, "persistence": {"color": "C1", "ls": "--"},
                "climatology": {"color": "C2", "ls": ":"}, "perfect_model": {"color": "k", "ls": "-", "lw": 1.2}}
 MODEL_LABEL = {"perfect_model": "perfect model (limit)"}
 RATIO_RANGE = (0.05, 20.0)   # the spectral-ratio panel's axis; values beyond sit on its edge
@@ -109,7 +109,9 @@ def _lead_indices(da: xr.DataArray, lead_times_hours: list[float] | None, most: 
     if lead_times_hours:
         return [int(np.argmin(abs(hours - h))) for h in lead_times_hours]
     usable = [i for i in range(hours.size) if hours[i] > 0 and np.isfinite(da.isel(lead_time=i)).all()]
-    picks = np.unique(np.linspace(0, len(usable) - 1, min(most, len(usable))).round().astype(int)) if usable else []
+    if not usable:
+        return []
+    picks = np.unique(np.linspace(0, len(usable) - 1, min(most, len(usable))).round().astype(int))
     return [usable[i] for i in picks]
 
 

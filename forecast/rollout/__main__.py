@@ -10,7 +10,7 @@ import sys
 
 from forecast.config import RolloutConfig, load_config
 from forecast.logging_setup import configure_logging
-from forecast.rollout.workflow import rollout
+from forecast.rollout import rollout
 
 
 def main(argv: list[str]) -> int:

@@ -25,10 +25,9 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 import torch
-import torch.nn as nn
 
 from forecast.forcings import compute_forcings
-from forecast.models.base import seeded_generator
+from forecast.models.base import PrognosticModel, seeded_generator
 from forecast.models.constraints import StepConstraints, constrained_step
 from pipelines.errors import InputError
 from pipelines.grids import Grid
@@ -73,7 +72,7 @@ class BoundsCheck:
                              f"the model's variables are {', '.join(variables)}")
         low, high = np.full(len(variables), -float(n_std)), np.full(len(variables), float(n_std))
         for c, name in enumerate(variables):
-            if name in (bounds or {}):
+            if bounds and name in bounds:
                 a, b = bounds[name]
                 low[c] = max(low[c], (a - mean[c]) / std[c])
                 high[c] = min(high[c], (b - mean[c]) / std[c])
@@ -107,7 +106,7 @@ class RolloutEngine:
     Parameters
     ----------
     models
-        One model per checkpoint (eval mode, on ``device``); ``forward(state, forcings)``.
+        One model per checkpoint (eval mode, on ``device``).
     grid
         The model grid.
     time_step
@@ -123,7 +122,7 @@ class RolloutEngine:
         to every new state of that model (and to DYffusion's intermediate ones); None: none.
     """
 
-    def __init__(self, models: Sequence[nn.Module], grid: Grid, time_step: pd.Timedelta,
+    def __init__(self, models: Sequence[PrognosticModel], grid: Grid, time_step: pd.Timedelta,
                  static: np.ndarray | None, batch_members: int | None, device: torch.device,
                  constraints: Sequence[StepConstraints] | None = None):
         if not models:
@@ -142,7 +141,7 @@ class RolloutEngine:
     def groups(self, members: torch.Tensor) -> list[tuple[int, torch.Tensor]]:
         """``(model index, positions in members)`` batches: member ``m`` goes through model
         ``m mod K``; each model's members in chunks of at most ``batch_members``."""
-        out = []
+        out: list[tuple[int, torch.Tensor]] = []
         for k in range(len(self.models)):
             positions = torch.nonzero(members % len(self.models) == k).flatten()
             size = self.batch_members or max(len(positions), 1)
@@ -161,8 +160,8 @@ class RolloutEngine:
     def step(self, state: torch.Tensor, time: pd.Timestamp, members: torch.Tensor | None = None,
              noise_seed: int | None = None, intermediate: bool = False) -> torch.Tensor:
         """One step from ``time``: ``(B, C, H, W) -> (B, C, H, W)``, or with ``intermediate``
-        (a model with ``sample``, i.e. DYffusion) the states at every store step of it
-        ``(B, h, C, H, W)``, the last being the step's result.
+        the states at every store step of it ``(B, h, C, H, W)`` (:meth:`PrognosticModel.sample`),
+        the last being the step's result.
 
         ``members`` are the ensemble indices of the ``B`` states (default ``0 .. B-1``):
         they choose each state's model, so a block of members steps as it would in the
@@ -189,7 +188,7 @@ class RolloutEngine:
 
     def _noise(self, k: int, members: torch.Tensor, time: pd.Timestamp, noise_seed: int | None) -> torch.Tensor | None:
         model = self.models[k]
-        if noise_seed is None or not getattr(model, "stochastic", False):
+        if noise_seed is None or not model.stochastic:
             return None
         ids = members.tolist()
         return model.step_noise(lambda lag: [noise_generator(noise_seed, m, None if lag is None else time - lag * self.time_step)
@@ -209,7 +208,7 @@ class RolloutEngine:
     def substeps(self) -> int:
         """States per model step that :meth:`step` can return with ``intermediate`` (the
         models' common DYffusion horizon); 1 for a model without intermediate states."""
-        horizons = {int(getattr(m, "horizon", 1)) if hasattr(m, "sample") else 1 for m in self.models}
+        horizons = {m.horizon for m in self.models}
         if len(horizons) != 1:
             raise InputError(f"the checkpoints' models have different numbers of intermediate states {sorted(horizons)}")
         return horizons.pop()

@@ -144,10 +144,11 @@ class ForecastLayout:
 
 def _encoding(ds: xr.Dataset, netcdf: bool) -> dict[str, dict]:
     enc: dict[str, dict] = {}
-    for name, var in ds.data_vars.items():
+    for key, var in ds.data_vars.items():
+        name = str(key)
         enc[name] = {"dtype": "float32", "_FillValue": np.float32(np.nan)}
         members = var.chunks[var.dims.index("member")][0] if var.chunks else var.sizes["member"]  # a unit's block
-        chunks = tuple({"member": members, "lat": var.sizes["lat"], "lon": var.sizes["lon"]}.get(d, 1) for d in var.dims)
+        chunks = tuple({"member": members, "lat": var.sizes["lat"], "lon": var.sizes["lon"]}.get(str(d), 1) for d in var.dims)
         if netcdf:
             enc[name].update(zlib=True, complevel=1, chunksizes=chunks)
         else:

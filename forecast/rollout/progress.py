@@ -34,7 +34,7 @@ def completed_leads(partial: str | Path) -> list[int]:
         layout = json.loads((partial / PROGRESS_FILE).read_text())
     except (FileNotFoundError, NotADirectoryError, json.JSONDecodeError):
         return []
-    done = [None] * layout["n_inits"]
+    done: list[int | None] = [None] * layout["n_inits"]
     for unit in work_units(layout["n_inits"], layout["members"], layout["member_chunk"]):
         try:
             completed = int(json.loads((partial / UNITS_DIR / f"{unit.key}.json").read_text())["completed"])

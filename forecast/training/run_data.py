@@ -13,6 +13,7 @@ from forecast.config import TrainConfig
 from forecast.data import Splits, build_splits, load_state_array, model_step, split_masks
 from forecast.distributed import DistributedContext
 from forecast.forcings import forcing_names, normalise_static
+from forecast.models import model_class
 from forecast.normalise import Normaliser
 from pipelines.errors import InputError
 from pipelines.grids import Grid
@@ -52,9 +53,9 @@ def load_run_data(config: TrainConfig) -> RunData:
     states = load_state_array(store.data, variables, normaliser)
     masks = split_masks(store.times, config.train_start, config.train_end, config.val_start, config.val_end,
                         config.val_fraction)
-    dyffusion = config.model.architecture == "dyffusion"   # each of its stages learns one model step
+    staged = model_class(config.model).trained_in_stages   # each of its stages learns one model step
     splits = build_splits(states, store.times, grid, static, store.time_step, step,
-                          1 if dyffusion else config.rollout_steps, masks, with_path=dyffusion)
+                          1 if staged else config.rollout_steps, masks, with_path=staged)
     return RunData(grid=grid, variables=variables, normaliser=normaliser, static_names=static_names, static=static,
                    step=step, time_step_seconds=step * store.time_step.total_seconds(), splits=splits)
 

@@ -21,7 +21,9 @@ from forecast.checkpoint import Checkpoint, check_compatible, load_weights, save
 from forecast.config import TrainConfig
 from forecast.data import TrajectoryDataset
 from forecast.distributed import DistributedContext, all_gather_objects, all_reduce_sum, barrier
-from forecast.models.base import seeded_generator
+from forecast.models import model_class
+from forecast.models.base import PrognosticModel, seeded_generator
+from forecast.models.dyffusion import DYffusion
 from forecast.models.constraints import StepConstraints, TrainedOn, build_step_constraints, constrained_step
 from forecast.models.spectral_cap import reference_power
 from forecast.training.dyffusion import AreaWeightedL1, DYffusionObjective
@@ -51,6 +53,12 @@ class TrainResult:
     n_parameters: int = 0
     flops_per_step: int | None = None
 
+    def saved_checkpoint(self) -> Path:
+        """:attr:`checkpoint`, which every run that trains writes (a dry run does not)."""
+        if self.checkpoint is None:
+            raise RuntimeError("the training run wrote no checkpoint (a dry run)")
+        return self.checkpoint
+
 
 class Rollout(nn.Module):
     """``n`` autoregressive steps of a one-step model in one forward (one DDP forward per backward),
@@ -63,7 +71,7 @@ class Rollout(nn.Module):
     process count, and a resumed run draws what an uninterrupted one would.
     """
 
-    def __init__(self, model: nn.Module, members: int = 1, constraints: StepConstraints | None = None) -> None:
+    def __init__(self, model: PrognosticModel, members: int = 1, constraints: StepConstraints | None = None) -> None:
         super().__init__()
         self.model, self.members = model, members
         self.constraints = constraints if constraints is not None else StepConstraints()
@@ -71,12 +79,12 @@ class Rollout(nn.Module):
     def forward(self, state: torch.Tensor, forcings: torch.Tensor,
                 sample_seeds: torch.Tensor | None = None) -> torch.Tensor:
         m = self.members
-        stochastic = getattr(self.model, "stochastic", False) and sample_seeds is not None
+        stochastic = self.model.stochastic and sample_seeds is not None
         if m > 1:
             state, forcings = state.repeat_interleave(m, dim=0), forcings.repeat_interleave(m, dim=0)
         outputs = []
         for s in range(forcings.shape[1]):
-            noise = self._noise(sample_seeds, s) if stochastic else None
+            noise = self._noise(sample_seeds, s) if stochastic and sample_seeds is not None else None
             state = constrained_step(self.model, self.constraints, state, forcings[:, s], noise)
             outputs.append(state)
         out = torch.stack(outputs, dim=1)
@@ -93,7 +101,7 @@ class Rollout(nn.Module):
 def training_stages(config: TrainConfig) -> list[tuple[str, int]]:
     """``(stage, epochs)`` in order: ``[("model", epochs)]``, or for DYffusion the interpolator
     (``epochs``) then the forecaster (``forecaster_epochs``, default ``epochs``)."""
-    if config.model.architecture != "dyffusion":
+    if not model_class(config.model).trained_in_stages:
         return [("model", config.epochs)]
     return [("interpolator", config.epochs), ("forecaster", config.forecaster_epochs or config.epochs)]
 
@@ -140,7 +148,7 @@ class Trainer:
         self.saved_step = 0
         self.last_val: dict[str, float] = {}
 
-    def _build_model(self) -> nn.Module:
+    def _build_model(self) -> PrognosticModel:
         from forecast.models import build_model
 
         model = build_model(self.config.model, self.data.grid, len(self.data.variables), self.data.n_forcing)
@@ -151,8 +159,7 @@ class Trainer:
             log.info("residual scale (std of the normalised %g h tendency): %s", self.data.time_step_seconds / 3600,
                      ", ".join(f"{v} {s:.3g}" for v, s in zip(self.data.variables, scale)))
             model.set_residual_scale(scale)
-        if self.config.model.architecture == "dyffusion":
-            model.set_horizon(self.data.step)
+        model.set_horizon(self.data.step)
         return model.to(self.world.device)
 
     def stage_of(self, epoch: int) -> str:
@@ -171,6 +178,7 @@ class Trainer:
         if stage == "model":
             self.rollout: nn.Module = Rollout(self.model, config.ensemble_members, self.constraints).to(world.device)
         else:
+            assert isinstance(self.model, DYffusion), "only DYffusion trains in stages"
             self.rollout = DYffusionObjective(self.model, stage, self.loss_fn, self.l1).to(world.device)
             log.info("DYffusion stage: %s", stage)
         self.ddp = (DistributedDataParallel(self.rollout, device_ids=[world.device.index] if world.device.type == "cuda"
@@ -231,6 +239,8 @@ class Trainer:
         # stage starts afresh, as in an uninterrupted run
         if saved_stage == self.stage:
             try:
+                if ckpt.optimizer_state is None or ckpt.scheduler_state is None:
+                    raise KeyError("no optimiser or scheduler state")
                 self.optimizer.load_state_dict(ckpt.optimizer_state)
                 self.scheduler.load_state_dict(ckpt.scheduler_state)
             except (ValueError, KeyError, TypeError, RuntimeError) as exc:

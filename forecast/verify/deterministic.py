@@ -90,7 +90,7 @@ def rmse(forecast: X, truth: X, weights: xr.DataArray, dims: Dims) -> X:
     The square root is taken after averaging over all ``dims`` (time included when
     the caller passes it), as WeatherBench 2's ``RMSE``.
     """
-    return np.sqrt(mse(forecast, truth, weights, dims))
+    return mse(forecast, truth, weights, dims) ** 0.5   # np.sqrt, typed for xarray objects too
 
 
 def mae(forecast: X, truth: X, weights: xr.DataArray, dims: Dims) -> X:

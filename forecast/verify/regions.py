@@ -17,6 +17,8 @@ sum of the weights it uses, so a regional mean is a true area-weighted mean over
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import xarray as xr
 
 from pipelines.errors import InputError
@@ -31,7 +33,7 @@ REGIONS: dict[str, tuple[float, float]] = {
 }
 
 
-def check_regions(names: list[str]) -> list[str]:
+def check_regions(names: Sequence[str]) -> list[str]:
     """Return ``names`` if all are known regions, else raise :class:`InputError`."""
     unknown = [n for n in names if n not in REGIONS]
     if unknown:

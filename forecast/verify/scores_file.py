@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import xarray as xr
@@ -32,7 +33,7 @@ CATEGORIES = ("model", "metric", "region", "source", "part", "sum")
 LAYOUT = {None: ("model", "metric", "lead_time", "region"), "rank_histogram": ("lead_time", "region", "rank"),
           "spectra": ("source", "lead_time", "wavenumber"),
           "init_sums": ("model", "part", "sum", "lead_time", "region", "init_time")}   # CF: the T-like init_time last
-COORD_ATTRS = {
+COORD_ATTRS: dict[str, dict[str, Any]] = {
     "model": {"long_name": "forecast system (the model's forecast or a baseline)"},
     "metric": {"long_name": "verification metric"},
     "region": {"long_name": "verification region (latitude band)"},

@@ -118,7 +118,7 @@ def verify(config: VerifyConfig) -> Path:
 
 def _verify(config: VerifyConfig) -> Path:
     regions = check_regions(config.regions)
-    metrics = list(config.metrics)
+    metrics: list[str] = list(config.metrics)
     forecast = standardise_latlon(open_forecast(config.forecast))
     truth_all, store_clim = open_truth(config.truth)
     truth_all = standardise_latlon(truth_all)
@@ -141,7 +141,7 @@ def _verify(config: VerifyConfig) -> Path:
     models = {"forecast": forecast}
     if "persistence" in config.baselines:
         models["persistence"] = persistence(truth_all, init, lead).expand_dims({MEMBER: [0]})
-    if "climatology" in config.baselines:
+    if "climatology" in config.baselines and clim is not None:   # refused above without one
         models["climatology"] = climatology_forecast(clim, init, lead).expand_dims({MEMBER: [0]})
     if config.perfect_model is not None:
         models["perfect_model"] = _open_perfect_model(config.perfect_model, forecast, grid)
@@ -160,7 +160,7 @@ def _open_perfect_model(path: str, forecast: xr.Dataset, grid: Grid) -> xr.Datas
     if Grid.from_coords(ensemble) != grid:
         raise InputError(f"the perfect-model ensemble {path} is on grid {Grid.from_coords(ensemble)}, the forecast on "
                          f"{grid}; make it from the store the forecast is on")
-    missing = [v for v in forecast.data_vars if v not in ensemble.data_vars]
+    missing = [str(v) for v in forecast.data_vars if v not in ensemble.data_vars]
     inits, leads = forecast["init_time"].values, forecast["lead_time"].values
     absent = [str(t) for t in inits if t not in ensemble["init_time"].values]
     absent += [str(t) for t in leads if t not in ensemble["lead_time"].values]
@@ -212,8 +212,10 @@ def _score_all(models: dict[str, xr.Dataset], truth_all: xr.Dataset, clim_valid:
                     if n_members > 1:
                         part = rank_counts(fc, truth, weights)
                         counts = part if counts is None else counts + part
-        per_lead.append(xr.concat([finalise(sums[name], metrics, models[name].sizes[MEMBER], template)
-                                   for name in models], dim="model").assign_coords(model=list(models)))
+        assert template is not None   # made from the forecast, always among the models
+        scores: list[xr.DataArray] = [finalise(sums[name], metrics, models[name].sizes[MEMBER], template)
+                                      for name in models]
+        per_lead.append(xr.concat(scores, dim="model").assign_coords(model=list(models)))
         per_init.append(init_sums.stacked())
         if counts is not None:
             hists.append(counts / counts.sum("rank"))

@@ -59,6 +59,8 @@ class StepEmbedding(nn.Module):
     ``(B,)`` steps -> ``(B, dim)``.
     """
 
+    omega: torch.Tensor   # buffer (frequencies,)
+
     def __init__(self, dim: int, frequencies: int = 16, max_period: float = 100.0) -> None:
         super().__init__()
         self.register_buffer("omega", max_period ** (-torch.arange(frequencies, dtype=torch.float32) / frequencies),

@@ -34,7 +34,7 @@ import torch
 import torch.nn as nn
 
 from forecast.config import ModelConfig
-from forecast.models.base import PrognosticModel
+from forecast.models.base import InferenceOptions, PrognosticModel
 from forecast.models.layers import ACTIVATIONS, MLP, DropoutMasks, DropPath, make_norm
 from forecast.models.sfno.conditioning import (NoiseConditioning, StepEmbedding, StepModulation, noise_degree_sigma,
                                                white_noise_scale)
@@ -185,8 +185,17 @@ class SFNO(PrognosticModel):
         dec_in = embed_dim + (in_dim if big_skip else 0)
         self.decoder = _point_mlp(dec_in, n_state, int(embed_dim * mlp_ratio), encoder_layers, act)
 
+    inference_options = {"noise_amplitude": "a factor on the noise of a stochastic SFNO (model.noise_channels > 0)"}
+
     @classmethod
-    def from_config(cls, config: ModelConfig, grid: Grid, n_state: int, n_forcing: int) -> "SFNO":
+    def check_inference_options(cls, config: ModelConfig, options: InferenceOptions, where: str) -> None:
+        if options.noise_amplitude is not None and not config.noise_channels:
+            raise InputError(f"rollout noise_amplitude={options.noise_amplitude:g} scales the noise of a stochastic "
+                             f"SFNO (model.noise_channels > 0); {where} has none")
+
+    @classmethod
+    def from_config(cls, config: ModelConfig, grid: Grid, n_state: int, n_forcing: int,
+                    options: InferenceOptions = InferenceOptions()) -> "SFNO":
         return cls(grid, n_state, n_forcing, embed_dim=config.embed_dim, num_layers=config.num_layers,
                    scale_factor=config.scale_factor, mlp_ratio=config.mlp_ratio,
                    hard_thresholding_fraction=config.hard_thresholding_fraction,
@@ -195,7 +204,8 @@ class SFNO(PrognosticModel):
                    drop_path_rate=config.drop_path_rate, encoder_layers=config.encoder_layers,
                    noise_channels=config.noise_channels, mlp_dropout=config.mlp_dropout,
                    noise_length_scales_km=config.noise_length_scales_km,
-                   noise_autocorrelation=config.noise_autocorrelation, noise_amplitude=config.noise_amplitude)
+                   noise_autocorrelation=config.noise_autocorrelation,
+                   noise_amplitude=1.0 if options.noise_amplitude is None else options.noise_amplitude)
 
     @property
     def noise_channels(self) -> int:
@@ -237,7 +247,8 @@ class SFNO(PrognosticModel):
         return self.decoder(h).permute(0, 3, 1, 2).contiguous()
 
 
-def _transforms(grid: Grid, scale_factor: int, fraction: float) -> tuple[nn.Module, ...]:
+def _transforms(grid: Grid, scale_factor: int, fraction: float) -> tuple[ChannelsLastRealSHT, ChannelsLastInverseRealSHT,
+                                                                         ChannelsLastRealSHT, ChannelsLastInverseRealSHT]:
     """(SHT from the full grid, inverse to the full grid, SHT and inverse on the internal grid)."""
     if scale_factor < 1:
         raise InputError(f"model scale_factor must be >= 1, got {scale_factor}")

@@ -65,12 +65,12 @@ class _TruncatedRFFT(torch.autograd.Function):
     ``(B, H, M, C, 2)``; backward: :math:`\bar x = \mathrm{irfft}(\bar X \cdot a)/n` (module docstring)."""
 
     @staticmethod
-    def forward(ctx, x: torch.Tensor, mmax: int) -> torch.Tensor:  # type: ignore[override]
+    def forward(ctx, x: torch.Tensor, mmax: int) -> torch.Tensor:
         ctx.n, ctx.mmax = x.shape[2], mmax
         return torch.view_as_real(torch.fft.rfft(x, dim=2, norm="forward")[:, :, :mmax])
 
     @staticmethod
-    def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor, None]:  # type: ignore[override]
+    def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor, None]:
         grad = (grad * _order_factors(ctx.mmax, 0.5, grad)).contiguous()
         return torch.fft.irfft(torch.view_as_complex(grad), n=ctx.n, dim=2, norm="backward"), None
 
@@ -81,13 +81,13 @@ class _TruncatedIRFFT(torch.autograd.Function):
     :math:`\bar X = \mathrm{rfft}(\bar y)_{m<M} \cdot b` (module docstring)."""
 
     @staticmethod
-    def forward(ctx, coeffs: torch.Tensor, n: int) -> torch.Tensor:  # type: ignore[override]
+    def forward(ctx, coeffs: torch.Tensor, n: int) -> torch.Tensor:
         ctx.mmax = coeffs.shape[2]
         coeffs = (coeffs * _order_factors(ctx.mmax, 1.0, coeffs)).contiguous()
         return torch.fft.irfft(torch.view_as_complex(coeffs), n=n, dim=2, norm="forward")
 
     @staticmethod
-    def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor, None]:  # type: ignore[override]
+    def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor, None]:
         spec = torch.view_as_real(torch.fft.rfft(grad, dim=2, norm="backward")[:, :, : ctx.mmax])
         return spec * _order_factors(ctx.mmax, 2.0, spec), None
 
@@ -95,6 +95,8 @@ class _TruncatedIRFFT(torch.autograd.Function):
 class ChannelsLastRealSHT(nn.Module):
     r"""Forward transform (module docstring) ``(B, nlat, nlon, C)`` -> ``(M, L, B, 2, C)``, as
     :class:`torch_harmonics.RealSHT` with ``lmax``, ``mmax`` on the ``grid`` kind."""
+
+    weights: torch.Tensor   # buffer (M, L, H)
 
     def __init__(self, nlat: int, nlon: int, lmax: int, mmax: int, grid: str) -> None:
         super().__init__()
@@ -117,6 +119,8 @@ class ChannelsLastInverseRealSHT(nn.Module):
     r"""Inverse transform (module docstring) ``(M, L, B, 2, C)`` -> ``(B, nlat, nlon, C)``, as
     :class:`torch_harmonics.InverseRealSHT`; the imaginary part of :math:`m = 0` is dropped,
     identically on every FFT backend."""
+
+    pct: torch.Tensor   # buffer (M, H, L)
 
     def __init__(self, nlat: int, nlon: int, lmax: int, mmax: int, grid: str) -> None:
         super().__init__()
