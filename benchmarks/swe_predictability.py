@@ -105,8 +105,8 @@ def main() -> None:
                "init_every_hours": args.init_every_hours, "members": args.members, "seed": args.seed,
                "tables": [table(title, ["lead (h)", "ensemble mean", "one member", "persistence",
                                         "ensemble mean / persistence"], rows,
-                                f"Area-weighted RMSE, mean squares averaged over init times {args.init_every_hours:g} h "
-                                f"apart after {args.spinup_days:g} days of spin-up.")]}
+                                "Area-weighted RMSE, mean squares averaged over init times "
+                                f"{args.init_every_hours:g} h apart after {args.spinup_days:g} days of spin-up.")]}
     print(f"results: {write_results(args.results, 'swe_predictability', figures)}")
 
 

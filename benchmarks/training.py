@@ -67,7 +67,8 @@ def main() -> None:
     figures = {"architecture": args.architecture, "grid": args.grid, "steps": args.steps,
                "batch_size": args.batch_size, "embed_dim": args.embed_dim, "tables": [table(
                    title, ["processes", "samples/s", f"ratio to {args.processes[0]} process(es)"], rows,
-                   f"{args.steps} optimiser steps under torchrun (gloo on CPU, NCCL on GPUs), the rate forecast.train logs: "
+                   f"{args.steps} optimiser steps under torchrun (gloo on CPU, NCCL on GPUs), "
+                   "the rate forecast.train logs: "
                    "start-up excluded, validation (5 % of the times) and the last checkpoint included; "
                    "the cores are shared between the processes.")]}
     print(f"results: {write_results(args.results, 'training', figures)}")
