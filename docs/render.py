@@ -2,12 +2,14 @@
 
     python docs/render.py           # rewrite the tables in place
     python docs/render.py --check   # exit 1 if a committed table differs from its rendering
+    python docs/render.py docs/benchmarks.md   # only these documents
 
 A generated table sits between ``<!-- table:NAME -->`` and ``<!-- /table -->``; NAME is a
 function of :data:`TABLES`, which reads results files (written by the demo and the
 benchmarks through :mod:`forecast.results`) and returns markdown, or ``bench-BENCHMARK``:
-every table of ``docs/results/benchmarks/BENCHMARK.json`` (:func:`benchmark_tables`). No number in the docs is
-typed by hand: a figure comes from a results file, with the commit and machine it states.
+every table of ``docs/results/benchmarks/BENCHMARK.json`` (:func:`benchmark_tables`). No
+number in the docs is typed by hand: a figure comes from a results file, with the commit and
+machine it states.
 """
 
 from __future__ import annotations
@@ -185,9 +187,11 @@ def documents() -> list[Path]:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--check", action="store_true", help="exit 1 if a committed table differs from its rendering")
+    parser.add_argument("paths", nargs="*", type=Path, help="documents to render (default: README.md and docs/*.md)")
     args = parser.parse_args()
+    paths = [p.resolve() for p in args.paths] or documents()
     stale = []
-    for path in documents():
+    for path in paths:
         text = path.read_text()
         rendered = render_text(text)
         if rendered != text:
@@ -197,7 +201,7 @@ def main() -> int:
     if args.check and stale:
         print("stale generated tables in: " + ", ".join(str(p.relative_to(REPO)) for p in stale), file=sys.stderr)
         return 1
-    print(("checked " if args.check else "rendered ") + f"{len(documents())} document(s)")
+    print(("checked " if args.check else "rendered ") + f"{len(paths)} document(s)")
     return 0
 
 
