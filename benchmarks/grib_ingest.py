@@ -112,7 +112,7 @@ def child(code: str, cache: Path) -> tuple[str, float, float]:
 
 
 def read_throughput(inputs: dict[str, str], tmp: Path, data: str) -> dict:
-    rates, rows = {}, []
+    rates, read = {}, {}
     runs = (("NetCDF", "NetCDF"), ("NetCDF zlib", "NetCDF zlib"), ("GRIB, cold index", "GRIB"),
             ("GRIB, warm index", "GRIB"))
     for label, source in runs:
@@ -121,12 +121,12 @@ def read_throughput(inputs: dict[str, str], tmp: Path, data: str) -> dict:
         rates[label] = nbytes / 2**20 / seconds
         print(f"ingest {label:17s}: {rates[label]:7.1f} MB/s ({nbytes / 2**20:.0f} MB in {seconds:.2f} s, "
               f"peak RSS {peak:.0f} MiB)")
-        rows.append([label, rates[label], nbytes / 2**20, peak])
+        read[label] = (nbytes / 2**20, peak)
     for reference in ("NetCDF", "NetCDF zlib"):
         for label in ("GRIB, cold index", "GRIB, warm index"):
             print(f"throughput ratio {reference} / {label} = {rates[reference] / rates[label]:.2f} (goal <= 1.5)")
-    for row in rows:
-        row[2:2] = [rates["NetCDF"] / row[1], rates["NetCDF zlib"] / row[1]]
+    rows = [[label, rate, rates["NetCDF"] / rate, rates["NetCDF zlib"] / rate, *read[label]]
+            for label, rate in rates.items()]
     return table(f"Ingest throughput (open, select, read every value), {data}",
                  ["format", "MB/s", "NetCDF / this", "NetCDF zlib / this", "MB read", "peak RSS (MiB)"], rows,
                  "One fresh process per format, files in the page cache; MB/s of float32 data.")
