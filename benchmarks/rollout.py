@@ -240,14 +240,14 @@ def tables(args: argparse.Namespace, results: dict) -> list[dict]:
                     [[results["rollout_wall_s"], results["forward_s"], results["outside_forward_fraction"],
                       results["member_steps_per_s_with_output"]]],
                     f"The run with the smallest fraction outside the model of {args.repeats}.")
-    memory = table(f"Peak memory against lead time, {size}", ["lead times", "peak RSS (MiB)", "peak CUDA (MiB)"],
-                   [[m["leads"], m["peak_rss_mib"], m["peak_cuda_mib"]] for m in results["memory"]],
-                   "One fresh process per rollout; its own peak resident memory (VmHWM).")
-    processes = table(f"The rollout command under torchrun, {size}, four init times",
-                      ["processes", "member-steps/s", "ratio to the first"],
-                      [[int(n), p["member_steps_per_s"], p["ratio_to_first"]] for n, p in results["processes"].items()],
-                      "The rate the rollout logs (start-up excluded); cores shared between the processes.")
-    return [speed, outside, memory, processes]
+    peaks = table(f"Peak memory against lead time, {size}", ["lead times", "peak RSS (MiB)", "peak CUDA (MiB)"],
+                  [[m["leads"], m["peak_rss_mib"], m["peak_cuda_mib"]] for m in results["memory"]],
+                  "One fresh process per rollout; its own peak resident memory (VmHWM).")
+    scaling = table(f"The rollout command under torchrun, {size}, four init times",
+                    ["processes", "member-steps/s", "ratio to the first"],
+                    [[int(n), p["member_steps_per_s"], p["ratio_to_first"]] for n, p in results["processes"].items()],
+                    "The rate the rollout logs (start-up excluded); cores shared between the processes.")
+    return [speed, outside, peaks, scaling]
 
 
 if __name__ == "__main__":
