@@ -2,17 +2,18 @@
 
 * Inference: one 6 h model step of a 16-member ensemble by cold sampling (dropout on,
   seeded masks; ``h`` forecaster + ``2(h-1)`` interpolator calls) against one forward call
-  of the deterministic SFNO on the same members. The paper's code spends about 2.7 SFNO
-  calls per *output* step at h = 6 because its output steps are the interpolated ones; here
-  the ratio is per model step, and per written state with ``rollout --intermediate``.
+  of the deterministic SFNO on the same members. The paper counts SFNO calls per *output*
+  step, its output steps being the interpolated ones; here the ratio is per model step, and
+  per written state with ``rollout --intermediate``.
 * Training: one optimiser step of each stage (interpolator: one call with gradients;
   forecaster: one interpolator call without, one forecaster call with) against one SFNO
   training step, same batch.
 
 Sizes are the demo's (LG 64x128, 4 state + 3 forcing channels, embed_dim 32, 4 blocks,
-scale_factor 2, h = 6). Timings interleave the candidates after warm-up; medians.
+scale_factor 2, h = 6). Timings interleave the candidates after warm-up; medians. The
+results go to ``--results`` (:mod:`forecast.results`).
 
-    python benchmarks/dyffusion.py --threads 2
+    python benchmarks/dyffusion.py --threads 2 [--repeats 5] [--results PATH]
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ sys.path.insert(0, str(REPO))
 from forecast.config import ModelConfig  # noqa: E402
 from forecast.losses import AreaWeightedMSE  # noqa: E402
 from forecast.models import build_model  # noqa: E402
+from forecast.results import add_results_option, table, write_results  # noqa: E402
 from forecast.training.dyffusion import AreaWeightedL1, DYffusionObjective  # noqa: E402
 from pipelines.grids import Grid  # noqa: E402
 
@@ -57,6 +59,7 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=4)
     parser.add_argument("--horizon", type=int, default=6)
     parser.add_argument("--repeats", type=int, default=5)
+    add_results_option(parser, "dyffusion")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     grid, n_state, n_forcing, h = Grid.parse("legendre-gauss:64x128"), 4, 3, args.horizon
@@ -118,6 +121,19 @@ def main() -> None:
     print(f"training, one optimiser step, batch {args.batch}:")
     for name, seconds in training.items():
         print(f"  {name:24s} {seconds * 1e3:8.1f} ms  ({seconds / training['sfno']:.2f}x the SFNO's)")
+    note = f"Median of {args.repeats} interleaved rounds after one warm-up call each; {args.threads} torch threads."
+    tables = [
+        table(f"Inference: one model step (h = {h}) of {args.members} members, LG 64x128",
+              ["model", "ms", "SFNO calls"],
+              [[name, 1e3 * seconds, seconds / inference["sfno"]] for name, seconds in inference.items()],
+              f"{note} Cold sampling makes {calls} network calls per model step, "
+              f"{calls / h:.2f} per written state with --intermediate."),
+        table(f"Training: one optimiser step, batch {args.batch}", ["stage", "ms", "ratio to the SFNO's"],
+              [[name, 1e3 * seconds, seconds / training["sfno"]] for name, seconds in training.items()], note),
+    ]
+    figures = {"members": args.members, "batch": args.batch, "horizon": h, "threads": args.threads,
+               "repeats": args.repeats, "network_calls_per_step": calls, "tables": tables}
+    print(f"results: {write_results(args.results, 'dyffusion', figures)}")
 
 
 if __name__ == "__main__":

@@ -17,9 +17,10 @@ per file (16-bit simple packing, as MARS ships it), split into files of
 
 Every measurement runs in a fresh subprocess (threaded dask scheduler; ``ru_maxrss`` of
 that child); the files are read once beforehand so both formats start from the page cache.
-Timings are of this machine at the time it runs: run it on a quiet machine, twice.
+Timings are of this machine at the time it runs: run it on a quiet machine, twice. The
+figures go to ``--results`` (:mod:`forecast.results`).
 
-    python benchmarks/grib_ingest.py --steps 160 --memory-steps 40
+    python benchmarks/grib_ingest.py --steps 160 --memory-steps 40 [--results PATH]
     python benchmarks/grib_ingest.py --grid equiangular:721x1440 --steps 16 --steps-per-file 8 --skip-prepare \\
         --memory-steps 0
 """
@@ -38,6 +39,8 @@ import numpy as np
 import pandas as pd
 
 from pipeline import REQUEST, ROOT, SOURCE, VARIABLES   # the data of benchmarks/pipeline.py (adds ROOT, tests/)
+
+from forecast.results import add_results_option, table, write_results
 
 READ = """
 import time, warnings; warnings.simplefilter("ignore")
@@ -108,8 +111,8 @@ def child(code: str, cache: Path) -> tuple[str, float, float]:
     return out, time.perf_counter() - start, usage.ru_maxrss / 1024.0
 
 
-def read_throughput(inputs: dict[str, str], tmp: Path) -> None:
-    rates = {}
+def read_throughput(inputs: dict[str, str], tmp: Path, data: str) -> dict:
+    rates, read = {}, {}
     runs = (("NetCDF", "NetCDF"), ("NetCDF zlib", "NetCDF zlib"), ("GRIB, cold index", "GRIB"),
             ("GRIB, warm index", "GRIB"))
     for label, source in runs:
@@ -118,28 +121,43 @@ def read_throughput(inputs: dict[str, str], tmp: Path) -> None:
         rates[label] = nbytes / 2**20 / seconds
         print(f"ingest {label:17s}: {rates[label]:7.1f} MB/s ({nbytes / 2**20:.0f} MB in {seconds:.2f} s, "
               f"peak RSS {peak:.0f} MiB)")
+        read[label] = (nbytes / 2**20, peak)
     for reference in ("NetCDF", "NetCDF zlib"):
         for label in ("GRIB, cold index", "GRIB, warm index"):
             print(f"throughput ratio {reference} / {label} = {rates[reference] / rates[label]:.2f} (goal <= 1.5)")
+    rows = [[label, rate, rates["NetCDF"] / rate, rates["NetCDF zlib"] / rate, *read[label]]
+            for label, rate in rates.items()]
+    return table(f"Ingest throughput (open, select, read every value), {data}",
+                 ["format", "MB/s", "NetCDF / this", "NetCDF zlib / this", "MB read", "peak RSS (MiB)"], rows,
+                 "One fresh process per format, files in the page cache; MB/s of float32 data.")
 
 
-def prepare_time(inputs: dict[str, str], tmp: Path) -> None:
-    seconds = {}
+def prepare_time(inputs: dict[str, str], tmp: Path) -> dict:
+    seconds, peaks = {}, {}
     for label in ("NetCDF", "GRIB"):
-        _, seconds[label], peak = child(PREPARE.format(inputs=inputs[label], request=REQUEST,
-                                                       out=str(tmp / f"{label}.zarr")), tmp / f"cache-prepare-{label}")
-        print(f"prepare from {label:6s}: {seconds[label]:6.1f} s (GRIB: cold index), peak RSS {peak:.0f} MiB")
+        _, seconds[label], peaks[label] = child(PREPARE.format(inputs=inputs[label], request=REQUEST,
+                                                               out=str(tmp / f"{label}.zarr")),
+                                                tmp / f"cache-prepare-{label}")
+        print(f"prepare from {label:6s}: {seconds[label]:6.1f} s (GRIB: cold index), peak RSS {peaks[label]:.0f} MiB")
     print(f"prepare time ratio GRIB / NetCDF = {seconds['GRIB'] / seconds['NetCDF']:.2f}")
+    rows = [[label, seconds[label], seconds[label] / seconds["NetCDF"], peaks[label]] for label in seconds]
+    return table("prepare (read, regrid to legendre-gauss:64x128, statistics, write)",
+                 ["format", "seconds", "seconds / NetCDF's", "peak RSS (MiB)"], rows,
+                 "One fresh process per format; GRIB with a cold index cache.")
 
 
-def memory_scaling(tmp: Path, steps: int, steps_per_file: int, grid: str) -> None:
-    peaks = {}
+def memory_scaling(tmp: Path, steps: int, steps_per_file: int, grid: str) -> dict:
+    peaks, rows = {}, []
     for n in (steps, 4 * steps):
         grib = sources(tmp / f"mem{n}", n, steps_per_file, grid)["GRIB"]
         _, seconds, peaks[n] = child(PREPARE.format(inputs=grib, request=REQUEST, out=str(tmp / f"mem{n}.zarr")),
                                      tmp / f"cache-mem{n}")
         print(f"prepare from GRIB, {n:4d} steps: {seconds:6.1f} s, peak RSS {peaks[n]:6.0f} MiB")
+        rows.append([n, seconds, peaks[n], peaks[n] / peaks[steps]])
     print(f"peak RSS ratio 4N/N = {peaks[4 * steps] / peaks[steps]:.2f} (goal <= 1.2)")
+    return table("Memory of prepare from GRIB against the record's length",
+                 ["6-hourly steps", "seconds", "peak RSS (MiB)", "peak RSS / the smallest's"], rows,
+                 "One fresh process per run; its own peak RSS.")
 
 
 def main() -> None:
@@ -151,15 +169,20 @@ def main() -> None:
     parser.add_argument("--grid", default=SOURCE, help="source grid, e.g. equiangular:721x1440 for ERA5's 0.25 deg")
     parser.add_argument("--skip-prepare", action="store_true", help="only the ingest throughput")
     parser.add_argument("--tmp", default=None, help="scratch directory (default: a temporary one)")
+    add_results_option(parser, "grib_ingest")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(dir=args.tmp) as tmp:
         inputs = sources(Path(tmp) / "data", args.steps, args.steps_per_file, args.grid)
-        print(f"{args.steps} steps x {len(REQUEST)} fields on {args.grid}, {args.steps_per_file} steps per file")
-        read_throughput(inputs, Path(tmp))
+        data = f"{args.steps} steps x {len(REQUEST)} fields on {args.grid}, {args.steps_per_file} steps per file"
+        print(data)
+        tables = [read_throughput(inputs, Path(tmp), data)]
         if not args.skip_prepare:
-            prepare_time(inputs, Path(tmp))
+            tables.append(prepare_time(inputs, Path(tmp)))
         if args.memory_steps:
-            memory_scaling(Path(tmp), args.memory_steps, args.steps_per_file, args.grid)
+            tables.append(memory_scaling(Path(tmp), args.memory_steps, args.steps_per_file, args.grid))
+    figures = {"steps": args.steps, "memory_steps": args.memory_steps, "steps_per_file": args.steps_per_file,
+               "grid": args.grid, "tables": tables}
+    print(f"results: {write_results(args.results, 'grib_ingest', figures)}")
 
 
 if __name__ == "__main__":

@@ -1,10 +1,11 @@
 """Cost of the hyperdiffusion filter in the model step (``model.hyperdiffusion_efold_hours``).
 
-    python benchmarks/hyperdiffusion.py [--grid legendre-gauss:64x128] [--batch 4] [--repeats 20]
+    python benchmarks/hyperdiffusion.py [--grid legendre-gauss:64x128] [--batch 4] [--repeats 20] [--results PATH]
 
 Times a training step (forward + backward) and an inference step of the demo's SFNO
 (embed_dim 32, 4 layers, scale factor 2; state gh, u, v, vo) with and without the filter,
-and the filter alone, and prints the ratios. Not a test: run it on a quiet machine.
+and the filter alone, prints the ratios and writes them to ``--results``
+(:mod:`forecast.results`). Not a test: run it on a quiet machine.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from forecast.config import ModelConfig  # noqa: E402
 from forecast.models import TrainedOn, build_model, build_step_constraints, constrained_step  # noqa: E402
+from forecast.results import add_results_option, table, write_results  # noqa: E402
 from pipelines.grids import Grid  # noqa: E402
 
 VARIABLES = ["gh", "u", "v", "vo"]
@@ -43,6 +45,7 @@ def main() -> None:
     parser.add_argument("--grid", default="legendre-gauss:64x128")
     parser.add_argument("--batch", type=int, default=4)
     parser.add_argument("--repeats", type=int, default=20)
+    add_results_option(parser, "hyperdiffusion")
     args = parser.parse_args()
     grid = Grid.parse(args.grid)
     torch.manual_seed(0)
@@ -78,6 +81,14 @@ def main() -> None:
         print(f"{name:24s} training step {1e3 * train:8.1f} ms ({train / base_train:.2f}x)   "
               f"inference step {1e3 * infer:8.1f} ms ({infer / base_infer:.2f}x)")
     print(f"{'the filter alone':24s} {1e3 * alone:.1f} ms ({alone / base_infer:.2f} of an SFNO inference step)")
+    rows = [[name, 1e3 * train, train / base_train, 1e3 * infer, infer / base_infer]
+            for name, (train, infer) in results.items()]
+    rows.append(["the filter alone", "-", "-", 1e3 * alone, alone / base_infer])
+    title = f"The demo's SFNO with and without hyperdiffusion, {grid}, batch {args.batch}"
+    figures = {"grid": str(grid), "batch": args.batch, "repeats": args.repeats, "tables": [table(
+        title, ["step", "training (ms)", "training / SFNO's", "inference (ms)", "inference / SFNO's"], rows,
+        f"Median of {args.repeats} calls after two warm-up calls; {torch.get_num_threads()} torch threads.")]}
+    print(f"results: {write_results(args.results, 'hyperdiffusion', figures)}")
 
 
 if __name__ == "__main__":

@@ -1,8 +1,10 @@
 """Long-rollout stability: does a trained model stay finite and keep the truth's spectrum?
 
-    python benchmarks/long_rollout.py --checkpoint demo/runs/sfno/checkpoints/latest.pt \
-        --store demo/data/swe.zarr [--steps 1000] [--every 50] [--variable gh] [--seeds 3] \
-        [--spectral-cap 2] [--conserve gh vo]
+    python benchmarks/long_rollout.py [--checkpoint demo/runs/sfno-crps/model0/checkpoints/latest.pt] \
+        [--store demo/data/swe.zarr] [--steps 1000] [--every 50] [--variable gh] [--seeds 3] \
+        [--spectral-cap 2] [--conserve gh vo] [--results PATH]
+
+The defaults are the demo's first stochastic SFNO and its store (``forecast demo`` makes them).
 
 Runs one unperturbed member for ``--steps`` model steps from the store's first time
 (through the same ``forecast rollout`` workflow: streamed output, blow-up checks),
@@ -14,12 +16,18 @@ thing to the climate the model should settle into) or, with ``--reference climat
 every time the store holds (a statistically stationary flow: ``swe.stirring``), and prints
 the ratios, the value range and the global (area) mean against the truth's.
 
-A stochastic model's blow-up step is chaotic (one model, two noise seeds: steps 249 and
-528), so ``--seeds N`` rolls it out with N noise seeds, prints the step each one lasted and
-the spectra of the first; a deterministic model needs one.
+A stochastic model's blow-up step is chaotic (one model, two noise seeds can last very
+different numbers of steps), so ``--seeds N`` rolls it out with N noise seeds, prints the step
+each one lasted and the spectra of the first; a deterministic model needs one.
 
 A ratio near 1 in every band at every lead is stable and sharp; a falling high band is
 blurring; a growing one is noise piling up at small scales (the usual road to blow-up).
+
+No inference-time limiter is on unless asked for (``--spectral-cap``, ``--conserve``; the
+checkpoint's own hyperdiffusion, if it was trained with one, is part of the model). The
+results file (``--results``, :mod:`forecast.results`) holds the steps each seed completed,
+the limiters, and the band ratios of seed 0 at every written lead; its tables show
+``--table-leads`` of those leads.
 """
 
 from __future__ import annotations
@@ -38,6 +46,7 @@ sys.path.insert(0, str(REPO))
 
 from forecast.checkpoint import load_model  # noqa: E402
 from forecast.config import PerturbationConfig, RolloutConfig  # noqa: E402
+from forecast.results import add_results_option, table, write_results  # noqa: E402
 from forecast.rollout.engine import BlowUpError  # noqa: E402
 from forecast.rollout.io import open_forecast, partial_path  # noqa: E402
 from forecast.rollout import rollout  # noqa: E402
@@ -58,8 +67,8 @@ def bands(truth_spectrum: np.ndarray) -> dict[str, slice]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--checkpoint", required=True)
-    parser.add_argument("--store", required=True)
+    parser.add_argument("--checkpoint", default="demo/runs/sfno-crps/model0/checkpoints/latest.pt")
+    parser.add_argument("--store", default="demo/data/swe.zarr")
     parser.add_argument("--steps", type=int, default=1000)
     parser.add_argument("--every", type=int, default=50)
     parser.add_argument("--variable", default="gh")
@@ -78,7 +87,12 @@ def main() -> None:
     parser.add_argument("--noise-amplitude", type=float, default=None,
                         help="a stochastic SFNO's noise factor at inference (rollout noise_amplitude; default 1)")
     parser.add_argument("--out", default=None, help="forecast outputs (default: a temporary directory)")
+    parser.add_argument("--table-leads", type=int, default=6, help="written leads the docs table shows (evenly spaced)")
+    add_results_option(parser, "long_rollout")
     args = parser.parse_args()
+    for path in (args.checkpoint, args.store):
+        if not Path(path).exists():
+            parser.error(f"{path} does not exist (run `forecast demo` first, or pass --checkpoint and --store)")
 
     store = open_store(args.store)
     init = store.times[0]
@@ -134,6 +148,7 @@ def main() -> None:
     header = f"{'lead (h)':>9} {'step':>5}  " + " ".join(f"{name:>10}" for name in band) + \
              f" {'total':>7} {'min':>10} {'max':>10} {'mean':>10}"
     print(header)
+    rows = []
     for i in range(fc.sizes["lead_time"]):
         field = fc.isel(lead_time=i)
         spec = power_spectrum(field).values
@@ -143,10 +158,41 @@ def main() -> None:
         ref = truth_spectra.sel(time=valid).values if same_time else reference_late
         ratios = [spec[b].sum() / (ref[b] if "*" not in name else ref[1:]).sum() for name, b in band.items()]
         lead_h = lead.total_seconds() / 3600
+        total = spec[1:].sum() / ref[1:].sum()
         print(f"{lead_h:9.0f} {round(lead_h / step_h):5d} {' ' if same_time else '~'} " +
               " ".join(f"{r:10.3f}" for r in ratios) +
-              f" {spec[1:].sum() / ref[1:].sum():7.3f} {float(field.min()):10.5g} {float(field.max()):10.5g}"
+              f" {total:7.3f} {float(field.min()):10.5g} {float(field.max()):10.5g}"
               f" {area_mean(field):10.6g}")
+        rows.append([lead_h, round(lead_h / step_h), "same time" if same_time else args.reference,
+                     *map(float, ratios), float(total), float(field.min()), float(field.max()), area_mean(field)])
+    limiters = {"spectral_cap": args.spectral_cap, "conserve_global_mean": args.conserve,
+                "checkpoint hyperdiffusion_efold_hours": ckpt.model_config.hyperdiffusion_efold_hours}
+    columns = ["lead (h)", "step", "truth", *band, "total", "min", "max", "global mean"]
+    figures = {"checkpoint": str(args.checkpoint), "store": str(args.store), "variable": args.variable,
+               "steps": args.steps, "step_hours": step_h, "stochastic": bool(stochastic), "limiters": limiters,
+               "limited": any(v is not None for v in limiters.values()), "steps_completed": lasted,
+               "inference": {"dropout": args.dropout, "member_dropout": args.member_dropout,
+                             "noise_amplitude": args.noise_amplitude},
+               "bands": {"columns": columns, "rows": rows},
+               "tables": _tables(args, lasted, limiters, columns, rows)}
+    print(f"results: {write_results(args.results, 'long_rollout', figures)}")
+
+
+def _tables(args: argparse.Namespace, lasted: list[int], limiters: dict, columns: list[str],
+            rows: list[list]) -> list[dict]:
+    """Steps per seed, the limiters, and the band ratios of seed 0 at ``--table-leads`` evenly spaced leads."""
+    seeds = table(f"Steps completed of {args.steps} ({Path(args.checkpoint).name}, one unperturbed member)",
+                  ["seed", "steps completed", "blew up"], [[k, n, n < args.steps] for k, n in enumerate(lasted)],
+                  "A run stops at the first step whose values leave the blow-up bounds.")
+    used = table("Inference-time limiters", ["limiter", "setting"],
+                 [[name, "off" if value is None else str(value)] for name, value in limiters.items()])
+    shown = sorted({round(i) for i in np.linspace(0, len(rows) - 1, min(args.table_leads, len(rows)))}) if rows else []
+    spectra = table(f"{args.variable}, seed 0: forecast / truth power per band of total wavenumber l", columns,
+                    [rows[i] for i in shown],
+                    "Truth at the same valid time while the store has it, else the mean of the store's "
+                    f"{'last day' if args.reference == 'last-day' else 'times'}; l>=N*: power above the truth's "
+                    "truncation as a fraction of the truth's total; min, max, global mean of the forecast field.")
+    return [seeds, used, spectra]
 
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
 """Rollout benchmarks: batching gain, time outside the model, memory against lead time.
 
-    python benchmarks/rollout.py [--device cuda] [--grid legendre-gauss:64x128] [--json out.json]
+    python benchmarks/rollout.py [--device cuda] [--grid legendre-gauss:64x128] [--results PATH]
 
 Measures, on a shallow-water initial state and an untrained SFNO (weights scaled down so
 that it stays finite for the lengths used; speed does not depend on the weights):
@@ -14,6 +14,8 @@ that it stays finite for the lengths used; speed does not depend on the weights)
 4. member-steps per second of the same rollout under ``torchrun`` with each of
    ``--processes`` (default 1 and 2; gloo on CPU, NCCL on GPUs), the rate the rollout logs
    (start-up excluded), and the ratio to one process.
+
+Every figure goes to ``--results`` (:mod:`forecast.results`).
 """
 
 from __future__ import annotations
@@ -40,6 +42,7 @@ from forecast.checkpoint import Checkpoint, save_checkpoint  # noqa: E402
 from forecast.config import ModelConfig, PerturbationConfig, RolloutConfig  # noqa: E402
 from forecast.forcings import forcing_names  # noqa: E402
 from forecast.models import build_model  # noqa: E402
+from forecast.results import add_results_option, table, write_results  # noqa: E402
 from forecast.rollout.plan import RolloutPlan  # noqa: E402
 from forecast.rollout.run import initial_state, run_plan  # noqa: E402
 from pipelines.grids import Grid  # noqa: E402
@@ -198,7 +201,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--weight-scale", type=float, default=0.3)
     parser.add_argument("--repeats", type=int, default=3, help="timings are the best of this many runs")
     parser.add_argument("--processes", type=int, nargs="*", default=[1, 2], help="torchrun process counts")
-    parser.add_argument("--json", type=Path, default=None, help="also write the results here")
+    add_results_option(parser, "rollout")
     parser.add_argument("--child-leads", type=int, default=None, help=argparse.SUPPRESS)
     parser.add_argument("--workdir", default=None, help=argparse.SUPPRESS)
     return parser.parse_args(argv)
@@ -219,9 +222,33 @@ def main(argv: list[str] | None = None) -> dict:
                    **batching(args, initial, ckpt, workdir), **overhead(args, initial, ckpt, workdir),
                    "memory": memory(args, workdir), **processes(args, initial, ckpt, workdir)}
     print(json.dumps(results, indent=2))
-    if args.json:
-        args.json.write_text(json.dumps(results, indent=2))
+    results["tables"] = tables(args, results)
+    print(f"results: {write_results(args.results, 'rollout', results)}")
     return results
+
+
+def tables(args: argparse.Namespace, results: dict) -> list[dict]:
+    """The figures of :func:`main` as tables for the docs."""
+    size = (f"{args.members} members, {args.steps} steps, SFNO embed_dim {args.embed_dim}, {args.layers} layers, "
+            f"{results['grid']}, {args.device}")
+    speed = table(f"Members batched through the model against a loop over members, {size}",
+                  ["batched (member-steps/s)", "looped (member-steps/s)", "batched / looped"],
+                  [[results["member_steps_per_s_batched"], results["member_steps_per_s_looped"],
+                    results["batching_ratio"]]],
+                  f"Pure model steps (no output), best of {args.repeats} interleaved runs after a warm-up.")
+    outside = table(f"A full rollout (perturbations, forcings, checks, streaming to Zarr), {size}",
+                    ["wall (s)", "in the forward passes (s)", "fraction outside the model", "member-steps/s"],
+                    [[results["rollout_wall_s"], results["forward_s"], results["outside_forward_fraction"],
+                      results["member_steps_per_s_with_output"]]],
+                    f"The run with the smallest fraction outside the model of {args.repeats}.")
+    peaks = table(f"Peak memory against lead time, {size}", ["lead times", "peak RSS (MiB)", "peak CUDA (MiB)"],
+                  [[m["leads"], m["peak_rss_mib"], m["peak_cuda_mib"]] for m in results["memory"]],
+                  "One fresh process per rollout; its own peak resident memory (VmHWM).")
+    scaling = table(f"The rollout command under torchrun, {size}, four init times",
+                    ["processes", "member-steps/s", "ratio to the first"],
+                    [[int(n), p["member_steps_per_s"], p["ratio_to_first"]] for n, p in results["processes"].items()],
+                    "The rate the rollout logs (start-up excluded); cores shared between the processes.")
+    return [speed, outside, peaks, scaling]
 
 
 if __name__ == "__main__":

@@ -1,7 +1,7 @@
 """How predictable is the stirred shallow-water flow? A perfect model that does not know the stirring.
 
     python benchmarks/swe_predictability.py [--grid legendre-gauss:64x128] [--spinup-days 20]
-        [--inits 3] [--init-every-hours 12] [--members 8] [--lead-hours 120]
+        [--inits 3] [--init-every-hours 12] [--members 8] [--lead-hours 120] [--results PATH]
 
 With ``swe.stirring`` the embedded flow is driven by a random forcing that no emulator sees.
 This runs the solver itself as the forecast model: from the truth's exact state at each init
@@ -10,10 +10,11 @@ time, ``--members`` copies integrate the same equations with stirring drawn from
 Their ensemble-mean error is the floor that any model of the state alone faces; it prints the
 area-weighted RMSE of ``gh`` (m) of the ensemble mean, of one member, and of persistence, and
 the ratio ensemble-mean / persistence, at 6, 24, 72 and 120 h (or the leads up to
-``--lead-hours``), averaged (as mean squares) over the init times.
+``--lead-hours``), averaged (as mean squares) over the init times, and writes them to
+``--results`` (:mod:`forecast.results`).
 
 Defaults are the stirred demo's: solver on 64x128 with its default stirring, 20 days of
-spin-up (the start of the store), inits 12 h apart. Not a test; about a minute per init.
+spin-up (the start of the store), inits 12 h apart. Not a test.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from forecast.results import add_results_option, table, write_results  # noqa: E402
 from pipelines.grids import Grid  # noqa: E402
 from pipelines.sources.shallow_water import (AdamsBashforth3, Stirring, StirringForce, SWEParameters,  # noqa: E402
                                              build_solver, grid_fields, initial_condition)
@@ -42,6 +44,7 @@ def main() -> None:
     parser.add_argument("--members", type=int, default=8)
     parser.add_argument("--lead-hours", type=float, default=120.0)
     parser.add_argument("--seed", type=int, default=0)
+    add_results_option(parser, "swe_predictability")
     args = parser.parse_args()
 
     torch.set_num_threads(1)
@@ -91,9 +94,20 @@ def main() -> None:
             print(f"init {k + 1}/{args.inits} done", flush=True)
     print(f"\ngh (m), {args.inits} inits x {args.members} members: the solver from the true state, stirring unknown")
     print(f"{'lead (h)':>9} {'ens-mean RMSE':>14} {'member RMSE':>12} {'persistence':>12} {'ens-mean / persistence':>23}")
+    rows = []
     for lead in leads:
         ens, member, persistence = np.sqrt(sums[lead] / args.inits)
         print(f"{lead:9d} {ens:14.1f} {member:12.1f} {persistence:12.1f} {ens / persistence:23.2f}")
+        rows.append([lead, float(ens), float(member), float(persistence), float(ens / persistence)])
+    title = (f"gh RMSE (m) of the solver run from the true state with unknown stirring, {args.grid}, "
+             f"{args.inits} inits x {args.members} members")
+    figures = {"grid": args.grid, "spinup_days": args.spinup_days, "inits": args.inits,
+               "init_every_hours": args.init_every_hours, "members": args.members, "seed": args.seed,
+               "tables": [table(title, ["lead (h)", "ensemble mean", "one member", "persistence",
+                                        "ensemble mean / persistence"], rows,
+                                "Area-weighted RMSE, mean squares averaged over init times "
+                                f"{args.init_every_hours:g} h apart after {args.spinup_days:g} days of spin-up.")]}
+    print(f"results: {write_results(args.results, 'swe_predictability', figures)}")
 
 
 if __name__ == "__main__":

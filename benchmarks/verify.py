@@ -3,23 +3,29 @@
 1 degree equiangular grid (181 x 360), 16 members, 20 lead times, float64 in memory;
 area weights from :meth:`pipelines.grids.Grid.area_weights`; every metric reduced over
 ``(lat, lon)`` (one value per lead time). Prints the wall time of each and the ratio
-``ours / scores`` (goal: <= 1), after checking both give the same numbers (1e-6).
+``ours / scores`` (goal: <= 1), after checking both give the same numbers (1e-6), and writes
+them to ``--results`` (:mod:`forecast.results`).
 
-    python benchmarks/verify.py [--members 16] [--leads 20] [--repeat 3]
+    python benchmarks/verify.py [--members 16] [--leads 20] [--repeat 3] [--results PATH]
 """
 
 from __future__ import annotations
 
 import argparse
+import sys
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import numpy as np
 import scores
 import xarray as xr
 
-from forecast.verify import bias, crps_ensemble, ensemble_mean_rmse, mae, rmse
-from pipelines.grids import Grid
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from forecast.results import add_results_option, table, write_results  # noqa: E402
+from forecast.verify import bias, crps_ensemble, ensemble_mean_rmse, mae, rmse  # noqa: E402
+from pipelines.grids import Grid  # noqa: E402
 
 
 def make_data(grid: Grid, members: int, leads: int, seed: int = 0) -> tuple[xr.DataArray, xr.DataArray]:
@@ -46,6 +52,7 @@ def main() -> None:
     parser.add_argument("--members", type=int, default=16)
     parser.add_argument("--leads", type=int, default=20)
     parser.add_argument("--repeat", type=int, default=3)
+    add_results_option(parser, "verify")
     args = parser.parse_args()
     grid = Grid("equiangular", 181, 360)
     fc, truth = make_data(grid, args.members, args.leads)
@@ -69,11 +76,18 @@ def main() -> None:
     }
     print(f"grid {grid}, {args.members} members, {args.leads} lead times, best of {args.repeat}")
     print(f"{'metric':<22}{'ours (s)':>10}{'scores (s)':>12}{'ratio':>8}")
+    rows = []
     for name, (ours, theirs) in cases.items():
         t_ours, a = best_time(ours, args.repeat)
         t_theirs, b = best_time(theirs, args.repeat)
         np.testing.assert_allclose(a, b, rtol=1e-6, err_msg=name)
         print(f"{name:<22}{t_ours:>10.3f}{t_theirs:>12.3f}{t_ours / t_theirs:>8.2f}")
+        rows.append([name, 1e3 * t_ours, 1e3 * t_theirs, t_ours / t_theirs])
+    title = f"Metrics on {grid}, {args.members} members, {args.leads} lead times"
+    figures = {"grid": str(grid), "members": args.members, "leads": args.leads, "repeat": args.repeat,
+               "tables": [table(title, ["metric", "ours (ms)", "scores (ms)", "ours / scores"], rows,
+                                f"Best of {args.repeat} calls each; both agree to a relative 1e-6.")]}
+    print(f"results: {write_results(args.results, 'verify', figures)}")
 
 
 if __name__ == "__main__":

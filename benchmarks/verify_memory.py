@@ -6,9 +6,10 @@ Writes a truth store and two forecasts, with ``--inits`` and 4x ``--inits`` init
 resident memory (``VmHWM``). The goal is a ratio (4N / N) of at most 1.2: the scores
 are accumulated over chunks of ``--init-chunk`` init times, so memory is set by the
 chunk, not by the record. With ``--init-chunk 0`` every init time goes in one chunk
-(what the verification did before), for comparison.
+(what the verification did before), for comparison. Writes the peaks to ``--results``
+(:mod:`forecast.results`).
 
-    python benchmarks/verify_memory.py [--inits 8] [--members 16] [--grid legendre-gauss:64x128]
+    python benchmarks/verify_memory.py [--inits 8] [--members 16] [--grid legendre-gauss:64x128] [--results PATH]
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ import xarray as xr
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from forecast.results import add_results_option, table, write_results  # noqa: E402
 from pipelines.grids import Grid  # noqa: E402
 from pipelines.store import write_store  # noqa: E402
 
@@ -98,6 +100,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--leads", type=int, default=5)
     parser.add_argument("--grid", default="legendre-gauss:64x128")
     parser.add_argument("--init-chunk", type=int, default=8, help="0: all init times in one chunk")
+    add_results_option(parser, "verify_memory")
     args = parser.parse_args(argv)
     grid = Grid.parse(args.grid)
     results: dict = {"grid": str(grid), "members": args.members, "leads": args.leads, "init_chunk": args.init_chunk}
@@ -108,8 +111,15 @@ def main(argv: list[str] | None = None) -> dict:
             make_forecast(work / f"fc{n}.zarr", truth, grid, n, args.members, args.leads)
             chunk = args.init_chunk or n
             results[f"peak_rss_mib_{n}_inits"] = peak(work / f"fc{n}.zarr", work / "truth.zarr", work / f"s{n}.nc", chunk)
-    results["ratio_4n_over_n"] = results[f"peak_rss_mib_{4 * args.inits}_inits"] / results[f"peak_rss_mib_{args.inits}_inits"]
+    n, n4 = (results[f"peak_rss_mib_{k}_inits"] for k in (args.inits, 4 * args.inits))
+    results["ratio_4n_over_n"] = n4 / n
     print(json.dumps(results, indent=2))
+    title = (f"Peak RSS of `forecast verify`, {args.members} members, {args.leads} lead times, 2 variables on {grid}, "
+             f"init chunk {args.init_chunk or 'all'}")
+    rows = [[args.inits, n, 1.0], [4 * args.inits, n4, n4 / n]]
+    results["tables"] = [table(title, ["init times", "peak RSS (MiB)", "ratio to the smallest"], rows,
+                               "One fresh process per run; its own peak resident memory (VmHWM).")]
+    print(f"results: {write_results(args.results, 'verify_memory', results)}")
     return results
 
 

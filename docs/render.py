@@ -2,17 +2,21 @@
 
     python docs/render.py           # rewrite the tables in place
     python docs/render.py --check   # exit 1 if a committed table differs from its rendering
+    python docs/render.py docs/benchmarks.md   # only these documents
 
 A generated table sits between ``<!-- table:NAME -->`` and ``<!-- /table -->``; NAME is a
 function of :data:`TABLES`, which reads results files (written by the demo and the
-benchmarks through :mod:`forecast.results`) and returns markdown. No number in the docs is
-typed by hand: a figure comes from a results file, with the commit and machine it states.
+benchmarks through :mod:`forecast.results`) and returns markdown, or ``bench-BENCHMARK``:
+every table of ``docs/results/benchmarks/BENCHMARK.json`` (:func:`benchmark_tables`). No
+number in the docs is typed by hand: a figure comes from a results file, with the commit and
+machine it states.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import re
 import sys
 from collections.abc import Callable
@@ -115,6 +119,46 @@ def skill_test() -> str:
     return _settings_table("test", "*")
 
 
+def _cell(value: Any) -> str:
+    """A table cell: numbers to 3 significant figures (integers in full), booleans as yes/no."""
+    if value is None:
+        return "-"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            return str(value)
+        if value == 0:
+            return "0"
+        exponent = math.floor(math.log10(abs(value)))
+        if not -3 <= exponent < 6:
+            return f"{value:.2e}"
+        rounded = round(value, 2 - exponent)
+        return f"{rounded:.{max(0, 2 - exponent)}f}"
+    return str(value).replace("|", "\\|")
+
+
+def _markdown_table(table: dict[str, Any]) -> list[str]:
+    lines = [f"**{table['title']}**", "", "| " + " | ".join(_cell(c) for c in table["columns"]) + " |",
+             "|" + "---|" * len(table["columns"])]
+    lines += ["| " + " | ".join(_cell(c) for c in row) + " |" for row in table["rows"]]
+    return lines + ([""] + [table["note"]] if table.get("note") else []) + [""]
+
+
+def benchmark_tables(name: str) -> str:
+    """Every table of ``docs/results/benchmarks/NAME.json`` (``figures["tables"]``, written by
+    ``benchmarks/NAME.py`` through :func:`forecast.results.table`), then its source line."""
+    path = RESULTS / "benchmarks" / f"{name}.json"
+    source = f"`docs/results/benchmarks/{name}.json`"
+    if not path.exists():
+        return f"No results yet: {source} does not exist (run the command above)."
+    record = _load(path)
+    lines = [line for table in record["figures"]["tables"] for line in _markdown_table(table)]
+    return "\n".join(lines + [f"Source: {source} ({_provenance(record)})."])
+
+
 TABLES: dict[str, Callable[[], str]] = {
     "demo-skill": demo_skill, "demo-timings": demo_timings,
     "skill-validation": skill_validation, "skill-test": skill_test,
@@ -125,9 +169,13 @@ def render_text(text: str) -> str:
     """``text`` with every generated table replaced by its rendering."""
     def replace(match: re.Match[str]) -> str:
         name = match.group("name")
-        if name not in TABLES:
-            raise KeyError(f"unknown generated table {name!r}; known: {', '.join(TABLES)}")
-        return f"{match.group(1)}{TABLES[name]()}\n{match.group(4)}"
+        if name.startswith("bench-"):
+            body = benchmark_tables(name.removeprefix("bench-"))
+        elif name in TABLES:
+            body = TABLES[name]()
+        else:
+            raise KeyError(f"unknown generated table {name!r}; known: {', '.join(TABLES)}, bench-BENCHMARK")
+        return f"{match.group(1)}{body}\n{match.group(4)}"
 
     return MARK.sub(replace, text)
 
@@ -139,9 +187,11 @@ def documents() -> list[Path]:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--check", action="store_true", help="exit 1 if a committed table differs from its rendering")
+    parser.add_argument("paths", nargs="*", type=Path, help="documents to render (default: README.md and docs/*.md)")
     args = parser.parse_args()
+    paths = [p.resolve() for p in args.paths] or documents()
     stale = []
-    for path in documents():
+    for path in paths:
         text = path.read_text()
         rendered = render_text(text)
         if rendered != text:
@@ -151,7 +201,7 @@ def main() -> int:
     if args.check and stale:
         print("stale generated tables in: " + ", ".join(str(p.relative_to(REPO)) for p in stale), file=sys.stderr)
         return 1
-    print(("checked " if args.check else "rendered ") + f"{len(documents())} document(s)")
+    print(("checked " if args.check else "rendered ") + f"{len(paths)} document(s)")
     return 0
 
 

@@ -179,14 +179,15 @@ class RolloutConfig(StrictModel):
     # here is how the ensemble's spread is calibrated, as the perturbation amplitude is for the SFNO
     dropout: float | None = Field(None, ge=0, lt=1)
     # DYffusion: the rate of a second dropout whose masks each member keeps for its whole forecast
-    # (one network of the dropout ensemble per member; None/0: none). Fresh masks alone over-disperse
-    # the first step and under-disperse days 1-3; member masks carry a persistent, growing error
+    # (one network of the dropout ensemble per member; None/0: none): an error that persists through
+    # the forecast, where fresh masks give one that the next steps partly undo
     member_dropout: float | None = Field(None, ge=0, lt=1)
     # stochastic SFNO: a factor on its noise at inference (None: 1, as trained); > 1 widens the
-    # ensemble at every lead, at a cost in the members' own skill (README, "Probabilistic models")
+    # ensemble (docs/skill.md measures what it does to skill)
     noise_amplitude: Positive | None = None
     # cap each member's power per spherical-harmonic degree at this factor times the training
-    # data's mean power (the checkpoint carries it) after every step; None: no cap (README)
+    # data's mean power (the checkpoint carries it) after every step; None: no cap
+    # (forecast/models/spectral_cap.py)
     spectral_cap: Positive | None = None
     # keep these variables' area-weighted global means at the initial state's after every step
     # (quantities the physics conserves: on the demo's shallow-water data gh, the mass, and vo); None: none

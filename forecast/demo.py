@@ -37,7 +37,7 @@ STAGE_DIRS = ("sources", "data", "runs", "forecasts", "scores", "plots")
 DATA_DIRS = ("sources", "data")     # what ``demo(data_dir=...)`` keeps and reuses
 DATA_KEYS = ("swe", "variables", "grid", "method", "statistics_end")   # what makes the store
 
-# `--quick`: the same chain on a tiny grid and a short simulation (about a minute on 2 cores).
+# `--quick`: the same chain on a tiny grid and a short simulation (a check of the chain, not of its skill).
 QUICK_OVERRIDES: dict = {
     "swe": {"grid": "legendre-gauss:24x48", "lmax": 16, "substep_seconds": 900.0, "days": 5.0, "spinup_days": 1.0},
     "grid": "legendre-gauss:16x32",

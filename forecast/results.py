@@ -8,11 +8,15 @@ Every figure in the README or ``docs/`` is rendered from one of these files
      "machine": {"cpu": "...", "cores": 2, "torch_threads": 2, "torch": "2.13.0+cpu", "python": "3.11.7"},
      "figures": {...}}
 
-``figures`` is free-form (numbers, lists, nested dicts): each writer documents its own.
+``figures`` is free-form (numbers, lists, nested dicts): each writer documents its own. A
+benchmark (``benchmarks/NAME.py``) writes ``docs/results/benchmarks/NAME.json`` by default and
+puts what the docs show under ``figures["tables"]``, a list of :func:`table`; ``docs/render.py``
+renders all of them where ``docs/`` has a ``<!-- table:bench-NAME -->`` block.
 """
 
 from __future__ import annotations
 
+import argparse
 import datetime as dt
 import json
 import os
@@ -24,9 +28,10 @@ from typing import Any
 
 from pipelines.atomic import atomic_path
 
-__all__ = ["machine", "git_commit", "write_results", "read_results"]
+__all__ = ["machine", "git_commit", "write_results", "read_results", "table", "add_results_option"]
 
 REPO = Path(__file__).resolve().parents[1]
+BENCHMARK_RESULTS = REPO / "docs" / "results" / "benchmarks"
 
 
 def _cpu_model() -> str:
@@ -76,3 +81,22 @@ def write_results(path: str | Path, name: str, figures: dict[str, Any], command:
 def read_results(path: str | Path) -> dict[str, Any]:
     """A results file written by :func:`write_results`."""
     return json.loads(Path(path).read_text())
+
+
+def table(title: str, columns: list[str], rows: list[list[Any]], note: str | None = None) -> dict[str, Any]:
+    """One table of a benchmark's ``figures["tables"]``: cells are numbers or strings, one per column;
+    ``note`` states the method in a sentence (e.g. "median of 5 repeats")."""
+    for row in rows:
+        if len(row) != len(columns):
+            raise ValueError(f"table {title!r}: row {row} has {len(row)} cells for {len(columns)} columns")
+    out: dict[str, Any] = {"title": title, "columns": list(columns), "rows": [list(r) for r in rows]}
+    if note:
+        out["note"] = note
+    return out
+
+
+def add_results_option(parser: argparse.ArgumentParser, name: str) -> None:
+    """``--results PATH``: where ``benchmarks/NAME.py`` writes its results file
+    (default ``docs/results/benchmarks/NAME.json``, the file its docs table is rendered from)."""
+    parser.add_argument("--results", type=Path, default=BENCHMARK_RESULTS / f"{name}.json",
+                        help=f"results file (default: docs/results/benchmarks/{name}.json)")

@@ -13,8 +13,8 @@ with :math:`w_j` the grid's quadrature weights over :math:`\cos\theta` (summing 
 
 Why: some quantities are conserved by the physics (on the demo's shallow-water data the
 mean layer depth, i.e. the mass, and the global mean of vorticity, which is zero), and a
-learned emulator drifts in them over long rollouts: one CRPS-trained SFNO copy lifts the
-mean of ``gh`` by 2 km in 250 days (README, "Probabilistic models"). The spectral cap
+learned emulator can drift in them over long rollouts (``benchmarks/long_rollout.py`` prints
+the forecast's global mean against the truth's). The spectral cap
 (:mod:`forecast.models.spectral_cap`) leaves :math:`l = 0` alone, so such a drift stays
 "finite" and unnoticed. ACE (Watt-Meyer et al. 2023) corrects its steps the same way for
 global dry-air mass. The normalisation is affine per variable, so conserving the normalised

@@ -34,10 +34,9 @@ the same seed gives the same ensemble, bit for bit, however members are batched.
 At inference a second, *member* dropout (rate ``member_dropout``, 0 in training) can
 multiply each mask: its masks are drawn from a seed of the member's own, the same at every
 step, so each member keeps one network of the dropout ensemble for its whole forecast.
-The paper's fresh masks alone give each step an error of about fixed size that the next
-steps partly undo, so the spread is too large after one step relative to the error and
-too small after a few days; the member masks add an error that persists and grows with the
-flow, as a model's own error does (README, "Member dropout").
+The paper's fresh masks give each step an error of about fixed size that the next steps
+partly undo; the member masks add an error that persists and grows with the flow, as a
+model's own error does (``benchmarks/skill.py`` compares the two: ``docs/skill.md``).
 
 Reference: S. Rühling Cachay, B. Henn, O. Watt-Meyer, C. S. Bretherton, R. Yu (2024),
 "Probabilistic Emulation of a Global Climate Model with Spherical DYffusion", NeurIPS;

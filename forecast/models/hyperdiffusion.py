@@ -14,9 +14,9 @@ vorticity and divergence this way every sub-step (:math:`\tau` = 2 h at its larg
 Why a learned model may want it: a network puts energy at scales the data do not have
 (above a spectral solver's truncation, or where the data have almost no power), and a
 filter in the step, in training and at inference alike, removes it every step while the
-network learns the rest of the dynamics. On the demo's data it takes away all energy
-above the data's truncation and keeps the winds' spectra close to the truth's, but does not
-make rollouts last longer, and costs some skill (README, "What the stochastic options do").
+network learns the rest of the dynamics. What it does to skill, spectra and the length of
+rollouts is measured, not assumed: ``benchmarks/long_rollout.py`` and ``benchmarks/skill.py``
+(``docs/benchmarks.md``, ``docs/skill.md``); ``benchmarks/hyperdiffusion.py`` times it.
 
 Scalar fields ``(..., C, H, W)`` are transformed on the model's grid (:func:`pipelines.harmonics.sht`,
 degrees :math:`l < n_{lat}`); the :math:`l = 0` mean is never touched, so the

@@ -14,9 +14,9 @@ phases (the pattern) kept; every other degree, and the global mean (:math:`l = 0
 as it is. Only the excess is transformed back, so a state within the cap everywhere comes
 out bit-identical.
 
-Why: a learned emulator puts energy where the data have almost none (on the demo's data,
-geopotential at degrees 15-21 holds 7e-5 of its variance, and a stochastic SFNO's
-members carry 100-1000 times that by 5 days); that pile-up is what ends long rollouts.
+Why: a learned emulator can put energy at degrees where the data have almost none, and
+such a pile-up at small scales is the usual road to a blow-up in a long rollout
+(``benchmarks/long_rollout.py`` measures the power per band against the truth's).
 Spectral dynamical cores keep such scales in check with a filter (hyperdiffusion,
 :mod:`forecast.models.hyperdiffusion`); a cap on the power per degree removes only what
 exceeds the data's own climate, so it leaves the scales the model gets right alone.

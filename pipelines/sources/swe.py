@@ -106,8 +106,8 @@ def simulate_swe(grid: Grid | str, n_steps: int, *, output_step_hours: float = 1
         a statistically stationary flow; None: the unforced flow, which decays.
     num_threads
         Torch intra-op threads during the run (restored afterwards). The transforms are
-        small, so 1 is fastest up to about 128x256 and keeps results independent of
-        the caller's thread setting; ``None`` keeps the current setting.
+        small, so threads gain little on them; 1 also keeps results independent of the
+        caller's thread setting; ``None`` keeps the current setting.
 
     Returns
     -------

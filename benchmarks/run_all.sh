@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# Regenerate every results file in docs/results/benchmarks/ (models.json aside: benchmarks/models.py)
+# and render the docs' tables from them (python docs/render.py).
+#
+#     bash benchmarks/run_all.sh          # small sizes: a few minutes in all
+#     bash benchmarks/run_all.sh --full   # each benchmark's own defaults (the sizes its docstring names)
+#
+# Timings are of this machine at the time it runs: run it on a quiet machine (two jobs side by
+# side halve each other's figures). long_rollout needs the demo's checkpoint and store
+# (`forecast demo`, in ./demo); without them it is skipped with a message.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export FORECAST_PROGRESS=0 PYTHONWARNINGS=ignore
+full=0
+[ "${1:-}" = "--full" ] && full=1
+
+# run NAME [SMALL-SIZE ARGS...]: benchmarks/NAME.py, with the size arguments unless --full
+run() {
+    local name=$1
+    shift
+    [ "$full" = 1 ] && set --
+    echo "+ python benchmarks/$name.py $*"
+    python "benchmarks/$name.py" "$@"
+}
+
+run verify --members 8 --leads 4 --repeat 3
+run verify_memory --inits 4 --members 4 --init-chunk 2
+run hyperdiffusion --repeats 5
+run dyffusion --members 4 --repeats 2
+run training --steps 4 --embed-dim 16 --grid legendre-gauss:32x64
+run swe_predictability --spinup-days 5 --inits 2 --members 4
+run pipeline --steps 8 --regrid-steps 8 --days 4
+run grib_ingest --steps 16 --steps-per-file 8 --memory-steps 8
+run rollout --members 4 --steps 4 --memory-leads 4 16 --repeats 2
+
+checkpoint=demo/runs/sfno-crps/model0/checkpoints/latest.pt
+if [ -f "$checkpoint" ] && [ -d demo/data/swe.zarr ]; then
+    run long_rollout --steps 40 --every 5 --seeds 2
+else
+    echo "skipping long_rollout: no demo checkpoint ($checkpoint); run \`forecast demo\`, then" \
+         "\`python benchmarks/long_rollout.py --seeds 2\`" >&2
+fi
+
+python docs/render.py
