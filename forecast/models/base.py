@@ -49,6 +49,8 @@ class PrognosticModel(nn.Module, ABC):
         Predict the increment: ``output = state + network(...)`` (normalised units).
     """
 
+    residual_scale: torch.Tensor
+
     def __init__(self, grid: Grid, n_state: int, n_forcing: int, residual: bool) -> None:
         super().__init__()
         if n_state < 1 or n_forcing < 0:

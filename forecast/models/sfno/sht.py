@@ -96,6 +96,8 @@ class ChannelsLastRealSHT(nn.Module):
     r"""Forward transform (module docstring) ``(B, nlat, nlon, C)`` -> ``(M, L, B, 2, C)``, as
     :class:`torch_harmonics.RealSHT` with ``lmax``, ``mmax`` on the ``grid`` kind."""
 
+    weights: torch.Tensor
+
     def __init__(self, nlat: int, nlon: int, lmax: int, mmax: int, grid: str) -> None:
         super().__init__()
         self.nlat, self.nlon, self.lmax, self.mmax, self.grid = nlat, nlon, lmax, mmax, grid
@@ -117,6 +119,8 @@ class ChannelsLastInverseRealSHT(nn.Module):
     r"""Inverse transform (module docstring) ``(M, L, B, 2, C)`` -> ``(B, nlat, nlon, C)``, as
     :class:`torch_harmonics.InverseRealSHT`; the imaginary part of :math:`m = 0` is dropped,
     identically on every FFT backend."""
+
+    pct: torch.Tensor
 
     def __init__(self, nlat: int, nlon: int, lmax: int, mmax: int, grid: str) -> None:
         super().__init__()
