@@ -104,7 +104,7 @@ class TuckerSpectralConvS2(SpectralConv):
         """The convolution whose weights are the HOSVD of dense ``weight`` ``(2, L, C_in, C_out)``
         (:func:`hosvd`; ``ranks`` None: full, an exact reconstruction)."""
         ranks = tuple(weight.shape) if ranks is None else ranks
-        conv = cls(weight.shape[1], weight.shape[2], weight.shape[3], ranks)
+        conv = cls(weight.shape[1], weight.shape[2], weight.shape[3], ranks).to(weight.dtype)
         core, factors = hosvd(weight.detach(), ranks)
         with torch.no_grad():
             conv.core.copy_(core)
@@ -139,7 +139,7 @@ class CPSpectralConvS2(SpectralConv):
         one term per fibre :math:`W_{abc:}` (:math:`A, B, C` selectors, :math:`D` the fibres).
         Every tensor has this CP form, so it shows that CP at full rank spans the dense weights."""
         two, lmax, cin, cout = weight.shape
-        conv = cls(lmax, cin, cout, two * lmax * cin)
+        conv = cls(lmax, cin, cout, two * lmax * cin).to(weight.dtype)
         eye = torch.eye(two * lmax * cin, dtype=weight.dtype).view(two, lmax, cin, -1)
         with torch.no_grad():
             conv.factors[0].copy_(eye.sum((1, 2)))
