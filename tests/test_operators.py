@@ -222,3 +222,19 @@ def test_option_configs_load_and_build(name):
     config = load_config(ModelConfig, Path(__file__).parents[1] / "configs" / "models" / f"{name}.yaml")
     model = build_model(config, Grid.parse("legendre-gauss:16x32"), len(VARIABLES), N_FORCING)
     assert model(*_inputs(Grid.parse("legendre-gauss:16x32"))).shape == (2, 4, 16, 32)
+
+
+@pytest.mark.parametrize("option", ["default", "t1-noise"])
+def test_ensemble_forward_is_the_forward_of_the_repeated_batch(option):
+    grid = Grid.parse("legendre-gauss:8x16")
+    torch.manual_seed(0)
+    model = build_model(_config(**{**OPTIONS[option], "noise_channels": 2}), grid, len(VARIABLES), N_FORCING)
+    assert isinstance(model, SFNO)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+    state, forcings = _inputs(grid)
+    members = 3
+    noise = model.draw_noise([torch.Generator().manual_seed(i) for i in range(2 * members)])
+    expected = model(state.repeat_interleave(members, 0), forcings.repeat_interleave(members, 0), noise)
+    torch.testing.assert_close(model.ensemble_forward(state, forcings, noise, members), expected)

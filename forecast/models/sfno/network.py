@@ -88,15 +88,20 @@ class SFNOBlock(nn.Module):
             self.noise_scale = scale
 
     def forward(self, x: torch.Tensor, noise: torch.Tensor | None = None, step: torch.Tensor | None = None,
-                masks: DropoutMasks | None = None) -> torch.Tensor:
+                masks: DropoutMasks | None = None, members: int = 1) -> torch.Tensor:
         """``noise``: spherical-harmonic coefficients ``(M, L, B, 2, K)`` (:meth:`SFNO.draw_noise`);
-        ``step``: the step embedding ``(B, E)``; ``masks``: seeded dropout masks."""
+        ``step``: the step embedding ``(B, E)``; ``masks``: seeded dropout masks. ``members`` > 1:
+        ``x`` is one field per sample and ``noise``, ``step``, ``masks`` are per member (``B x
+        members``, members fastest): the transforms and the convolution run once per sample, and
+        their output is repeated for the members before the noise enters."""
         coeffs = self.sht(x)
         if self.resample:
             y, skip = self.isht(torch.cat([self.conv(coeffs), coeffs], dim=2)).chunk(2, dim=0)
         else:
             y, skip = self.isht(self.conv(coeffs)), x
         h = self.norm(y)
+        if members > 1:
+            h, skip = h.repeat_interleave(members, dim=0), skip.repeat_interleave(members, dim=0)
         if self.step is not None and step is not None:
             h = self.step(h, step)
         if self.noise is not None and noise is not None:
@@ -307,26 +312,46 @@ class SFNO(PrognosticModel):
         return noise.to(device)
 
     def network(self, x: torch.Tensor, noise: torch.Tensor | None = None, step: torch.Tensor | None = None,
-                masks: DropoutMasks | None = None) -> torch.Tensor:
+                masks: DropoutMasks | None = None, members: int = 1) -> torch.Tensor:
         """``(B, C_in, H, W) -> (B, C_out, H, W)``; ``step`` ``(B,)`` conditions a step-conditioned
-        SFNO (ignored otherwise), ``masks`` draws its dropout masks from per-sample generators."""
+        SFNO (ignored otherwise), ``masks`` draws its dropout masks from per-sample generators.
+        ``members`` > 1: ``(B, C_in, H, W) -> (B x members, C_out, H, W)`` with ``noise``, ``step``
+        and ``masks`` per member (:meth:`ensemble_forward`)."""
         x = x.permute(0, 2, 3, 1)  # channels-last view; the encoder's GEMM reads it as is
         h = self.pos_embed(self.encoder(x))
         if self.transform_once:
-            return self._transform_once(x, h, noise)
+            return self._transform_once(x, h, noise, members)
         embedding = self.step_embedding(step) if self.step_embedding is not None and step is not None else None
-        for block in self.blocks:
-            h = block(h, noise, embedding, masks)
+        for i, block in enumerate(self.blocks):
+            h = block(h, noise, embedding, masks, members if i == 0 else 1)
+        if members > 1:
+            x = x.repeat_interleave(members, dim=0)
         if self.big_skip:
             h = torch.cat([h, x], dim=-1)
         return self.decoder(h).permute(0, 3, 1, 2).contiguous()
 
-    def _transform_once(self, x: torch.Tensor, h: torch.Tensor, noise: torch.Tensor | None) -> torch.Tensor:
+    def ensemble_forward(self, state: torch.Tensor, forcings: torch.Tensor, noise: torch.Tensor | None,
+                         members: int) -> torch.Tensor:
+        """:meth:`forward` of every sample repeated ``members`` times (members fastest, as
+        ``state.repeat_interleave(members, 0)``), ``noise`` per member, ``(B x members, C, H, W)``:
+        the same numbers, with the work that does not depend on the noise done once per sample
+        (the encoder and the first block's transforms; for transform-once blocks everything
+        before the decoder). The step's constraints are the caller's, as for :meth:`forward`."""
+        self._check_inputs(state, forcings)
+        x = torch.cat([state, forcings], dim=1) if self.n_forcing else state
+        out = self.network(x, noise, members=members)
+        state = state.repeat_interleave(members, dim=0)
+        return state + out * self.residual_scale.to(out.dtype).view(1, -1, 1, 1) if self.residual else out
+
+    def _transform_once(self, x: torch.Tensor, h: torch.Tensor, noise: torch.Tensor | None,
+                        members: int = 1) -> torch.Tensor:
         """T1: one transform of the encoded ``h`` ``(B, H, W, C)``, the blocks on its coefficients, one inverse."""
         s = self.sht(h)
         for block in self.blocks:
             s = block(s)
         h = self.isht(s)
+        if members > 1:
+            h, x = h.repeat_interleave(members, dim=0), x.repeat_interleave(members, dim=0)
         if self.noise is not None and noise is not None:
             h = self.noise(h, self.isht(noise.to(h.dtype)) * self.noise_scale)
         if self.big_skip:
