@@ -18,6 +18,11 @@ first block transforms from the full grid and returns on a Legendre-Gauss grid o
 returns to the full grid; the truncation is :math:`l, m < \min(h, w/2)` times
 ``hard_thresholding_fraction``.
 
+Options (``configs/models/sfno-*.yaml``): a grid-free spherical-harmonic position encoding
+(:mod:`~forecast.models.sfno.position`; :meth:`SFNO.set_grid` then runs a trained model on
+another grid), Tucker / CP factorised spectral weights (:mod:`~forecast.models.sfno.factorised`),
+and transform-once blocks (:mod:`~forecast.models.sfno.transform_once`).
+
 Everything is channels-last ``(B, H, W, C)``: the transforms are
 :mod:`forecast.models.sfno.sht`, the convolution :mod:`forecast.models.sfno.convolution`, the
 noise and step conditioning :mod:`forecast.models.sfno.conditioning`.
