@@ -39,7 +39,7 @@ import statistics
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
@@ -77,10 +77,10 @@ def option_config(config: DemoConfig, option: str, budget_s: float, step_s: floa
     return config.model_copy(update={"sfno": sfno, "train": train, "workdir": str(Path(config.workdir) / option)})
 
 
-def crps_step_seconds(config: DemoConfig, grid: Grid, repeats: int = 3) -> tuple[float, int]:
-    """Median seconds of one CRPS train step of the demo's stochastic SFNO with ``config.sfno``
-    (batch, members and rollout steps of the demo), and its parameter count."""
-    model_config = ModelConfig.model_validate({**config.sfno.model_dump(),
+def crps_step(config: DemoConfig, option: str, grid: Grid) -> tuple[Callable[[], None], int]:
+    """One CRPS train step of the demo's stochastic SFNO with ``option`` (batch, members and
+    rollout steps of the demo), and the model's parameter count."""
+    model_config = ModelConfig.model_validate({**config.sfno.model_dump(), **OPTIONS[option],
                                                "noise_channels": config.stochastic.noise_channels})
     n_state, n_forcing = 4, len(forcing_names([]))
     model = build_model(model_config, grid, n_state, n_forcing)
@@ -99,13 +99,22 @@ def crps_step_seconds(config: DemoConfig, grid: Grid, repeats: int = 3) -> tuple
             loss = loss + almost_fair_crps(x.unflatten(0, (batch, members)), target).mean()
         loss.backward()
         opt.step()
-    step()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
+    return step, count_parameters(model)
+
+
+def calibrate(config: DemoConfig, options: list[str], grid: Grid, repeats: int = 5) -> dict[str, tuple[float, int]]:
+    """Median seconds of each option's CRPS train step (timed interleaved, after one warm-up
+    step each, so that the machine's load affects every option alike) and parameter counts."""
+    steps = {option: crps_step(config, option, grid) for option in options}
+    times: dict[str, list[float]] = {option: [] for option in options}
+    for step, _ in steps.values():
         step()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times), count_parameters(model)
+    for _ in range(repeats):
+        for option, (step, _) in steps.items():
+            start = time.perf_counter()
+            step()
+            times[option].append(time.perf_counter() - start)
+    return {option: (statistics.median(times[option]), steps[option][1]) for option in options}
 
 
 def skill_rows(skill: dict, model: str = "sfno-crps") -> dict:
@@ -117,14 +126,14 @@ def skill_rows(skill: dict, model: str = "sfno-crps") -> dict:
     return out
 
 
-def run_option(config: DemoConfig, option: str, grid: Grid, args: argparse.Namespace, data_dir: Path) -> dict:
-    step_s, params = crps_step_seconds(config.model_copy(update={"sfno": ModelConfig.model_validate(
-        {**config.sfno.model_dump(), **OPTIONS[option]})}), grid)
+def run_option(config: DemoConfig, option: str, grid: Grid, args: argparse.Namespace, data_dir: Path,
+               step_s: float, params: int) -> dict:
     config = option_config(config, option, args.budget_s, step_s)
     print(f"{option} on {grid}: {params:,} parameters, CRPS step {1e3 * step_s:.0f} ms -> "
           f"{config.train.max_steps} steps x {config.stochastic.models} models", flush=True)
     run = {"option": option, "grid": str(grid), "model_config": OPTIONS[option], "parameters": params,
-           "crps_step_ms": 1e3 * step_s, "max_steps_per_model": config.train.max_steps}
+           "crps_step_ms": 1e3 * step_s, "max_steps_per_model": config.train.max_steps,
+           "store": str(data_dir.resolve() / "data" / "swe.zarr"), "perfect_model": _perfect_model_path(data_dir, config)}
     try:
         result = demo(config, window="validation", data_dir=data_dir)
     except BlowUpError as exc:   # an undertrained model (a smoke run's budget): recorded, not fatal
@@ -132,8 +141,13 @@ def run_option(config: DemoConfig, option: str, grid: Grid, args: argparse.Names
         return {**run, "error": str(exc), "skill": {}, "checkpoints": []}
     figures = json.loads((result.workdir / "results.json").read_text())["figures"]
     return {**run, "train_wall_s": figures["timings"].get("train sfno-crps"), "skill": skill_rows(figures["skill"]),
-            "checkpoints": [str(c) for c in result.checkpoints.get("sfno-crps", [])],
-            "perfect_model": str(result.perfect_model) if result.perfect_model else None, "store": str(result.store)}
+            "checkpoints": [str(c) for c in result.checkpoints.get("sfno-crps", [])]}
+
+
+def _perfect_model_path(data_dir: Path, config: DemoConfig) -> str:
+    """The perfect-model ensemble the demo keeps in ``data_dir`` for the validation window
+    (:func:`forecast.demo.demo` names it so when it reuses a data directory)."""
+    return str(data_dir.resolve() / "forecasts" / f"perfect_model_validation_m{config.members}_s{config.seed}.zarr")
 
 
 def transferred_checkpoint(path: Path, grid: Grid, out: Path) -> Path:
@@ -201,12 +215,14 @@ def main() -> None:
     config = config.model_copy(update={"models": ["sfno-crps"]})
     grid = Grid.parse(config.grid)
     data_dir = args.data_dir / f"swe-seed{config.swe.seed}"
-    runs = {option: run_option(config, option, grid, args, data_dir) for option in args.options}
+    calibration = calibrate(config, args.options, grid)
+    runs = {option: run_option(config, option, grid, args, data_dir, *calibration[option]) for option in args.options}
     transfer: dict = {}
     if args.transfer and runs.get("shpe", {}).get("checkpoints"):
         fine_config = config.model_copy(update={"grid": FINE_GRID, "workdir": str(args.work_dir / "fine")})
         fine_data = args.data_dir / f"swe-seed{config.swe.seed}-{FINE_GRID.split(':')[1]}"
-        fine = run_option(fine_config, "shpe", Grid.parse(FINE_GRID), args, fine_data)
+        fine = run_option(fine_config, "shpe", Grid.parse(FINE_GRID), args, fine_data,
+                          *calibrate(fine_config, ["shpe"], Grid.parse(FINE_GRID))["shpe"])
         transfer = {"trained_on_fine": fine}
         try:
             transfer["zero_shot_from_coarse"] = zero_shot(runs["shpe"], fine, fine_config, args.work_dir / "zero-shot")
