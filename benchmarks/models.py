@@ -181,7 +181,8 @@ def machine_peak(device: torch.device) -> dict[str, Any]:
     if device.type != "cpu":
         return {"peak_gflops": None, "formula": "not computed for GPUs"}
     info = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
-    flags = set(re.search(r"^flags\s*:(.*)$", info, re.M).group(1).split()) if "flags" in info else set()
+    flag_line = re.search(r"^flags\s*:(.*)$", info, re.M)
+    flags = set(flag_line.group(1).split()) if flag_line else set()
     lanes = 16 if "avx512f" in flags else 8 if "avx2" in flags else 4
     mhz = re.search(r"^cpu MHz\s*:\s*([\d.]+)", info, re.M)
     try:
@@ -189,7 +190,8 @@ def machine_peak(device: torch.device) -> dict[str, Any]:
         max_mhz = re.search(r"CPU max MHz:\s*([\d.]+)", lscpu)
     except OSError:
         max_mhz = None
-    ghz = float((max_mhz or mhz).group(1)) / 1e3 if (max_mhz or mhz) else float("nan")
+    clock = max_mhz or mhz
+    ghz = float(clock.group(1)) / 1e3 if clock else float("nan")
     cores = torch.get_num_threads()
     fma_units = 2 if lanes == 16 else 1   # Xeon server cores with AVX-512: two 512-bit FMA ports (assumed)
     peak = cores * lanes * 2 * fma_units * ghz
