@@ -11,8 +11,8 @@ on the (truncated) spectrum. Here the spectrum is the real spherical-harmonic co
           (\mathcal K \hat u)_{o,l,m} = \sum_i \hat u_{i,l,m} w_{l,i,o},
 
 with :math:`\mathcal K` the SFNO's per-degree convolution, the MLP point-wise over the
-coefficients :math:`(l, m)` acting on the :math:`2C` real features (hidden width :math:`C` x ``mlp_ratio``, so a
-block has the parameters of an SFNO block) with the activation applied
+coefficients :math:`(l, m)` acting on the :math:`2C` real features (hidden width :math:`C` x ``mlp_ratio``: twice an
+SFNO block's MLP parameters, for inputs and outputs of :math:`2C`) with the activation applied
 to the real and imaginary parts separately (as T1 does: real-valued layers on the stacked
 real and imaginary parts of the spectrum), and :math:`P` the projection onto coefficients of
 real fields (:math:`m \le l`, :math:`\mathrm{Im}\,\hat u_{l0} = 0`). The split activation is not
