@@ -9,6 +9,17 @@
 A train step is forward + MSE loss + backward + AdamW step. Timings are interleaved
 (reference, ours, reference, ...) after warm-up, synchronised on CUDA; the median is reported.
 
+For the SFNO also: our SFNO under ``torch.compile`` (``--compile``), the transform-once
+variant (``transform_once``, same width and depth), and the CRPS step of a stochastic SFNO
+(4 noise channels, M = 2 members, one rollout step, almost-fair CRPS) with the members as a
+repeated batch (what the trainer does) and with :meth:`SFNO.ensemble_forward` (members share
+the work before the noise), each against the deterministic step of the same network.
+Achieved FLOP/s count the matrix products of forward and backward
+(:class:`torch.utils.flop_counter.FlopCounterMode`; FFTs and element-wise work are not
+counted) over the machine's peak, cores x fp32 vector lanes x 2 (FMA) x FMA units per core x
+clock (from ``/proc/cpuinfo`` and ``lscpu``; stated in the output). Results:
+``docs/results/benchmarks/models.json`` (:mod:`forecast.results`).
+
     python benchmarks/models.py --device cpu --threads 2
     python benchmarks/models.py --device cuda --quick
 """
@@ -16,17 +27,30 @@ A train step is forward + MSE loss + backward + AdamW step. Timings are interlea
 from __future__ import annotations
 
 import argparse
+import os
+import re
 import statistics
+import subprocess
+import sys
 import time
-from typing import Callable
+from pathlib import Path
+from typing import Any, Callable
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from torch.utils.flop_counter import FlopCounterMode
 from torch_harmonics.examples.models import SphericalFourierNeuralOperator
 
-from forecast.models import AFNO, SFNO
-from pipelines.grids import Grid
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from forecast.losses import almost_fair_crps  # noqa: E402
+from forecast.models import AFNO, SFNO  # noqa: E402
+from forecast.results import write_results  # noqa: E402
+from pipelines.grids import Grid  # noqa: E402
+
+RESULTS = REPO / "docs" / "results" / "benchmarks" / "models.json"
 
 # (grid, channels, batch) of the reference figures in the team notes
 SFNO_CASES = [("legendre-gauss:64x128", 3, 4), ("equiangular:181x360", 5, 2)]
@@ -152,21 +176,101 @@ def n_params(model: nn.Module) -> int:
     return sum(p.numel() * (2 if p.is_complex() else 1) for p in model.parameters())
 
 
-def bench_sfno(spec: str, channels: int, batch: int, device: torch.device, args: argparse.Namespace) -> None:
+def machine_peak(device: torch.device) -> dict[str, Any]:
+    """fp32 peak of the CPU: cores x vector lanes x 2 (FMA) x FMA units x clock, with its parts."""
+    if device.type != "cpu":
+        return {"peak_gflops": None, "formula": "not computed for GPUs"}
+    info = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
+    flag_line = re.search(r"^flags\s*:(.*)$", info, re.M)
+    flags = set(flag_line.group(1).split()) if flag_line else set()
+    lanes = 16 if "avx512f" in flags else 8 if "avx2" in flags else 4
+    mhz = re.search(r"^cpu MHz\s*:\s*([\d.]+)", info, re.M)
+    try:
+        lscpu = subprocess.run(["lscpu"], capture_output=True, text=True, timeout=10).stdout
+        max_mhz = re.search(r"CPU max MHz:\s*([\d.]+)", lscpu)
+    except OSError:
+        max_mhz = None
+    clock = max_mhz or mhz
+    ghz = float(clock.group(1)) / 1e3 if clock else float("nan")
+    cores = torch.get_num_threads()
+    fma_units = 2 if lanes == 16 else 1   # Xeon server cores with AVX-512: two 512-bit FMA ports (assumed)
+    peak = cores * lanes * 2 * fma_units * ghz
+    return {"peak_gflops": peak, "cores": cores, "fp32_lanes": lanes, "fma_units_per_core": fma_units,
+            "clock_ghz": ghz, "formula": f"{cores} cores x {lanes} fp32 lanes x 2 (FMA) x {fma_units} FMA units x "
+                                         f"{ghz:.2f} GHz = {peak:.0f} GFLOP/s"}
+
+
+def step_flops(step: Callable[[], None]) -> int:
+    """Matrix-product FLOPs of one call of ``step`` (forward and backward)."""
+    counter = FlopCounterMode(display=False)
+    with counter:
+        step()
+    return int(counter.get_total_flops())
+
+
+def crps_step(model: SFNO, x: torch.Tensor, y: torch.Tensor, members: int, shared: bool) -> Callable[[], None]:
+    """Train step of a stochastic SFNO on the almost-fair CRPS of ``members`` members of one step."""
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
+    no_forcing = x[:, :0]
+    generators = [torch.Generator().manual_seed(i) for i in range(x.shape[0] * members)]
+
+    def step() -> None:
+        opt.zero_grad(set_to_none=True)
+        noise = model.draw_noise(generators)
+        if shared:
+            out = model.ensemble_forward(x, no_forcing, noise, members)
+        else:
+            out = model(x.repeat_interleave(members, 0), no_forcing.repeat_interleave(members, 0), noise)
+        loss = almost_fair_crps(out.unflatten(0, (-1, members)), y).mean()
+        loss.backward()
+        opt.step()
+    return step
+
+
+def bench_sfno(spec: str, channels: int, batch: int, device: torch.device, args: argparse.Namespace) -> dict:
     grid = Grid.parse(spec)
     ref = SphericalFourierNeuralOperator(img_size=grid.shape, grid=grid.kind, scale_factor=SCALE_FACTOR,
                                          in_chans=channels, out_chans=channels, embed_dim=EMBED_DIM,
                                          num_layers=NUM_LAYERS).to(device)
-    ours = SFNO(grid, channels, 0, embed_dim=EMBED_DIM, num_layers=NUM_LAYERS, scale_factor=SCALE_FACTOR,
-                residual=False, big_skip=False, pos_embed=None, encoder_layers=0).to(device)
+    size = dict(embed_dim=EMBED_DIM, num_layers=NUM_LAYERS, scale_factor=SCALE_FACTOR, residual=False,
+                big_skip=False, pos_embed=None, encoder_layers=0)
+    ours = SFNO(grid, channels, 0, **size).to(device)                                          # type: ignore[arg-type]
+    t1 = SFNO(grid, channels, 0, transform_once=True, **size).to(device)                        # type: ignore[arg-type]
+    stochastic = SFNO(grid, channels, 0, noise_channels=4, **size).to(device)                   # type: ignore[arg-type]
+    stochastic_t1 = SFNO(grid, channels, 0, noise_channels=4, transform_once=True, **size).to(device)  # type: ignore[arg-type]
     x = torch.randn(batch, channels, *grid.shape, device=device)
     y = torch.randn_like(x)
     no_forcing = x[:, :0]
-    ours_call = torch.compile(ours) if args.compile else ours
     steps = {"reference": make_step(ref, lambda: ref(x), y),
-             "ours": make_step(ours, lambda: ours_call(x, no_forcing), y)}
-    report("SFNO", spec, channels, batch, steps, device, args,
-           f"params ref {n_params(ref):,} / ours {n_params(ours):,}; lmax=mmax={ours.blocks[0].isht.lmax}")
+             "ours": make_step(ours, lambda: ours(x, no_forcing), y)}
+    if args.compile:
+        compiled = torch.compile(ours)
+        steps["ours_compiled"] = make_step(ours, lambda: compiled(x, no_forcing), y)
+    steps["t1"] = make_step(t1, lambda: t1(x, no_forcing), y)
+    steps["deterministic_stochastic_net"] = make_step(stochastic, lambda: stochastic(x, no_forcing), y)
+    steps["crps_m2_repeated"] = crps_step(stochastic, x, y, 2, shared=False)
+    steps["crps_m2_shared"] = crps_step(stochastic, x, y, 2, shared=True)
+    steps["t1_deterministic_stochastic_net"] = make_step(stochastic_t1, lambda: stochastic_t1(x, no_forcing), y)
+    steps["t1_crps_m2_shared"] = crps_step(stochastic_t1, x, y, 2, shared=True)
+    t = time_steps(steps, device, args.warmup, args.repeats)
+    flops = {name: step_flops(step) for name, step in steps.items() if name != "ours_compiled"}
+    flops.setdefault("ours_compiled", flops["ours"])
+    params = {"reference": n_params(ref), "ours": n_params(ours), "t1": n_params(t1),
+              "stochastic": n_params(stochastic), "stochastic_t1": n_params(stochastic_t1)}
+    ratios = {name: t[name] / t["reference"] for name in ("ours", "ours_compiled", "t1") if name in t}
+    crps = {"repeated": t["crps_m2_repeated"] / t["deterministic_stochastic_net"],
+            "shared": t["crps_m2_shared"] / t["deterministic_stochastic_net"],
+            "t1_shared": t["t1_crps_m2_shared"] / t["t1_deterministic_stochastic_net"]}
+    print(f"SFNO {spec} C={channels} B={batch}: " + ", ".join(f"{k} {1e3 * v:.1f} ms" for k, v in t.items()), flush=True)
+    print("  train step / torch-harmonics' example: " + ", ".join(f"{k} {v:.3f}" for k, v in ratios.items())
+          + f"  [params {params}; lmax=mmax={ours.modes}]", flush=True)
+    print("  CRPS step (M=2, 1 step) / deterministic step of the same net: "
+          + ", ".join(f"{k} {v:.2f}x" for k, v in crps.items()), flush=True)
+    print("  achieved GFLOP/s (matrix products): "
+          + ", ".join(f"{k} {flops[k] / t[k] / 1e9:.1f}" for k in t), flush=True)
+    return {"grid": spec, "channels": channels, "batch": batch, "step_ms": {k: 1e3 * v for k, v in t.items()},
+            "ratio_to_reference": ratios, "crps_over_deterministic": crps, "parameters": params,
+            "flops_per_step": flops, "gflops_achieved": {k: flops[k] / t[k] / 1e9 for k in t}, "lmax": ours.modes}
 
 
 def bench_afno(spec: str, channels: int, batch: int, device: torch.device, args: argparse.Namespace) -> None:
@@ -200,6 +304,7 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--compile", action="store_true", help="torch.compile our SFNO")
     parser.add_argument("--models", nargs="+", choices=["sfno", "afno"], default=["sfno", "afno"])
+    parser.add_argument("--results", type=Path, default=RESULTS)
     args = parser.parse_args()
     if args.device == "cuda" and not torch.cuda.is_available():
         parser.error("--device cuda: no CUDA device available")
@@ -209,11 +314,21 @@ def main() -> None:
         args.repeats = 3 if args.quick else (7 if args.device == "cpu" else 20)
     device = torch.device(args.device)
     torch.manual_seed(0)
+    peak = machine_peak(device)
+    print(f"machine peak (fp32): {peak['formula']}", flush=True)
+    sfno_results = []
     for index in range(1 if args.quick else len(SFNO_CASES)):
         if "sfno" in args.models:
-            bench_sfno(*SFNO_CASES[index], device, args)
+            sfno_results.append(bench_sfno(*SFNO_CASES[index], device, args))
+            gflops = sfno_results[-1]["gflops_achieved"]
+            if peak["peak_gflops"]:
+                sfno_results[-1]["fraction_of_peak"] = {k: v / peak["peak_gflops"] for k, v in gflops.items()}
         if "afno" in args.models:
             bench_afno(*AFNO_CASES[index], device, args)
+    if sfno_results:
+        figures = {"device": args.device, "threads": torch.get_num_threads(), "compile": args.compile,
+                   "load_average": os.getloadavg(), "peak": peak, "sfno": sfno_results}
+        print(f"results: {write_results(args.results, 'models', figures)}")
 
 
 if __name__ == "__main__":

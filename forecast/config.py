@@ -44,7 +44,8 @@ class ModelConfig(StrictModel):
     big_skip: bool = True          # SFNO: concatenate the input before the decoder
     pos_embed: bool = True
     # SFNO: "lat" (learnable, per latitude: keeps longitude-shift equivariance) or "latlon"
-    pos_embed_kind: Literal["lat", "latlon"] = "lat"
+    # or "spherical-harmonics": grid-free (sh_* below; a model trained on one grid runs on another)
+    pos_embed_kind: Literal["lat", "latlon", "spherical-harmonics"] = "lat"
     # hidden layers of the encoder/decoder MLPs (0: linear maps, as torch-harmonics' example SFNO)
     encoder_layers: int = Field(1, ge=0)
     drop_path_rate: float = Field(0.0, ge=0, lt=1)
@@ -67,6 +68,20 @@ class ModelConfig(StrictModel):
     # the vorticity channels (vo<rest>) are the curl of the predicted winds (u<rest>, v<rest>), not
     # predicted on their own (forecast/models/diagnostics.py); in training and at inference
     diagnosed_vorticity: bool = False
+    # --- SFNO neural-operator options (forecast/models/sfno/; configs/models/sfno-*.yaml) -----------
+    # pos_embed_kind "spherical-harmonics" (Russwurm et al.): real spherical harmonics up to degree
+    # sh_degree at the grid's points, through a SIREN of sh_siren_layers hidden layers of
+    # sh_siren_hidden features (0: a linear map)
+    sh_degree: int = Field(10, ge=0)
+    sh_siren_layers: int = Field(0, ge=0)
+    sh_siren_hidden: PositiveInt = 64
+    # spectral weights: dense, or Tucker / CP factorised (MG-TFNO) with at most spectral_rank times
+    # the dense parameters (forecast/models/sfno/factorised.py)
+    spectral_factorisation: Literal["dense", "tucker", "cp"] = "dense"
+    spectral_rank: Positive = 0.1
+    # transform once (T1): one SHT after the encoder, the blocks on the coefficients, one inverse
+    # (forecast/models/sfno/transform_once.py)
+    transform_once: bool = False
     # AFNO only
     patch_size: Annotated[list[PositiveInt], Field(min_length=2, max_length=2)] = [4, 4]
     num_blocks: PositiveInt = 8
@@ -80,6 +95,8 @@ class ModelConfig(StrictModel):
         if (self.noise_length_scales_km is not None or self.noise_autocorrelation) and not self.noise_channels:
             raise ValueError("noise_length_scales_km and noise_autocorrelation shape the noise of a stochastic SFNO: "
                              "set noise_channels > 0")
+        if self.transform_once and self.architecture == "dyffusion":
+            raise ValueError("transform_once blocks take no step conditioning: not for architecture 'dyffusion'")
         return self
 
 

@@ -11,7 +11,8 @@ from pipelines.errors import InputError
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 KINDS = {
     "data/era5.yaml": PrepareConfig, "data/swe.yaml": PrepareConfig, "models/sfno.yaml": ModelConfig,
-    "models/afno.yaml": ModelConfig, "models/dyffusion.yaml": ModelConfig, "train.yaml": TrainConfig, "rollout.yaml": RolloutConfig,
+    "models/afno.yaml": ModelConfig, "models/dyffusion.yaml": ModelConfig, "models/sfno-shpe.yaml": ModelConfig,
+    "models/sfno-tucker.yaml": ModelConfig, "models/sfno-cp.yaml": ModelConfig, "models/sfno-t1.yaml": ModelConfig, "train.yaml": TrainConfig, "rollout.yaml": RolloutConfig,
     "verify.yaml": VerifyConfig, "operational.yaml": RunConfig, "demo.yaml": DemoConfig, "plot.yaml": PlotConfig,
     "operational-grib.yaml": RunConfig,
 }
