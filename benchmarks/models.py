@@ -47,7 +47,7 @@ sys.path.insert(0, str(REPO))
 
 from forecast.losses import almost_fair_crps  # noqa: E402
 from forecast.models import AFNO, SFNO  # noqa: E402
-from forecast.results import write_results  # noqa: E402
+from forecast.results import table, write_results  # noqa: E402
 from pipelines.grids import Grid  # noqa: E402
 
 RESULTS = REPO / "docs" / "results" / "benchmarks" / "models.json"
@@ -295,6 +295,36 @@ def report(name: str, spec: str, channels: int, batch: int, steps: dict[str, Cal
           flush=True)
 
 
+_VARIANTS = {"reference": "torch-harmonics' example SFNO", "ours": "our SFNO", "ours_compiled": "our SFNO, torch.compile",
+             "t1": "our SFNO, transform once (T1)", "deterministic_stochastic_net": "stochastic SFNO, one member",
+             "crps_m2_repeated": "stochastic SFNO, CRPS M=2, members as a batch",
+             "crps_m2_shared": "stochastic SFNO, CRPS M=2, ensemble_forward",
+             "t1_deterministic_stochastic_net": "stochastic T1, one member",
+             "t1_crps_m2_shared": "stochastic T1, CRPS M=2, ensemble_forward"}
+
+
+def sfno_tables(result: dict[str, Any], peak: dict[str, Any], device: str, threads: int) -> list[dict[str, Any]]:
+    """The docs' tables of one :func:`bench_sfno` result (:func:`forecast.results.table`)."""
+    step, ratio = result["step_ms"], result["ratio_to_reference"]
+    crps_base = {"crps_m2_repeated": "deterministic_stochastic_net", "crps_m2_shared": "deterministic_stochastic_net",
+                 "t1_crps_m2_shared": "t1_deterministic_stochastic_net"}
+    rows = []
+    for name, label in _VARIANTS.items():
+        if name not in step:
+            continue
+        over = ratio.get(name, 1.0 if name == "reference" else None)
+        if name in crps_base:
+            over_text = f"{step[name] / step[crps_base[name]]:.2f}x its one-member step"
+        else:
+            over_text = "" if over is None else f"{over:.3f}"
+        rows.append([label, step[name], over_text, result["gflops_achieved"][name],
+                     result.get("fraction_of_peak", {}).get(name, float("nan"))])
+    return [table(f"SFNO train step on {result['grid']}, {result['channels']} channels, batch {result['batch']} "
+                  f"({device}, {threads} threads; lmax {result['lmax']})",
+                  ["variant", "step (ms)", "/ reference", "GFLOP/s (matmul)", "fraction of peak"], rows,
+                  note=f"median of interleaved steps after warm-up; peak {peak['formula']}")]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
@@ -327,7 +357,8 @@ def main() -> None:
             bench_afno(*AFNO_CASES[index], device, args)
     if sfno_results:
         figures = {"device": args.device, "threads": torch.get_num_threads(), "compile": args.compile,
-                   "load_average": os.getloadavg(), "peak": peak, "sfno": sfno_results}
+                   "load_average": os.getloadavg(), "peak": peak, "sfno": sfno_results,
+                   "tables": [t for r in sfno_results for t in sfno_tables(r, peak, args.device, torch.get_num_threads())]}
         print(f"results: {write_results(args.results, 'models', figures)}")
 
 

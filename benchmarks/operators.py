@@ -52,7 +52,7 @@ from forecast.demo import demo  # noqa: E402
 from forecast.forcings import forcing_names  # noqa: E402
 from forecast.losses import almost_fair_crps  # noqa: E402
 from forecast.models import SFNO, build_model, count_parameters  # noqa: E402
-from forecast.results import write_results  # noqa: E402
+from forecast.results import table, write_results  # noqa: E402
 from forecast.rollout.engine import BlowUpError  # noqa: E402
 from pipelines.config import load_config  # noqa: E402
 from pipelines.grids import Grid  # noqa: E402
@@ -171,7 +171,7 @@ def transferred_checkpoint(path: Path, grid: Grid, out: Path) -> Path:
 def zero_shot(coarse: dict, fine: dict, config: DemoConfig, work: Path) -> dict:
     """Roll the coarse-grid models out on the fine store and score them as the demo does."""
     from forecast.demo import _model_rollout, demo_windows
-    from forecast.rollout.workflow import rollout
+    from forecast.rollout.run import rollout
     from forecast.verify.summary import skill_summary
     from forecast.verify.workflow import verify
     from pipelines.store import open_store
@@ -193,6 +193,34 @@ def zero_shot(coarse: dict, fine: dict, config: DemoConfig, work: Path) -> dict:
             "skill": {v: {f"{float(k):g}": {"crps_vs_perfect": row.get("crps_vs_perfect"),
                                             "spread_skill": row.get("spread_skill")} for k, row in per_lead.items()}
                       for v, per_lead in summary.items()}}
+
+
+def _cell(run: dict, variable: str, lead: str, key: str) -> str:
+    row = run.get("skill", {}).get(variable, {}).get(lead) or {}
+    value = row.get(key)
+    if not value:
+        return "blew up" if run.get("error") else "n/a"
+    return f"{value[0]:.2f} [{value[1]:.2f}, {value[2]:.2f}]"
+
+
+def operator_tables(runs: dict[str, dict], transfer: dict, budget_s: float) -> list[dict[str, Any]]:
+    """The docs' tables (:func:`forecast.results.table`): one row per option, gh and u at 24 and 72 h."""
+    columns = ["option", "parameters", "CRPS step (ms)", "steps per copy"]
+    columns += [f"{v} {lead} h {what}" for v in ("gh", "u") for lead in LEADS for what in ("CRPS / perfect", "spread/skill")]
+    rows = [[option, run["parameters"], run["crps_step_ms"], run["max_steps_per_model"]]
+            + [_cell(run, v, lead, key) for v in ("gh", "u") for lead in LEADS
+               for key in ("crps_vs_perfect", "spread_skill")] for option, run in runs.items()]
+    tables = [table(f"SFNO options trained for {budget_s:g} s each, validation window", columns, rows,
+                    note="value [5 %, 95 %] of a bootstrap over init times; a model that blew up has no scores")]
+    if transfer:
+        trows = [[name, run.get("grid", run.get("run_on", "")), *[_cell(run, v, lead, "crps_vs_perfect")
+                                                               for v in ("gh", "u") for lead in LEADS]]
+                 for name, run in transfer.items()]
+        tables.append(table(f"Resolution transfer: the shpe option on {FINE_GRID}",
+                            ["model", "grid", *[f"{v} {lead} h CRPS / perfect" for v in ("gh", "u") for lead in LEADS]],
+                            trows, note="zero_shot_from_coarse: trained on the demo grid, run on the fine one "
+                                        "unchanged (SFNO.set_grid)"))
+    return tables
 
 
 def main() -> None:
@@ -229,7 +257,8 @@ def main() -> None:
         except BlowUpError as exc:
             transfer["zero_shot_from_coarse"] = {"error": str(exc)}
     figures = {"budget_s": args.budget_s, "window": "validation", "members": config.members,
-               "inits": config.windows.inits, "options": runs, "resolution_transfer": transfer}
+               "inits": config.windows.inits, "options": runs, "resolution_transfer": transfer,
+               "tables": operator_tables(runs, transfer, args.budget_s)}
     out = write_results(args.results, "operators", figures)
     print(f"results: {out}")
     for option, run in runs.items():

@@ -63,8 +63,14 @@ def _skill_rows(model: str, skill: dict[str, Any]) -> list[str]:
     return rows
 
 
+DEMO_MISSING = ("No results yet: `docs/results/demo.json` does not exist (`forecast demo`, then copy "
+                "`demo/results.json` there: `bash benchmarks/run_all.sh --demo`).")
+
+
 def demo_skill() -> str:
     """The demo's skill on the test window (``docs/results/demo.json``, written by ``forecast demo``)."""
+    if not (RESULTS / "demo.json").exists():
+        return DEMO_MISSING
     record = _load(RESULTS / "demo.json")
     head = ["| model | variable | lead | CRPS / perfect model | ens-mean RMSE / perfect model | spread/skill "
             "| members' power / truth's (min-max over l >= 1) |", "|---|---|---|---|---|---|---|"]
@@ -75,6 +81,8 @@ def demo_skill() -> str:
 
 
 def demo_timings() -> str:
+    if not (RESULTS / "demo.json").exists():
+        return DEMO_MISSING
     record = _load(RESULTS / "demo.json")
     timings = record["figures"]["timings"]
     rows = [f"| {stage} | {seconds:.0f} |" for stage, seconds in timings.items()]

@@ -321,11 +321,11 @@ def run(
 def demo(
     config: Optional[Path] = ConfigOpt,
     workdir: Optional[str] = typer.Option(None, help="Where the demo writes everything (default: ./demo)."),
-    quick: bool = typer.Option(False, "--quick", help="Tiny grid and short run (about a minute)."),
+    quick: bool = typer.Option(False, "--quick", help="Tiny grid and short run: checks the chain, scores say little."),
     models: Optional[str] = typer.Option(None, help="Comma list of models to train side by side: sfno-crps, sfno, afno, dyffusion."),
     overrides: Optional[list[str]] = OverridesArg,
 ) -> None:
-    """Run the whole chain on the embedded shallow-water data and write a report (<= 10 min on 2 cores)."""
+    """Run the whole chain on the embedded shallow-water data and write a report (timings: README)."""
     from forecast.config import DemoConfig
     from forecast.demo import demo as run_demo
 

@@ -37,15 +37,15 @@ def test_the_readme_is_a_guide_and_names_no_figure_by_hand():
 def test_a_table_reflects_its_results_file(tmp_path, monkeypatch):
     """Rendering is a function of the results files: change a file, the table changes."""
     import json
-    import shutil
-
     render = _renderer()
     results = tmp_path / "results"
-    shutil.copytree(REPO / "docs" / "results", results)
-    record = json.loads((results / "demo.json").read_text())
-    record["figures"]["timings"] = {"prepare": 12.0, "total": 34.0}
-    (results / "demo.json").write_text(json.dumps(record))
+    results.mkdir()
     monkeypatch.setattr(render, "RESULTS", results)
+    assert "No results yet" in render.demo_timings() and "No results yet" in render.demo_skill()
+    record = {"name": "demo", "command": "forecast demo", "commit": "0123456789abcdef", "dirty": False,
+              "date": "2026-12-06T10:00:00Z", "machine": {"cpu": "Test CPU", "cores": 2},
+              "figures": {"timings": {"prepare": 12.0, "total": 34.0}, "skill": {}}}
+    (results / "demo.json").write_text(json.dumps(record))
     table = render.demo_timings()
     assert "| prepare | 12 |" in table and "| total | 34 |" in table
 
