@@ -91,7 +91,7 @@ def demo_timings() -> str:
 
 
 def _range(values: list[float]) -> str:
-    return f"{min(values):.2f}-{max(values):.2f}"
+    return f"{_cell(float(min(values)))}-{_cell(float(max(values)))}"
 
 
 def _setting_row(record: dict[str, Any], model: str) -> str:
@@ -125,6 +125,45 @@ def skill_validation() -> str:
 def skill_test() -> str:
     """The chosen setting on the test window of three realisations (``--window test swe.seed=N``)."""
     return _settings_table("test", "*")
+
+
+GOALS = ("Goals (issue 34): spread/skill within [0.8, 1.2] at every lead from 6 h to 5 days; CRPS and "
+         "ensemble-mean RMSE at most 1.15x the perfect model's at 24, 72 and 120 h; members' power within "
+         "[0.5, 2] of the truth's at every degree and lead. A cell is marked **no** where the value misses it.")
+
+
+def _goal(value: float, low: float, high: float) -> str:
+    return "" if low <= value <= high else " **no**"
+
+
+def skill_goals() -> str:
+    """The chosen setting against the goals, per realisation, variable and lead, with intervals
+    (``docs/results/skill/test_*.json``)."""
+    records = [_load(p) for p in sorted((RESULTS / "skill").glob("test_*.json"))]
+    if not records:
+        return "No results yet: no `docs/results/skill/test_*.json` (`benchmarks/skill.py NAME --window test`)."
+    head = ["| record | variable | lead | CRPS / perfect | ens-mean RMSE / perfect | spread/skill "
+            "| members' power / truth's (min-max) |", "|---|---|---|---|---|---|---|"]
+    rows = []
+    for record in records:
+        f = record["figures"]
+        for model, skill in f["skill"].items():
+            if model == "perfect_model":
+                continue
+            for variable in VARIABLES:
+                per_lead = skill.get(variable, {})
+                for lead in sorted(per_lead, key=float):
+                    row = per_lead[lead]
+                    crps, rmse, ss = row.get("crps_vs_perfect"), row.get("ens_rmse_vs_perfect"), row["spread_skill"]
+                    power = row.get("power_ratio", {})
+                    rows.append(
+                        f"| swe.seed={f['swe_seed']} | {variable} | {lead} h "
+                        f"| {_triple(crps)}{_goal(crps[0], 0, 1.15) if crps and lead != '6' else ''} "
+                        f"| {_triple(rmse)}{_goal(rmse[0], 0, 1.15) if rmse and lead != '6' else ''} "
+                        f"| {_triple(ss)}{_goal(ss[0], 0.8, 1.2)} "
+                        f"| {_power(power)}{_goal(power['min'], 0.5, 2) or _goal(power['max'], 0.5, 2) if power else ''} |")
+    return "\n".join(head + rows + ["", GOALS, "values [90 % bootstrap interval over the window's init times]. "
+                                    f"Sources: `docs/results/skill/test_*.json` ({_provenance(*records)})."])
 
 
 def _cell(value: Any) -> str:
@@ -169,7 +208,7 @@ def benchmark_tables(name: str) -> str:
 
 TABLES: dict[str, Callable[[], str]] = {
     "demo-skill": demo_skill, "demo-timings": demo_timings,
-    "skill-validation": skill_validation, "skill-test": skill_test,
+    "skill-validation": skill_validation, "skill-test": skill_test, "skill-goals": skill_goals,
 }
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Optional
 
+from pipelines.config import positive_duration
 from pipelines.errors import InputError
 
 __all__ = ["given_options", "comma_list", "load_config_with", "lead_hours", "duration"]
@@ -54,14 +55,9 @@ def lead_hours(text: str) -> float:
 
 def duration(text: Optional[str], option: str):
     """``"1h"`` -> a pandas Timedelta (None stays None)."""
-    import pandas as pd
-
     if text is None:
         return None
     try:
-        value = pd.Timedelta(text)
-    except ValueError:
-        raise InputError(f"{option} {text!r} is not a duration like 1h or 6h") from None
-    if value <= pd.Timedelta(0):
-        raise InputError(f"{option} {text!r} must be positive")
-    return value
+        return positive_duration(text, option)
+    except ValueError as exc:
+        raise InputError(str(exc)) from None

@@ -10,7 +10,7 @@ the file before validation; values are parsed as YAML scalars (``lr=3e-4``,
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any, Literal, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, Literal, TypeVar
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError, field_validator
@@ -25,6 +25,10 @@ T = TypeVar("T", bound="StrictModel")
 GridSpec = Annotated[str, StringConstraints(pattern=r"^(equiangular|legendre-gauss):[1-9]\d*x[1-9]\d*$")]
 PositiveInt = Annotated[int, Field(ge=1)]
 Positive = Annotated[float, Field(gt=0)]
+
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 
 class StrictModel(BaseModel):
@@ -99,14 +103,7 @@ class PrepareConfig(StrictModel):
     def _positive_time_step(cls, value: str | None) -> str | None:
         if value is None:
             return value
-        import pandas as pd
-
-        try:
-            step = pd.Timedelta(value)
-        except ValueError:
-            raise ValueError(f"cannot parse time step {value!r}; expected e.g. 6h, 1h, 1D") from None
-        if step <= pd.Timedelta(0):
-            raise ValueError(f"time step {value!r} must be positive, e.g. 6h")
+        positive_duration(value, "time step")
         return value
 
 
@@ -228,3 +225,16 @@ def _describe(exc: ValidationError) -> str:
         message = str(err["msg"]).removeprefix("Value error, ")
         return message if not err["loc"] else f"key {key!r}: {message}"
     return f"key {key!r}: {err['msg']} (got {err.get('input')!r})"
+
+
+def positive_duration(text: str, name: str) -> pd.Timedelta:
+    """``"6h"`` -> ``pd.Timedelta``; ValueError naming ``name`` if ``text`` is no duration or not positive."""
+    import pandas as pd
+
+    try:
+        value = pd.Timedelta(text)
+    except ValueError:
+        raise ValueError(f"{name} {text!r} is not a duration like 1h or 6h") from None
+    if value <= pd.Timedelta(0):
+        raise ValueError(f"{name} {text!r} must be positive, e.g. 6h")
+    return value

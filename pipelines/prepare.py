@@ -44,7 +44,8 @@ from pipelines.errors import InputError
 from pipelines.grids import Grid
 from pipelines.locks import hold_lock, lock_path
 from pipelines.outputs import check_output
-from pipelines.ingest import expand_inputs, fill_nearest, nan_counts, nan_report, open_inputs, select_times, time_chunk
+from pipelines.ingest import expand_inputs, open_inputs, select_times, time_chunk
+from pipelines.missing import fill_nearest, nan_counts, nan_report
 from pipelines.regrid import regrid
 from pipelines.statistics import climatology, statistics
 from pipelines.store import consolidate, linked_copy, open_store, write_group
