@@ -56,7 +56,9 @@ def _power(p: dict[str, float]) -> str:
 def _skill_rows(model: str, skill: dict[str, Any]) -> list[str]:
     rows = []
     for variable in VARIABLES:
-        for lead, row in skill.get(variable, {}).items():
+        per_lead = skill.get(variable, {})
+        for lead in sorted(per_lead, key=float):
+            row = per_lead[lead]
             rows.append(f"| {model} | {variable} | {lead} h | {_triple(row.get('crps_vs_perfect'))} | "
                         f"{_triple(row.get('ens_rmse_vs_perfect'))} | {_triple(row['spread_skill'])} | "
                         f"{_power(row.get('power_ratio', {}))} |")
