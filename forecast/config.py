@@ -354,7 +354,7 @@ class DemoConfig(StrictModel):
     train: TrainConfig = TrainConfig(step_hours=6, batch_size=4, epochs=4, lr=2e-3, warmup_steps=20, rollout_steps=1,
                                      curriculum_epochs=0, checkpoint_every=500)
     sfno: ModelConfig = ModelConfig(architecture="sfno", embed_dim=32, num_layers=4, scale_factor=1,
-                                    hyperdiffusion_efold_hours=2, hyperdiffusion_degree=31)
+                                    hyperdiffusion_efold_hours=2)
     afno: ModelConfig = ModelConfig(architecture="afno", embed_dim=128, patch_size=[4, 4])
     stochastic: StochasticDemoConfig = StochasticDemoConfig()
     dyffusion: DYffusionDemoConfig = DYffusionDemoConfig()
