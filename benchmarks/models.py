@@ -312,11 +312,12 @@ def sfno_tables(result: dict[str, Any], peak: dict[str, Any], device: str, threa
     for name, label in _VARIANTS.items():
         if name not in step:
             continue
-        over = ratio.get(name, 1.0 if name == "reference" else None)
         if name in crps_base:
             over_text = f"{step[name] / step[crps_base[name]]:.2f}x its one-member step"
+        elif name == "reference":
+            over_text = f"{1.0:.3f}"
         else:
-            over_text = "" if over is None else f"{over:.3f}"
+            over_text = f"{ratio[name]:.3f}" if name in ratio else ""
         rows.append([label, step[name], over_text, result["gflops_achieved"][name],
                      result.get("fraction_of_peak", {}).get(name, float("nan"))])
     return [table(f"SFNO train step on {result['grid']}, {result['channels']} channels, batch {result['batch']} "
