@@ -297,6 +297,7 @@ class StochasticDemoConfig(StrictModel):
     rollout_steps: PositiveInt = 2            # the CRPS of rollouts of this many steps
     crps_alpha: float = Field(0.95, gt=0.0, le=1.0)
     spectral_weight: float = Field(0.0, ge=0.0)   # train.crps_spectral_weight: CRPS of SHT amplitudes
+    spectral_normalised: bool = False   # train.crps_spectral_normalised: every degree weighs alike
     # independently trained copies (seeds seed, seed + 1, ...), each for train.epochs // models
     # epochs (at least 1): the members are spread over them, and their differences carry the
     # model's own uncertainty

@@ -84,7 +84,9 @@ def _train_config(config: DemoConfig, arch: str, store: Path, work: Path, window
                                             "noise_autocorrelation": config.stochastic.noise_autocorrelation})
         ensemble = {"loss": "crps", "ensemble_members": config.stochastic.ensemble_members,
                     "crps_alpha": config.stochastic.crps_alpha,
-                    "crps_spectral_weight": config.stochastic.spectral_weight, "rollout_steps": config.stochastic.rollout_steps}
+                    "crps_spectral_weight": config.stochastic.spectral_weight,
+                    "crps_spectral_normalised": config.stochastic.spectral_normalised,
+                    "rollout_steps": config.stochastic.rollout_steps}
     if arch == "dyffusion":
         # the sfno section's hyperdiffusion filters an SFNO's step; DYffusion's networks predict states
         model = model.model_copy(update={"architecture": "dyffusion", "mlp_dropout": config.dyffusion.mlp_dropout,
