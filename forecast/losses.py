@@ -124,6 +124,11 @@ def almost_fair_crps(members: torch.Tensor, target: torch.Tensor, alpha: float =
     return skill - (1.0 - epsilon) * pair_sum / (2.0 * m * (m - 1))
 
 
+# SpectralCRPS's normalised form: no degree's reference power below this fraction of its
+# variable's mean power per degree
+REFERENCE_FLOOR = 1e-3
+
+
 class SpectralCRPS(nn.Module):
     r"""Almost-fair CRPS of spherical-harmonic amplitudes, ``(B, M, C, H, W) x (B, C, H, W) -> ()``.
 
@@ -150,7 +155,10 @@ class SpectralCRPS(nn.Module):
 
     so the degrees where the data hold little power (the dissipation range, the largest scales
     of the vorticity) count as much as the energetic ones: too much or too little power there
-    is penalised in proportion to the climate's own amplitude.
+    is penalised in proportion to the climate's own amplitude. A degree's power is floored at
+    :data:`REFERENCE_FLOOR` times the variable's mean power per degree: a degree the data hold
+    (almost) nothing at, as the zero global mean of the vorticity (:math:`\bar P \approx 10^{-17}`),
+    would otherwise divide by almost zero and outweigh every other term of the loss.
     """
 
     # buffers (registered in __init__), typed for the checker
@@ -171,7 +179,9 @@ class SpectralCRPS(nn.Module):
         else:
             degree = np.arange(lmax)
             weights = var_w[:, None, None] * (g / (2 * degree + 1)[:, None])[None] / lmax
-            scale = np.sqrt(np.maximum(np.asarray(reference)[:, :lmax], 1e-30) / (2 * degree + 1))[..., None]
+            power = np.asarray(reference, dtype=np.float64)[:, :lmax]
+            power = np.maximum(power, REFERENCE_FLOOR * power.mean(axis=1, keepdims=True) + 1e-30)
+            scale = np.sqrt(power / (2 * degree + 1))[..., None]
         self.register_buffer("weights", torch.as_tensor(weights, dtype=torch.float32), persistent=False)  # (C, L, M)
         self.register_buffer("scale", torch.as_tensor(scale, dtype=torch.float32), persistent=False)      # (C, L, 1)
 

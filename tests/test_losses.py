@@ -124,3 +124,22 @@ def test_spectral_crps_sees_power_the_pointwise_crps_cannot():
     assert members.grad is not None and torch.isfinite(members.grad).all()
     with pytest.raises(InputError, match="spectral_weight"):
         AreaWeightedCRPS(grid, np.ones(1), spectral_weight=-1.0)
+
+
+def test_normalised_spectral_crps_is_bounded_where_the_data_have_no_power():
+    """The normalised term refers each degree to the training data's power there; a degree the
+    data hold nothing at (the vorticity's zero global mean) is floored, so a small error there
+    costs no more than the same error at an energetic degree would at the floor, not 1e8 times more."""
+    grid = Grid.parse("legendre-gauss:12x24")
+    reference = np.ones((1, 12))
+    reference[0, 0] = 1e-17                                   # no power at l = 0 in the data
+    loss = SpectralCRPS(grid, np.ones(1), alpha=0.95, reference=reference)
+    target = torch.zeros(1, 1, grid.nlat, grid.nlon, dtype=torch.float64)
+    at_zero = torch.stack([_single_harmonic(grid, 0, 0, 1e-3)[None]] * 2, dim=1)     # (1, 2, 1, H, W)
+    at_five = torch.stack([_single_harmonic(grid, 5, 0, 1e-3)[None]] * 2, dim=1)
+    ratio = float(loss(at_zero, target)) / float(loss(at_five, target))
+    # floored at 1e-3 of the mean power (11 / 12): amplitude scale sqrt(1e-3 * 11 / 12) against
+    # sqrt(1 / 11), and degree 0 has 1 coefficient where degree 5 spreads its weight over 11
+    expected = np.sqrt(1 / 11) / np.sqrt(1e-3 * 11 / 12) * 11
+    assert ratio == pytest.approx(expected, rel=1e-3)
+    assert torch.isfinite(loss(at_zero, target))
