@@ -136,6 +136,55 @@ def skill_test() -> str:
     return _settings_table("test", "*")
 
 
+def _geometric_mean(values: list[float]) -> float:
+    return math.exp(sum(math.log(v) for v in values) / len(values))
+
+
+def skill_ranking() -> str:
+    """One line per validation setting, the numbers the choice was made on: the geometric mean of
+    CRPS / perfect model over variables and 24, 72, 120 h; how many of the 16 (variable, lead)
+    spread/skill values lie in [0.8, 1.2] and the worst one's factor from 1; the geometric mean
+    over variables and leads of the members' largest power excess; the long-run steps."""
+    records = {p.stem.removeprefix("validation_"): _load(p)
+               for p in sorted((RESULTS / "skill").glob("validation_*.json"))}
+    if not records:
+        return "No results yet: no `docs/results/skill/validation_*.json`."
+    head = ["| setting | CRPS / perfect (geometric mean) | spread/skill in [0.8, 1.2] | worst spread/skill factor "
+            "| largest power excess (geometric mean) | long run: steps per seed |", "|---|---|---|---|---|---|"]
+    lines = []
+    for name, record in records.items():
+        skill = record["figures"]["skill"]["sfno-crps"]
+        rows = [row for _, _, row in _by_lead(skill)]
+        crps = [row["crps_vs_perfect"][0] for _, lead, row in _by_lead(skill) if lead in ("24", "72", "120")]
+        ratios = [row["spread_skill"][0] for row in rows]
+        worst = max(max(r, 1 / r) for r in ratios)
+        power = _geometric_mean([row["power_ratio"]["max"] for row in rows if row["power_ratio"]])
+        long_path = RESULTS / "skill" / f"long_{name}.json"
+        steps = ", ".join(map(str, _load(long_path)["figures"]["steps_completed"])) if long_path.exists() else "-"
+        inside = sum(0.8 <= r <= 1.2 for r in ratios)
+        lines.append((_geometric_mean(crps), f"| {name} | {_geometric_mean(crps):.3f} | {inside} of {len(ratios)} | "
+                                            f"{worst:.2f} | {_cell(power)} | {steps} |"))
+    rows_sorted = [line for _, line in sorted(lines)]
+    return "\n".join(head + rows_sorted + ["", "Sorted by the CRPS column. Sources: `docs/results/skill/validation_*.json`, "
+                                             f"`docs/results/skill/long_*.json` ({_provenance(*records.values())})."])
+
+
+def skill_long() -> str:
+    """Steps each validation setting's first model lasts without any limiter
+    (``benchmarks/long_rollout.py --results docs/results/skill/long_NAME.json``)."""
+    records = [(p.stem.removeprefix("long_"), _load(p)) for p in sorted((RESULTS / "skill").glob("long_*.json"))]
+    if not records:
+        return "No results yet: no `docs/results/skill/long_*.json` (`benchmarks/long_rollout.py --results ...`)."
+    head = ["| setting | steps completed (one per noise seed) | of | limiters |", "|---|---|---|---|"]
+    rows = []
+    for name, record in records:
+        f = record["figures"]
+        limiters = ", ".join(f"{k} {v}" for k, v in f["limiters"].items() if v is not None) or "none"
+        rows.append(f"| {name} | {', '.join(str(s) for s in f['steps_completed'])} | {f['steps']} | {limiters} |")
+    return "\n".join(head + rows + ["", "Sources: `docs/results/skill/long_*.json` "
+                                        f"({_provenance(*(r for _, r in records))})."])
+
+
 GOALS = ("Goals (issue 34): spread/skill within [0.8, 1.2] at every lead from 6 h to 5 days; CRPS and "
          "ensemble-mean RMSE at most 1.15x the perfect model's at 24, 72 and 120 h; members' power within "
          "[0.5, 2] of the truth's at every degree and lead. A cell is marked **no** where the value misses it.")
@@ -220,6 +269,7 @@ def benchmark_tables(name: str) -> str:
 TABLES: dict[str, Callable[[], str]] = {
     "demo-skill": demo_skill, "demo-timings": demo_timings,
     "skill-validation": skill_validation, "skill-test": skill_test, "skill-goals": skill_goals,
+    "skill-long": skill_long, "skill-ranking": skill_ranking,
 }
 
 

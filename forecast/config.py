@@ -294,10 +294,12 @@ class StochasticDemoConfig(StrictModel):
     noise_length_scales_km: list[Positive] | None = [500.0, 1000.0, 2000.0, 4000.0]
     noise_autocorrelation: float = Field(0.9, ge=0.0, lt=1.0)   # model.noise_autocorrelation
     ensemble_members: Annotated[int, Field(ge=2)] = 2
-    rollout_steps: PositiveInt = 2            # the CRPS of rollouts of this many steps
+    # the CRPS of rollouts of this many steps; with the spectral term below, chosen on the
+    # validation window (docs/skill.md)
+    rollout_steps: PositiveInt = 4
     crps_alpha: float = Field(0.95, gt=0.0, le=1.0)
-    spectral_weight: float = Field(0.0, ge=0.0)   # train.crps_spectral_weight: CRPS of SHT amplitudes
-    spectral_normalised: bool = False   # train.crps_spectral_normalised: every degree weighs alike
+    spectral_weight: float = Field(0.1, ge=0.0)   # train.crps_spectral_weight: CRPS of SHT amplitudes
+    spectral_normalised: bool = True    # train.crps_spectral_normalised: every degree weighs alike
     # independently trained copies (seeds seed, seed + 1, ...), each for train.epochs // models
     # epochs (at least 1): the members are spread over them, and their differences carry the
     # model's own uncertainty
