@@ -153,17 +153,15 @@ def skill_ranking() -> str:
             "| largest power excess (geometric mean) | long run: steps per seed |", "|---|---|---|---|---|---|"]
     lines = []
     for name, record in records.items():
-        skill = record["figures"]["skill"]["sfno-crps"]
-        rows = [row for _, _, row in _by_lead(skill)]
-        crps = [row["crps_vs_perfect"][0] for _, lead, row in _by_lead(skill) if lead in ("24", "72", "120")]
-        ratios = [row["spread_skill"][0] for row in rows]
+        by_lead = list(_by_lead(record["figures"]["skill"]["sfno-crps"]))
+        crps = _geometric_mean([row["crps_vs_perfect"][0] for _, lead, row in by_lead if lead in ("24", "72", "120")])
+        ratios = [row["spread_skill"][0] for _, _, row in by_lead]
         worst = max(max(r, 1 / r) for r in ratios)
-        power = _geometric_mean([row["power_ratio"]["max"] for row in rows if row["power_ratio"]])
+        power = _geometric_mean([row["power_ratio"]["max"] for _, _, row in by_lead if row["power_ratio"]])
         long_path = RESULTS / "skill" / f"long_{name}.json"
         steps = ", ".join(map(str, _load(long_path)["figures"]["steps_completed"])) if long_path.exists() else "-"
         inside = sum(0.8 <= r <= 1.2 for r in ratios)
-        lines.append((_geometric_mean(crps), f"| {name} | {_geometric_mean(crps):.3f} | {inside} of {len(ratios)} | "
-                                            f"{worst:.2f} | {_cell(power)} | {steps} |"))
+        lines.append((crps, f"| {name} | {crps:.3f} | {inside} of {len(ratios)} | {worst:.2f} | {_cell(power)} | {steps} |"))
     rows_sorted = [line for _, line in sorted(lines)]
     return "\n".join(head + rows_sorted + ["", "Sorted by the CRPS column. Sources: `docs/results/skill/validation_*.json`, "
                                              f"`docs/results/skill/long_*.json` ({_provenance(*records.values())})."])
