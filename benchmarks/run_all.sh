@@ -49,6 +49,7 @@ run swe_predictability --spinup-days 5 --inits 2 --members 4
 run pipeline --steps 8 --regrid-steps 8 --days 4
 run grib_ingest --steps 16 --steps-per-file 8 --memory-steps 8
 run rollout --members 4 --steps 4 --memory-leads 4 16 --repeats 2
+run noise --repeats 3
 run models --quick --models sfno --compile --repeats 5
 
 checkpoint=demo/runs/sfno-crps/model0/checkpoints/latest.pt

@@ -138,8 +138,13 @@ def consolidate(path: str | Path) -> None:
     zarr.consolidate_metadata(str(path))
 
 
-def open_store(path: str | Path) -> TrainingStore:
+def open_store(path: str | Path, dask: bool = True) -> TrainingStore:
     """Open a training store lazily.
+
+    ``dask=False`` opens the variables as xarray's lazily indexed arrays, read straight from
+    Zarr on ``.values`` or ``isel``: no task graph, so reading a whole small store or a few
+    time steps costs a few Zarr reads instead of thousands of one-chunk tasks (the store is
+    chunked one time step per chunk); keep the default for anything that computes in parallel.
 
     Raises
     ------
@@ -150,7 +155,7 @@ def open_store(path: str | Path) -> TrainingStore:
     if not path.exists():
         raise InputError(f"training store {path} does not exist; create it with `forecast prepare`")
     try:
-        data = xr.open_zarr(path, consolidated=None)
+        data = xr.open_zarr(path, consolidated=None, chunks={} if dask else None)
     except Exception as exc:  # zarr raises many types for a broken store
         raise InputError(f"{path} is not a readable Zarr store ({type(exc).__name__}: {exc})") from None
     if "grid" not in data.attrs or "variables" not in data.attrs:

@@ -89,8 +89,8 @@ def test_the_engines_step_is_the_model_step_then_the_constraints_to_the_bit(conf
     engine = RolloutEngine([model], GRID, STEP, None, None, torch.device("cpu"), chains)
     out = engine.step(state, TIME, members, noise_seed=5, intermediate=intermediate)
     with torch.no_grad():
-        noise = model.step_noise(lambda lag: [noise_generator(5, m, None if lag is None else TIME - lag * STEP)
-                                              for m in range(3)])
+        noise = model.step_noise(lambda lag: model.draw_noise(
+            [noise_generator(5, m, None if lag is None else TIME - lag * STEP) for m in range(3)]))
         forcings = compute_forcings(GRID, np.array([TIME.to_datetime64()])).expand(3, -1, -1, -1)
         new = model.sample(state, forcings, noise, intermediate=True) if intermediate else model(state, forcings, noise)
         expected = _by_hand(new, state, hyperdiffusion=config.architecture == "sfno")
@@ -133,3 +133,19 @@ def test_diagnosed_vorticity_is_the_curl_of_the_winds():
     changed[0, 3] = 0.0                                # a vorticity that disagrees with the winds
     assert torch.allclose(diagnosed(changed, state), same, atol=1e-6)
     assert torch.equal(diagnosed(changed, state)[:, :3], changed[:, :3])
+
+
+def test_the_engine_draws_each_innovation_once_and_keeps_only_what_the_next_step_needs():
+    """Stepping two models' members through a run, the engine draws K + n innovations per batch
+    of members (not n (K + 1)) and keeps K + 2 per batch, however long the run: the AR(1) noise
+    costs one draw a step and its memory does not grow with the lead time."""
+    models = [_model(SFNO), _model(SFNO)]
+    engine = RolloutEngine(models, GRID, STEP, None, None, torch.device("cpu"))
+    lags, steps, state, members = models[0].noise_lags, 12, _state(), torch.arange(3)
+    assert lags == 10                                  # 0.5**10 < 1e-3 <= 0.5**9
+    for n in range(steps):
+        state = engine.step(state, TIME + n * STEP, members, noise_seed=5)
+    batches = len(engine.groups(members))
+    assert batches == 2
+    assert engine._innovations.draws == batches * (lags + steps)
+    assert len(engine._innovations) == batches * (lags + 2)

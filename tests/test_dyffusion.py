@@ -170,7 +170,7 @@ def test_member_dropout_gives_each_member_one_network_for_its_whole_forecast():
         def generators_at(lag):
             seeds = member_seeds if lag is None else [100 * step + s for s in range(4)]
             return [torch.Generator().manual_seed(s) for s in seeds]
-        return model.step_noise(generators_at)
+        return model.step_noise(lambda lag: model.draw_noise(generators_at(lag)))
 
     assert step_noise(0).shape == (4, 2)       # this step's seed and the member's
     with torch.no_grad():

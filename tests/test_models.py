@@ -261,7 +261,7 @@ def test_ar1_noise_has_the_lag_one_correlation_and_unit_variance() -> None:
     seeds = list(range(40))
 
     def noise(model, step):
-        return model.step_noise(lambda lag: [seeded_generator(s, 0, step - lag) for s in seeds])
+        return model.step_noise(lambda lag: model.draw_noise([seeded_generator(s, 0, step - lag) for s in seeds]))
 
     first, second = noise(ar1, 0), noise(ar1, 1)
     assert torch.equal(first, noise(ar1, 0))
@@ -278,12 +278,34 @@ def test_noise_amplitude_scales_the_step_noise_exactly() -> None:
     for noise in ({}, {"noise_autocorrelation": 0.6}):
         _, _, plain = _stochastic_pair(noise_channels=2, **noise)
         _, _, louder = _stochastic_pair(noise_channels=2, options=InferenceOptions(noise_amplitude=2.5), **noise)
-        def draw(lag):   # fresh generators each call: both models get the same innovations
-            return [seeded_generator(s, 0, 3 - lag) for s in (1, 2)]
+        def draw(lag, plain=plain):   # fresh generators each call: both models get the same innovations
+            return plain.draw_noise([seeded_generator(s, 0, 3 - lag) for s in (1, 2)])
 
         reference, scaled = plain.step_noise(draw), louder.step_noise(draw)
         assert reference.abs().max() > 0
         torch.testing.assert_close(scaled, 2.5 * reference, rtol=1e-6, atol=0)
+
+
+@pytest.mark.parametrize("limit", [{}, {"max_items": 15}, {"max_bytes": 1}], ids=["unbounded", "K+1", "nothing"])
+def test_memoised_innovations_give_the_same_noise_with_one_draw_per_step(limit) -> None:
+    """Consecutive AR(1) steps share all but one innovation: kept in an InnovationMemo, a run of
+    n steps draws K + n innovations instead of n (K + 1), and the noise is the same to the bit;
+    K + 1 kept innovations are enough (what a long rollout holds), and a memo too small to keep
+    anything draws every time and still gives the same noise."""
+    from forecast.models.base import seeded_generator
+    from forecast.models.innovations import InnovationMemo
+
+    _, _, model = _stochastic_pair(noise_channels=2, noise_autocorrelation=0.6)
+    seeds, lags, steps = (1, 2, 3), model.noise_lags, 5
+    assert lags == 14                                  # 0.6**14 < 1e-3 <= 0.6**13
+    memo = InnovationMemo(lambda step: model.draw_noise([seeded_generator(s, 0, step) for s in seeds]), **limit)
+    for step in range(steps):
+        memoised = model.step_noise(lambda lag, step=step: memo(step - lag))
+        direct = model.step_noise(
+            lambda lag, step=step: model.draw_noise([seeded_generator(s, 0, step - lag) for s in seeds]))
+        assert torch.equal(memoised, direct)
+    assert memo.draws == (steps * (lags + 1) if "max_bytes" in limit else lags + steps)
+    assert len(memo) == {"max_items": lags + 1, "max_bytes": 0}.get(next(iter(limit), ""), lags + steps)
 
 
 def test_seeded_generators_accept_negative_counters() -> None:

@@ -168,15 +168,24 @@ class PrognosticModel(nn.Module, ABC):
         """Factor on the noise :meth:`step_noise` gives (1: as trained)."""
         return 1.0
 
-    def step_noise(self, generators_at: Callable[[int | None], list[torch.Generator]]) -> torch.Tensor:
-        r"""The noise of one step, from ``generators_at(k)``: the batch's generators of the
-        innovation ``k`` steps back (``k = 0``: this step's; the rollout names them by valid
-        time, training by step, so they exist before the first step too); ``generators_at(None)``
-        gives each member's generator of no step, the same for its whole run.
+    @property
+    def noise_lags(self) -> int:
+        r""":math:`K`, the innovations :meth:`step_noise` sums: the smallest with
+        :math:`\phi^K < 10^{-3}` (0 for noise fresh every step)."""
+        phi = self.noise_autocorrelation
+        return 0 if phi == 0.0 else max(1, math.ceil(math.log(1e-3) / math.log(phi)))
+
+    def step_noise(self, innovation_at: Callable[[int | None], torch.Tensor]) -> torch.Tensor:
+        r"""The noise of one step from ``innovation_at(k)``, the batch's innovation
+        :math:`\xi_{t-k}` drawn with :meth:`draw_noise` from the generators of ``k`` steps back
+        (``k = 0``: this step's; the rollout names them by valid time, training by step, so they
+        exist before the first step too); ``innovation_at(None)`` is each member's innovation of
+        no step, the same for its whole run. Callers keep the innovations they have drawn
+        (:class:`~forecast.models.innovations.InnovationMemo`): consecutive steps share all but one.
 
         With :math:`\phi` = :attr:`noise_autocorrelation` > 0 this is FourCastNet 3's AR(1)
-        :math:`\eta_t = \phi\,\eta_{t-1} + \sqrt{1-\phi^2}\,\xi_t` started :math:`K` steps back
-        from its stationary distribution (:math:`\eta_{t-K} = \xi_{t-K}`):
+        :math:`\eta_t = \phi\,\eta_{t-1} + \sqrt{1-\phi^2}\,\xi_t` started :math:`K` =
+        :attr:`noise_lags` steps back from its stationary distribution (:math:`\eta_{t-K} = \xi_{t-K}`):
 
         .. math:: \eta_t = \phi^K \xi_{t-K} + \sqrt{1-\phi^2} \sum_{k<K} \phi^k \xi_{t-k},
 
@@ -185,14 +194,13 @@ class PrognosticModel(nn.Module, ABC):
         generators, so no noise state has to be carried, saved or restored to resume.
         :attr:`noise_amplitude` multiplies the result.
         """
-        phi, amplitude = self.noise_autocorrelation, self.noise_amplitude
-        if phi == 0.0:
-            noise = self.draw_noise(generators_at(0))
+        phi, amplitude, lags = self.noise_autocorrelation, self.noise_amplitude, self.noise_lags
+        if lags == 0:
+            noise = innovation_at(0)
         else:
-            lags = max(1, math.ceil(math.log(1e-3) / math.log(phi)))
-            noise = phi**lags * self.draw_noise(generators_at(lags))
+            noise = phi**lags * innovation_at(lags)
             for k in range(lags):
-                noise = noise + math.sqrt(1.0 - phi**2) * phi**k * self.draw_noise(generators_at(k))
+                noise = noise + math.sqrt(1.0 - phi**2) * phi**k * innovation_at(k)
         return noise * amplitude if amplitude != 1.0 else noise
 
     def forward(self, state: torch.Tensor, forcings: torch.Tensor, noise: torch.Tensor | None = None) -> torch.Tensor:

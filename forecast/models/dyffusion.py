@@ -172,13 +172,13 @@ class DYffusion(PrognosticModel):
         """One 62-bit seed per sample ``(B,)`` int64: it seeds the sample's dropout masks."""
         return torch.cat([torch.randint(0, 2**62, (1,), generator=g) for g in generators])
 
-    def step_noise(self, generators_at: Callable[[int | None], list[torch.Generator]]) -> torch.Tensor:
+    def step_noise(self, innovation_at: Callable[[int | None], torch.Tensor]) -> torch.Tensor:
         """The seeds of one step's masks ``(B,)``; with member dropout ``(B, 2)``: this step's
-        seed and the member's (from ``generators_at(None)``, the same at every step)."""
-        seeds = self.draw_noise(generators_at(0))
+        seed and the member's (``innovation_at(None)``, the same at every step)."""
+        seeds = innovation_at(0)
         if self.member_dropout <= 0.0:
             return seeds
-        return torch.stack([seeds, self.draw_noise(generators_at(None))], dim=1)
+        return torch.stack([seeds, innovation_at(None)], dim=1)
 
     def masks(self, noise: torch.Tensor | None) -> DropoutMasks | None:
         """The dropout masks of a batch from :meth:`step_noise`'s seeds (None: no dropout)."""

@@ -29,6 +29,7 @@ import torch
 from forecast.forcings import compute_forcings
 from forecast.models.base import PrognosticModel, seeded_generator
 from forecast.models.constraints import StepConstraints, constrained_step
+from forecast.models.innovations import InnovationMemo
 from pipelines.errors import InputError
 from pipelines.grids import Grid
 
@@ -136,6 +137,9 @@ class RolloutEngine:
             raise ValueError(f"{len(constraints)} chains of step constraints for {len(self.models)} models")
         self.constraints = [c.to(device) for c in constraints or [StepConstraints() for _ in self.models]]
         self._forcing_cache: tuple[np.datetime64, torch.Tensor] | None = None
+        # (model, noise seed, members, valid time) -> innovation: a step draws one, not K + 1
+        # (the batches of members of one step each need their last K + 1; a long rollout keeps no more)
+        self._innovations = InnovationMemo(self._draw_innovation, max_items=0)
         self.forward_seconds = 0.0  # time inside the models' forward passes (for benchmarks)
 
     def groups(self, members: torch.Tensor) -> list[tuple[int, torch.Tensor]]:
@@ -173,6 +177,7 @@ class RolloutEngine:
         forcing = self.forcings(time)
         members = torch.arange(state.shape[0]) if members is None else members
         groups = self.groups(members)
+        self._innovations.reserve(len(groups) * (max(m.noise_lags for m in self.models) + 2))
         if len(groups) == 1:   # one model, one batch: no copies
             k = groups[0][0]
             return self._forward(k, state, forcing, self._noise(k, members, time, noise_seed), intermediate)
@@ -190,9 +195,13 @@ class RolloutEngine:
         model = self.models[k]
         if noise_seed is None or not model.stochastic:
             return None
-        ids = members.tolist()
-        return model.step_noise(lambda lag: [noise_generator(noise_seed, m, None if lag is None else time - lag * self.time_step)
-                                             for m in ids])
+        ids = tuple(members.tolist())
+        return model.step_noise(lambda lag: self._innovations(
+            (k, noise_seed, ids, None if lag is None else time - lag * self.time_step)))
+
+    def _draw_innovation(self, name: tuple) -> torch.Tensor:
+        k, noise_seed, ids, time = name
+        return self.models[k].draw_noise([noise_generator(noise_seed, m, time) for m in ids])
 
     def _forward(self, k: int, state: torch.Tensor, forcing: torch.Tensor, noise: torch.Tensor | None = None,
                  intermediate: bool = False) -> torch.Tensor:

@@ -42,7 +42,7 @@ class RunData:
 
 def load_run_data(config: TrainConfig) -> RunData:
     """Open the store, select variables, normalise, split by time and build the datasets."""
-    store = open_store(config.store)
+    store = open_store(config.store, dask=False)   # read whole (or per sample), not computed
     variables = list(config.variables) if config.variables else store.variables
     normaliser = Normaliser.from_statistics(store.statistics, variables)
     grid = store.grid

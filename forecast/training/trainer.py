@@ -4,6 +4,7 @@ validation, and the train state a checkpoint saves and restores (see :mod:`forec
 from __future__ import annotations
 
 import contextlib
+from functools import partial
 import logging
 import shutil
 from collections.abc import Callable
@@ -25,6 +26,7 @@ from forecast.models import model_class
 from forecast.models.base import PrognosticModel, seeded_generator
 from forecast.models.dyffusion import DYffusion
 from forecast.models.constraints import StepConstraints, TrainedOn, build_step_constraints, constrained_step
+from forecast.models.innovations import InnovationMemo
 from forecast.models.spectral_cap import reference_power
 from forecast.training.dyffusion import AreaWeightedL1, DYffusionObjective
 from forecast.losses import AreaWeightedCRPS, AreaWeightedMSE, squared_error_sums, variable_weight_vector
@@ -82,20 +84,30 @@ class Rollout(nn.Module):
         stochastic = self.model.stochastic and sample_seeds is not None
         if m > 1:
             state, forcings = state.repeat_interleave(m, dim=0), forcings.repeat_interleave(m, dim=0)
+        innovations = self._innovations(sample_seeds) if stochastic and sample_seeds is not None else None
         outputs = []
         for s in range(forcings.shape[1]):
-            noise = self._noise(sample_seeds, s) if stochastic and sample_seeds is not None else None
+            noise = None
+            if innovations is not None:
+                noise = self.model.step_noise(partial(_innovation_of_step, innovations, s))
             state = constrained_step(self.model, self.constraints, state, forcings[:, s], noise)
             outputs.append(state)
         out = torch.stack(outputs, dim=1)
         return out.unflatten(0, (-1, m)) if m > 1 else out
 
-    def _noise(self, sample_seeds: torch.Tensor, step: int) -> torch.Tensor:
+    def _innovations(self, sample_seeds: torch.Tensor) -> InnovationMemo[int | None]:
+        """The batch's innovations by training step (None: the member's own), each drawn once."""
         seeds = sample_seeds.tolist()
-        return self.model.step_noise(lambda lag: [seeded_generator(seed, member) if lag is None
-                                                  else seeded_generator(seed, member, step - lag)
-                                                  for seed in seeds for member in range(self.members)])
 
+        def draw(step: int | None) -> torch.Tensor:
+            return self.model.draw_noise([seeded_generator(seed, member) if step is None
+                                          else seeded_generator(seed, member, step)
+                                          for seed in seeds for member in range(self.members)])
+        return InnovationMemo(draw)
+
+
+def _innovation_of_step(innovations: InnovationMemo[int | None], step: int, lag: int | None) -> torch.Tensor:
+    return innovations(None if lag is None else step - lag)
 
 
 def training_stages(config: TrainConfig) -> list[tuple[str, int]]:
