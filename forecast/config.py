@@ -292,7 +292,7 @@ class StochasticDemoConfig(StrictModel):
     # model.noise_length_scales_km (None: white); these and the autocorrelation were chosen on the
     # validation window (docs/skill.md)
     noise_length_scales_km: list[Positive] | None = [500.0, 1000.0, 2000.0, 4000.0]
-    noise_autocorrelation: float = Field(0.9, ge=0.0, lt=1.0)   # model.noise_autocorrelation
+    noise_autocorrelation: float = Field(0.8, ge=0.0, lt=1.0)   # model.noise_autocorrelation
     ensemble_members: Annotated[int, Field(ge=2)] = 2
     # the CRPS of rollouts of this many steps; with the spectral term below, chosen on the
     # validation window (docs/skill.md)
@@ -354,7 +354,7 @@ class DemoConfig(StrictModel):
     grid: GridSpec = "legendre-gauss:32x64"
     method: Literal["conservative", "bilinear", "spectral"] = "spectral"
     windows: WindowsConfig = WindowsConfig()
-    train: TrainConfig = TrainConfig(step_hours=6, batch_size=4, epochs=4, lr=2e-3, warmup_steps=20, rollout_steps=1,
+    train: TrainConfig = TrainConfig(step_hours=6, batch_size=4, epochs=4, lr=8e-3, warmup_steps=20, rollout_steps=1,
                                      curriculum_epochs=0, checkpoint_every=500)
     sfno: ModelConfig = ModelConfig(architecture="sfno", embed_dim=32, num_layers=4, scale_factor=1,
                                     hyperdiffusion_efold_hours=2)
