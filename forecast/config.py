@@ -294,8 +294,9 @@ class StochasticDemoConfig(StrictModel):
     noise_length_scales_km: list[Positive] | None = [500.0, 1000.0, 2000.0, 4000.0]
     noise_autocorrelation: float = Field(0.8, ge=0.0, lt=1.0)   # model.noise_autocorrelation
     ensemble_members: Annotated[int, Field(ge=2)] = 2
-    # the CRPS of rollouts of this many steps; with the spectral term below, chosen on the
-    # validation window (docs/skill.md)
+    # cap of the CRPS's rollout, which ramps from 2 steps by one per epoch (train.rollout_steps,
+    # forecast/training/schedule.py); with the spectral term below, chosen on the validation
+    # window (docs/skill.md)
     rollout_steps: PositiveInt = 4
     crps_alpha: float = Field(0.95, gt=0.0, le=1.0)
     spectral_weight: float = Field(0.1, ge=0.0)   # train.crps_spectral_weight: CRPS of SHT amplitudes

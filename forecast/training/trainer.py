@@ -4,11 +4,11 @@ validation, and the train state a checkpoint saves and restores (see :mod:`forec
 from __future__ import annotations
 
 import contextlib
-from functools import partial
 import logging
 import shutil
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
