@@ -124,6 +124,9 @@ class TrainConfig(StrictModel):
     rollout_steps: PositiveInt = 1                      # k of the multi-step loss at the end of the curriculum
     curriculum_epochs: int = Field(0, ge=0)                 # epochs of 1-step loss before ramping up to rollout_steps
     input_noise: float = Field(0.0, ge=0.0)     # std (normalised units) of noise added to training inputs
+    # half the samples mirrored about the equator, each variable times its parity (e.g. {gh: 1, u: 1,
+    # v: -1, vo: -1}); only for data symmetric about the equator (forecast.data.mirror_parity)
+    equator_mirror: dict[str, int] = {}
     # ensemble training of a stochastic model (model.noise_channels > 0): members per sample and the loss
     ensemble_members: PositiveInt = 1
     loss: Literal["mse", "crps"] = "mse"

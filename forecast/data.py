@@ -146,6 +146,8 @@ class TrajectoryDataset(Dataset):
         self.starts, self.step, self.max_steps, self.with_path = starts, step, max_steps, with_path
         self.rollout_steps = max_steps
         self.input_noise, self.noise_seed, self.epoch = 0.0, 0, 0
+        self.mirror_parity: torch.Tensor | None = None
+        self.mirror_offset: torch.Tensor | None = None
 
     def set_input_noise(self, std: float, seed: int) -> None:
         """Add Gaussian noise of ``std`` (normalised units) to each sample's initial state.
@@ -158,6 +160,21 @@ class TrajectoryDataset(Dataset):
         if std < 0:
             raise InputError(f"input_noise={std} must be >= 0")
         self.input_noise, self.noise_seed = float(std), int(seed)
+
+    def set_equator_mirror(self, parity: np.ndarray | None, normaliser: Normaliser | None = None) -> None:
+        r"""Replace half the samples (a coin per sample, seed and epoch) by their mirror image
+        about the equator, each variable times its ``(C,)`` ``parity`` (:func:`mirror_parity`)
+        in physical units: the states are normalised by ``normaliser``, so a variable of parity
+        -1 becomes :math:`-x - 2\mu/\sigma`. None: no mirroring."""
+        if parity is None:
+            self.mirror_parity = self.mirror_offset = None
+            return
+        offset = np.zeros(len(parity))
+        if normaliser is not None:
+            mean, std = (np.asarray(a, dtype=np.float64).reshape(-1) for a in (normaliser.mean, normaliser.std))
+            offset = (parity - 1.0) * mean / std
+        self.mirror_parity = torch.as_tensor(parity, dtype=torch.float32)[:, None, None]
+        self.mirror_offset = torch.as_tensor(offset, dtype=torch.float32)[:, None, None]
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = int(epoch)
@@ -176,11 +193,14 @@ class TrajectoryDataset(Dataset):
         if self.with_path:   # every store step of the first model step, then the later model steps
             index = np.concatenate([self.starts[i] + np.arange(self.step + 1), index[2:]])
         states = torch.from_numpy(np.ascontiguousarray(self.states[index]))
+        sample_seed = (self.noise_seed * 1_000_003 + self.epoch) * 10_000_019 + int(self.starts[i])
+        if self.mirror_parity is not None and np.random.default_rng([sample_seed, 2]).random() < 0.5:
+            assert self.mirror_offset is not None   # latitudes are symmetric on every grid: a flip mirrors them
+            states = states.flip(-2) * self.mirror_parity.to(states.dtype) + self.mirror_offset.to(states.dtype)
         path = states[: self.step + 1] if self.with_path else None
         if path is not None:
             states = torch.cat([states[:1], states[self.step:]])
         state = states[0]
-        sample_seed = (self.noise_seed * 1_000_003 + self.epoch) * 10_000_019 + int(self.starts[i])
         if self.input_noise > 0:
             generator = torch.Generator().manual_seed(sample_seed)
             state = state + self.input_noise * torch.randn(state.shape, generator=generator, dtype=state.dtype)
@@ -192,6 +212,28 @@ class TrajectoryDataset(Dataset):
         if path is not None:
             sample["path"] = torch.cat([state[None], path[1:]])
         return sample
+
+
+def mirror_parity(variables: list[str], parity: dict[str, int]) -> np.ndarray:
+    r"""``(C,)`` parities of ``variables`` under the mirror about the equator, from ``parity``
+    (:math:`\pm 1` per variable, every variable named).
+
+    The shallow-water equations on the rotating sphere are unchanged by
+    :math:`\varphi \to -\varphi` with :math:`v \to -v`, :math:`\zeta \to -\zeta` (the Coriolis
+    parameter is odd in latitude, the vorticity a pseudo-scalar) and :math:`u`, :math:`h`,
+    the divergence kept: the mirror image of a trajectory is another trajectory of the same
+    climate when the forcing's statistics are symmetric too (the embedded stirred flow). Not
+    for the real atmosphere: its land, orography and seasons are not symmetric.
+    """
+    unknown = sorted(set(parity) - set(variables))
+    missing = [v for v in variables if v not in parity]
+    if unknown or missing:
+        raise InputError(f"train.equator_mirror must give the parity of every variable ({', '.join(variables)}); "
+                         + (f"missing: {', '.join(missing)}" if missing else f"not in the data: {', '.join(unknown)}"))
+    bad = {v: p for v, p in parity.items() if p not in (1, -1)}
+    if bad:
+        raise InputError(f"train.equator_mirror parities must be 1 or -1; got {bad}")
+    return np.asarray([parity[v] for v in variables], dtype=np.float32)
 
 
 @dataclass

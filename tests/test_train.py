@@ -101,6 +101,39 @@ def test_input_noise_is_reproducible_per_sample_and_epoch(store):
     assert torch.equal(train_set[3]["targets"], clean_targets)            # targets stay clean
 
 
+def test_equator_mirror_flips_half_the_samples_with_each_variables_parity(store):
+    import numpy as np
+
+    from forecast.data import mirror_parity
+    from forecast.train import load_run_data
+
+    data = load_run_data(tiny_train_config(store, Path("unused")))
+    train_set = data.splits.train
+    clean = [train_set[i] for i in range(len(train_set))]
+    parity = mirror_parity(data.variables, {v: (-1 if v in ("v", "vo") else 1) for v in data.variables})
+    train_set.set_equator_mirror(parity, data.normaliser)
+    mean, std = np.asarray(data.normaliser.mean).reshape(-1), np.asarray(data.normaliser.std).reshape(-1)
+    mirrored = 0
+    for i, before in enumerate(clean):
+        after = train_set[i]
+        assert torch.equal(after["state"], train_set[i]["state"])          # the coin depends on seed, epoch, sample
+        if torch.equal(after["state"], before["state"]):
+            continue
+        mirrored += 1
+        # in physical units: the state at latitude -phi, times the parity
+        for key in ("state", "targets"):
+            phys_before = before[key].numpy() * std[:, None, None] + mean[:, None, None]
+            phys_after = after[key].numpy() * std[:, None, None] + mean[:, None, None]
+            np.testing.assert_allclose(phys_after, parity[:, None, None] * phys_before[..., ::-1, :], rtol=1e-5,
+                                       atol=1e-5 * np.abs(phys_before).max())
+        assert torch.equal(after["forcings"], before["forcings"])
+    assert 0 < mirrored < len(clean)
+    with pytest.raises(InputError, match="missing: vo"):
+        mirror_parity(["gh", "vo"], {"gh": 1})
+    with pytest.raises(InputError, match="1 or -1"):
+        mirror_parity(["gh"], {"gh": 2})
+
+
 def test_residual_scale_is_the_tendency_std_and_travels_in_the_checkpoint(store, tmp_path):
     import numpy as np
 
