@@ -140,6 +140,21 @@ def _geometric_mean(values: list[float]) -> float:
     return math.exp(sum(math.log(v) for v in values) / len(values))
 
 
+FIRST_RECORD = {"days": 48.0, "output_step_hours": 1.0}   # the record of every setting before records had a key
+
+
+def _record(figures: dict[str, Any]) -> tuple[float, float]:
+    """The record a setting was scored on: its length and store step (``swe.days``,
+    ``swe.output_step_hours``), from the results file, else from its overrides."""
+    record = dict(FIRST_RECORD)
+    record.update(figures.get("record") or {})
+    for override in figures.get("overrides", []):
+        key, _, value = override.partition("=")
+        if key.startswith("swe.") and key.removeprefix("swe.") in record:
+            record[key.removeprefix("swe.")] = float(value)
+    return record["days"], record["output_step_hours"]
+
+
 def skill_ranking() -> str:
     """One line per validation setting, the numbers the choice was made on: the geometric mean of
     CRPS / perfect model over variables and 24, 72, 120 h; how many of the 16 (variable, lead)
@@ -149,8 +164,8 @@ def skill_ranking() -> str:
                for p in sorted((RESULTS / "skill").glob("validation_*.json"))}
     if not records:
         return "No results yet: no `docs/results/skill/validation_*.json`."
-    head = ["| setting | CRPS / perfect (geometric mean) | spread/skill in [0.8, 1.2] | worst spread/skill factor "
-            "| largest power excess (geometric mean) | long run: steps per seed |", "|---|---|---|---|---|---|"]
+    head = ["| record | setting | CRPS / perfect (geometric mean) | spread/skill in [0.8, 1.2] | worst spread/skill factor "
+            "| largest power excess (geometric mean) | long run: steps per seed |", "|---|---|---|---|---|---|---|"]
     lines = []
     for name, record in records.items():
         by_lead = list(_by_lead(record["figures"]["skill"]["sfno-crps"]))
@@ -161,9 +176,13 @@ def skill_ranking() -> str:
         long_path = RESULTS / "skill" / f"long_{name}.json"
         steps = ", ".join(map(str, _load(long_path)["figures"]["steps_completed"])) if long_path.exists() else "-"
         inside = sum(0.8 <= r <= 1.2 for r in ratios)
-        lines.append((crps, f"| {name} | {crps:.3f} | {inside} of {len(ratios)} | {worst:.2f} | {_cell(power)} | {steps} |"))
+        days, step = _record(record["figures"])
+        lines.append(((days, step, crps), f"| {days:g} d / {step:g} h | {name} | {crps:.3f} | {inside} of {len(ratios)} | {worst:.2f} "
+                                           f"| {_cell(power)} | {steps} |"))
     rows_sorted = [line for _, line in sorted(lines)]
-    return "\n".join(head + rows_sorted + ["", "Sorted by the CRPS column. Sources: `docs/results/skill/validation_*.json`, "
+    return "\n".join(head + rows_sorted + ["", "Record: the length of the record and its store step; each record has its own "
+                                             "validation window, so settings compare only within one. Sorted by record, then by "
+                                             "the CRPS column. Sources: `docs/results/skill/validation_*.json`, "
                                              f"`docs/results/skill/long_*.json` ({_provenance(*records.values())})."])
 
 
