@@ -353,13 +353,14 @@ class DemoConfig(StrictModel):
 
     workdir: str = "demo"
     models: list[Literal["sfno", "afno", "sfno-crps", "dyffusion"]] = ["sfno-crps"]
-    swe: SWESourceConfig = SWESourceConfig(grid="legendre-gauss:48x96", lmax=32, days=48.0, spinup_days=10.0,
-                                           stirring=StirringConfig())
+    swe: SWESourceConfig = SWESourceConfig(grid="legendre-gauss:48x96", lmax=32, days=80.0, output_step_hours=2.0,
+                                           spinup_days=10.0, stirring=StirringConfig())
     grid: GridSpec = "legendre-gauss:32x64"
     method: Literal["conservative", "bilinear", "spectral"] = "spectral"
     windows: WindowsConfig = WindowsConfig()
     train: TrainConfig = TrainConfig(step_hours=6, batch_size=4, epochs=4, lr=8e-3, warmup_steps=20, rollout_steps=1,
-                                     curriculum_epochs=0, checkpoint_every=500)
+                                     curriculum_epochs=0, checkpoint_every=500,
+                                     equator_mirror={"gh": 1, "u": 1, "v": -1, "vo": -1})
     sfno: ModelConfig = ModelConfig(architecture="sfno", embed_dim=32, num_layers=4, scale_factor=1,
                                     hyperdiffusion_efold_hours=2)
     afno: ModelConfig = ModelConfig(architecture="afno", embed_dim=128, patch_size=[4, 4])

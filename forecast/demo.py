@@ -39,7 +39,8 @@ DATA_KEYS = ("swe", "variables", "grid", "method", "statistics_end")   # what ma
 
 # `--quick`: the same chain on a tiny grid and a short simulation (a check of the chain, not of its skill).
 QUICK_OVERRIDES: dict = {
-    "swe": {"grid": "legendre-gauss:24x48", "lmax": 16, "substep_seconds": 900.0, "days": 5.0, "spinup_days": 1.0},
+    "swe": {"grid": "legendre-gauss:24x48", "lmax": 16, "substep_seconds": 900.0, "days": 5.0, "spinup_days": 1.0,
+            "output_step_hours": 1.0},
     "grid": "legendre-gauss:16x32",
     "windows": {"inits": 2, "init_every_hours": 6.0, "lead_hours": 24.0},
     "members": 4,
