@@ -202,6 +202,30 @@ def skill_long() -> str:
                                         f"({_provenance(*(r for _, r in records))})."])
 
 
+def skill_gap() -> str:
+    """Each setting's checkpoints on training and on validation init times
+    (``benchmarks/generalisation.py .skill-runs/NAME --results docs/results/skill/gap_NAME.json``)."""
+    records = [(p.stem.removeprefix("gap_"), _load(p)) for p in sorted((RESULTS / "skill").glob("gap_*.json"))]
+    if not records:
+        return "No results yet: no `docs/results/skill/gap_*.json` (`benchmarks/generalisation.py`)."
+    leads = ("6", "24", "72")
+    head = ["| setting | variable | " + " | ".join(f"{h} h: training | {h} h: validation" for h in leads) + " |",
+            "|---|---|" + "---|---|" * len(leads)]
+    rows = []
+    for name, record in records:
+        f = record["figures"]
+        for variable in VARIABLES:
+            cells = []
+            for h in leads:
+                for window in ("training", "validation"):
+                    c = f[window][variable][h]
+                    cells.append(f"{c['spread_skill']:.2f} / {c['rmse_vs_persistence']:.2f}")
+            rows.append(f"| {name} | {variable} | " + " | ".join(cells) + " |")
+    return "\n".join(head + rows + ["", "Cells: spread/skill / ensemble-mean RMSE over persistence's, the same checkpoints "
+                                    "from the training window's last 8 init times and from the validation window's 8. "
+                                    f"Sources: `docs/results/skill/gap_*.json` ({_provenance(*(r for _, r in records))})."])
+
+
 GOALS = ("Goals (issue 34): spread/skill within [0.8, 1.2] at every lead from 6 h to 5 days; CRPS and "
          "ensemble-mean RMSE at most 1.15x the perfect model's at 24, 72 and 120 h; members' power within "
          "[0.5, 2] of the truth's at every degree and lead. A cell is marked **no** where the value misses it.")
@@ -286,7 +310,7 @@ def benchmark_tables(name: str) -> str:
 TABLES: dict[str, Callable[[], str]] = {
     "demo-skill": demo_skill, "demo-timings": demo_timings,
     "skill-validation": skill_validation, "skill-test": skill_test, "skill-goals": skill_goals,
-    "skill-long": skill_long, "skill-ranking": skill_ranking,
+    "skill-long": skill_long, "skill-ranking": skill_ranking, "skill-gap": skill_gap,
 }
 
 
