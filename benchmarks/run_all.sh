@@ -55,8 +55,10 @@ run models --quick --models sfno --compile --repeats 5
 checkpoint=demo/runs/sfno-crps/model0/checkpoints/latest.pt
 if [ -f "$checkpoint" ] && [ -d demo/data/swe.zarr ]; then
     run long_rollout --steps 1000 --every 50 --seeds 2 --reference climate
+    echo "+ python benchmarks/generalisation.py demo"
+    python benchmarks/generalisation.py demo
 else
-    echo "skipping long_rollout: no demo checkpoint ($checkpoint); run \`forecast demo\`, then" \
+    echo "skipping long_rollout and generalisation: no demo checkpoint ($checkpoint); run \`forecast demo\`, then" \
          "\`python benchmarks/long_rollout.py --seeds 2\`" >&2
 fi
 
