@@ -49,7 +49,8 @@ def main() -> None:
     demo_results = json.loads((result.workdir / "results.json").read_text())["figures"]
     figures = {"setting": args.name, "overrides": args.overrides, "window": args.window,
                "swe_seed": config.swe.seed,
-               "record": {"days": config.swe.days, "output_step_hours": config.swe.output_step_hours}, "skill": demo_results["skill"], "timings": demo_results["timings"]}
+               "record": {"days": config.swe.days, "output_step_hours": config.swe.output_step_hours},
+               "skill": demo_results["skill"], "timings": demo_results["timings"]}
     out = write_results(args.results / f"{args.window}_{args.name}.json", "skill", figures)
     print(f"results: {out}")
     for model, per_variable in demo_results["skill"].items():

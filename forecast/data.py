@@ -146,8 +146,7 @@ class TrajectoryDataset(Dataset):
         self.starts, self.step, self.max_steps, self.with_path = starts, step, max_steps, with_path
         self.rollout_steps = max_steps
         self.input_noise, self.noise_seed, self.epoch = 0.0, 0, 0
-        self.mirror_parity: torch.Tensor | None = None
-        self.mirror_offset: torch.Tensor | None = None
+        self.mirror: tuple[torch.Tensor, torch.Tensor] | None = None   # (parity, offset), each (C, 1, 1)
 
     def set_input_noise(self, std: float, seed: int) -> None:
         """Add Gaussian noise of ``std`` (normalised units) to each sample's initial state.
@@ -167,14 +166,14 @@ class TrajectoryDataset(Dataset):
         in physical units: the states are normalised by ``normaliser``, so a variable of parity
         -1 becomes :math:`-x - 2\mu/\sigma`. None: no mirroring."""
         if parity is None:
-            self.mirror_parity = self.mirror_offset = None
+            self.mirror = None
             return
         offset = np.zeros(len(parity))
         if normaliser is not None:
             mean, std = (np.asarray(a, dtype=np.float64).reshape(-1) for a in (normaliser.mean, normaliser.std))
             offset = (parity - 1.0) * mean / std
-        self.mirror_parity = torch.as_tensor(parity, dtype=torch.float32)[:, None, None]
-        self.mirror_offset = torch.as_tensor(offset, dtype=torch.float32)[:, None, None]
+        self.mirror = (torch.as_tensor(parity, dtype=torch.float32)[:, None, None],
+                       torch.as_tensor(offset, dtype=torch.float32)[:, None, None])
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = int(epoch)
@@ -194,9 +193,9 @@ class TrajectoryDataset(Dataset):
             index = np.concatenate([self.starts[i] + np.arange(self.step + 1), index[2:]])
         states = torch.from_numpy(np.ascontiguousarray(self.states[index]))
         sample_seed = (self.noise_seed * 1_000_003 + self.epoch) * 10_000_019 + int(self.starts[i])
-        if self.mirror_parity is not None and np.random.default_rng([sample_seed, 2]).random() < 0.5:
-            assert self.mirror_offset is not None   # latitudes are symmetric on every grid: a flip mirrors them
-            states = states.flip(-2) * self.mirror_parity.to(states.dtype) + self.mirror_offset.to(states.dtype)
+        if self.mirror is not None and np.random.default_rng([sample_seed, 2]).random() < 0.5:
+            parity, offset = self.mirror   # latitudes are symmetric on every grid: a flip mirrors them
+            states = states.flip(-2) * parity.to(states.dtype) + offset.to(states.dtype)
         path = states[: self.step + 1] if self.with_path else None
         if path is not None:
             states = torch.cat([states[:1], states[self.step:]])

@@ -108,10 +108,10 @@ def test_equator_mirror_flips_half_the_samples_with_each_variables_parity(store)
     from forecast.train import load_run_data
 
     data = load_run_data(tiny_train_config(store, Path("unused")))
-    train_set = data.splits.train
-    clean = [train_set[i] for i in range(len(train_set))]
-    parity = mirror_parity(data.variables, {v: (-1 if v in ("v", "vo") else 1) for v in data.variables})
-    train_set.set_equator_mirror(parity, data.normaliser)
+    clean = [data.splits.train[i] for i in range(len(data.splits.train))]
+    parities = {v: (-1 if v in ("v", "vo") else 1) for v in data.variables}
+    parity = mirror_parity(data.variables, parities)
+    train_set = load_run_data(tiny_train_config(store, Path("unused"), equator_mirror=parities)).splits.train
     mean, std = np.asarray(data.normaliser.mean).reshape(-1), np.asarray(data.normaliser.std).reshape(-1)
     mirrored = 0
     for i, before in enumerate(clean):
@@ -128,6 +128,18 @@ def test_equator_mirror_flips_half_the_samples_with_each_variables_parity(store)
                                        atol=1e-5 * np.abs(phys_before).max())
         assert torch.equal(after["forcings"], before["forcings"])
     assert 0 < mirrored < len(clean)
+    # the offset: with means far from zero (the data's v and vo are near it), physical units still mirror
+    from forecast.normalise import Normaliser
+
+    shifted = Normaliser(mean + 3.0 * std, std)
+    train_set.set_equator_mirror(parity, shifted)
+    i = next(i for i in range(len(clean)) if not torch.equal(train_set[i]["state"], clean[i]["state"]))
+    phys_before = clean[i]["state"].numpy() * std[:, None, None] + shifted.mean[:, None, None]
+    phys_after = train_set[i]["state"].numpy() * std[:, None, None] + shifted.mean[:, None, None]
+    np.testing.assert_allclose(phys_after, parity[:, None, None] * phys_before[..., ::-1, :], rtol=1e-5,
+                               atol=1e-5 * np.abs(phys_before).max())
+    with pytest.raises(InputError, match="missing: u, v, vo"):   # refused before a run writes anything
+        load_run_data(tiny_train_config(store, Path("unused"), equator_mirror={"gh": 1}))
     with pytest.raises(InputError, match="missing: vo"):
         mirror_parity(["gh", "vo"], {"gh": 1})
     with pytest.raises(InputError, match="1 or -1"):

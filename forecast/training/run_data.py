@@ -10,7 +10,7 @@ import numpy as np
 from torch.utils.data import Dataset, DistributedSampler
 
 from forecast.config import TrainConfig
-from forecast.data import Splits, build_splits, load_state_array, model_step, split_masks
+from forecast.data import Splits, build_splits, load_state_array, mirror_parity, model_step, split_masks
 from forecast.distributed import DistributedContext
 from forecast.forcings import forcing_names, normalise_static
 from forecast.models import model_class
@@ -56,6 +56,8 @@ def load_run_data(config: TrainConfig) -> RunData:
     staged = model_class(config.model).trained_in_stages   # each of its stages learns one model step
     splits = build_splits(states, store.times, grid, static, store.time_step, step,
                           1 if staged else config.rollout_steps, masks, with_path=staged)
+    if config.equator_mirror:   # checked here, before a run writes anything
+        splits.train.set_equator_mirror(mirror_parity(variables, config.equator_mirror), normaliser)
     return RunData(grid=grid, variables=variables, normaliser=normaliser, static_names=static_names, static=static,
                    step=step, time_step_seconds=step * store.time_step.total_seconds(), splits=splits)
 

@@ -20,7 +20,7 @@ from torch.utils.data import DataLoader
 
 from forecast.checkpoint import Checkpoint, check_compatible, load_weights, save_checkpoint
 from forecast.config import TrainConfig
-from forecast.data import TrajectoryDataset, mirror_parity
+from forecast.data import TrajectoryDataset
 from forecast.distributed import DistributedContext, all_gather_objects, all_reduce_sum, barrier
 from forecast.models import model_class
 from forecast.models.base import PrognosticModel, seeded_generator
@@ -325,9 +325,6 @@ class Trainer:
              if self.stage == "model" else 1)   # DYffusion's stages learn one model step
         self.data.splits.train.set_rollout_steps(n)
         self.data.splits.train.set_input_noise(self.config.input_noise, self.config.seed)
-        self.data.splits.train.set_equator_mirror(
-            mirror_parity(self.data.variables, self.config.equator_mirror) if self.config.equator_mirror else None,
-            self.data.normaliser)
         self.data.splits.train.set_epoch(self.epoch)
         self.sampler.set_epoch(self.epoch)
         self.sampler.start_batch = self.batch_in_epoch
